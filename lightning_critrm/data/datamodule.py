@@ -1,0 +1,213 @@
+"""LightningDataModule for critique-augmented preference pairs."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Literal, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
+from lightning_critrm.data import sources
+from lightning_critrm.data.collate import LengthGroupedBatchSampler, PairCollator
+from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.data.splits import split_by_prompt, subsample
+from lightning_critrm.data.tokenized_cache import (
+    TokenizedStats,
+    build_or_load,
+    cache_key,
+    describe,
+    tokenizer_identity,
+)
+from lightning_critrm.prompts import (
+    DEFAULT_CRITIQUE_TEMPLATE,
+    DEFAULT_CRITIQUE_TEMPLATE_VERSION,
+    CritiqueFormat,
+)
+from lightning_critrm.records import ColumnMap
+
+log = logging.getLogger(__name__)
+
+CritiqueMode = Literal["columns", "none"]
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        source: str = "builtin:arithmetic",
+        split: str = "train",
+        val_source: Optional[str] = None,
+        val_split: str = "test",
+        columns: Optional[ColumnMap] = None,
+        critiques: CritiqueMode = "columns",
+        critique_template: str = DEFAULT_CRITIQUE_TEMPLATE,
+        critique_template_version: str = DEFAULT_CRITIQUE_TEMPLATE_VERSION,
+        backbone: str = "smollm2-135m-instruct",
+        max_length: int = 1024,
+        val_fraction: float = 0.1,
+        max_train_pairs: Optional[int] = None,
+        max_val_pairs: Optional[int] = None,
+        seed: int = 0,
+        batch_size: int = 8,
+        eval_batch_size: Optional[int] = None,
+        group_by_length: bool = True,
+        padding_side: Literal["right", "left"] = "right",
+        num_workers: int = 0,
+        cache_dir: Optional[str] = None,
+    ):
+        """Preference pairs (prompt, chosen, rejected) with one critique per completion.
+
+        Args:
+            source: Training pairs: a local ``.jsonl``/``.json``/``.parquet`` file, glob or folder;
+                ``builtin:arithmetic`` (the quickstart set, generated offline); or a dataset name on
+                the Hugging Face hub (``name`` or ``name:config``).
+            split: Split of a hub ``source``.
+            val_source: Validation pairs from another source. ``None``: hold out ``val_fraction``
+                of the prompts of ``source``.
+            val_split: Split of a hub ``val_source``.
+            columns: Which source columns hold prompt, chosen, rejected, the critiques and an
+                optional margin. Conversational rows (lists of ``{"role", "content"}``) work too.
+            critiques: ``columns``: read one critique per completion from the critique columns and
+                append it after the completion; ``none``: train a plain reward model on the same data.
+            critique_template: The block that carries a critique; exactly one ``{critique}``.
+            critique_template_version: Name of that template; it enters every cache key.
+            backbone: Backbone whose tokenizer and chat template format the inputs. Linked from
+                ``model.backbone`` by the CLI; set it only when using the module on its own.
+            max_length: Tokens per sequence at most. Longer ones lose the start of the prompt, then
+                the end of the critique, then the end of the completion; the final token stays.
+            val_fraction: Share of distinct prompts held out for validation (split by prompt, not row).
+            max_train_pairs: Train on a seeded subsample of this many pairs (data-efficiency runs).
+            max_val_pairs: Validate on a seeded subsample of this many pairs.
+            seed: Seed of the split, the subsamples, the built-in data and the shuffling.
+            batch_size: Pairs per training batch (each pair is two sequences).
+            eval_batch_size: Pairs per validation batch (default: ``batch_size``).
+            group_by_length: Batch pairs of similar length together to cut padding.
+            padding_side: Side to pad on; rewards are the same either way.
+            num_workers: DataLoader worker processes.
+            cache_dir: Where tokenized pairs are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
+                ``~/.cache/lightning_critrm``).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.columns = columns or ColumnMap()
+        self.critique_format = (
+            CritiqueFormat(critique_template, critique_template_version) if critiques != "none" else None
+        )
+        self.train_dataset = None
+        self.val_dataset = None
+        self.stats: dict[str, TokenizedStats] = {}
+        self._tokenizer = None
+
+    # -- tokenizer and caching ----------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.hparams.backbone)
+        return self._tokenizer
+
+    @property
+    def formatter(self) -> SequenceFormatter:
+        return SequenceFormatter(self.tokenizer, self.hparams.max_length, self.critique_format)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.hparams.cache_dir) if self.hparams.cache_dir else cache_root()
+
+    def _tokenized(self, source: str, split: str):
+        with_critiques = self.critique_format is not None
+        key = cache_key(
+            {
+                "source": sources.source_fingerprint(source, split),
+                "columns": self.columns,
+                "critique_format": self.critique_format,
+                "max_length": self.hparams.max_length,
+                "tokenizer": tokenizer_identity(self.tokenizer),
+                # The built-in sets are generated from the seed; files and hub data are not.
+                "seed": self.hparams.seed if source.startswith(sources.BUILTIN_PREFIX) else None,
+            }
+        )
+        loader = partial(
+            sources.read_pairs, source, self.columns, with_critiques, split, self.hparams.seed
+        )
+        return build_or_load(loader, self.formatter, key, self.cache_dir)
+
+    def prepare_data(self) -> None:
+        # Rank 0 only: materialize a backbone alias and fill the tokenized cache; the other ranks
+        # then read both in setup().
+        resolve_backbone(self.hparams.backbone)
+        self._tokenized(self.hparams.source, self.hparams.split)
+        if self.hparams.val_source:
+            self._tokenized(self.hparams.val_source, self.hparams.val_split)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.train_dataset is not None:
+            return
+        hp = self.hparams
+        data, stats = self._tokenized(hp.source, hp.split)
+        self.stats["source"] = stats
+        if hp.val_source:
+            train_idx = list(range(len(data)))
+            val_data, self.stats["val_source"] = self._tokenized(hp.val_source, hp.val_split)
+            val_idx = list(range(len(val_data)))
+        else:
+            train_idx, val_idx = split_by_prompt(data["prompt_key"], hp.val_fraction, hp.seed)
+            val_data = data
+        self.train_dataset = data.select(subsample(train_idx, hp.max_train_pairs, hp.seed))
+        self.val_dataset = val_data.select(subsample(val_idx, hp.max_val_pairs, hp.seed))
+        self._report()
+
+    def _report(self) -> None:
+        lines = [describe(s, name) for name, s in self.stats.items()]
+        train_prompts = len(set(self.train_dataset["prompt_key"]))
+        val_prompts = len(set(self.val_dataset["prompt_key"]))
+        lines.append(
+            f"train: {len(self.train_dataset)} pairs over {train_prompts} prompts; "
+            f"val: {len(self.val_dataset)} pairs over {val_prompts} prompts; "
+            f"critiques: {self.hparams.critiques}"
+        )
+        rank_zero_info("\n".join(lines))
+        logger = self.trainer.logger if self.trainer is not None else None
+        if logger is not None:
+            metrics = {"data/train_pairs": len(self.train_dataset), "data/val_pairs": len(self.val_dataset)}
+            for name, s in self.stats.items():
+                metrics[f"data/{name}_pairs_truncated"] = s.pairs_truncated
+                metrics[f"data/{name}_pairs_dropped"] = s.pairs_dropped_identical
+            logger.log_metrics(metrics, step=0)
+
+    # -- loaders ------------------------------------------------------------------------------
+    def collator(self) -> PairCollator:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return PairCollator(pad_token_id=pad if pad is not None else 0, padding_side=self.hparams.padding_side)
+
+    def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
+        lengths = list(dataset["length"])
+        columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
+        dataset = dataset.select_columns(columns)
+        common = {"collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
+        if train:
+            generator = torch.Generator().manual_seed(self.hparams.seed)
+            sampler = RandomSampler(dataset, generator=generator)
+        else:
+            sampler = SequentialSampler(dataset)
+        if not self.hparams.group_by_length:
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **common)
+        batch_sampler = LengthGroupedBatchSampler(
+            sampler,
+            batch_size=batch_size,
+            drop_last=False,
+            lengths=lengths,
+            mega_batch_factor=50 if train else None,
+        )
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, self.hparams.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)

@@ -1,0 +1,135 @@
+"""Tokenize preference pairs once, store them with ``datasets``, reuse them on every rerun.
+
+The cache key covers everything that changes the token ids (source content, columns, critique
+mode and template, tokenizer, max length, this module's format version) and nothing else, so a
+rerun with another learning rate or batch size loads the stored Arrow files instead of
+retokenizing. Folders are written under a temporary name and renamed into place: a killed run
+never leaves a cache entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.records import PreferencePair
+
+log = logging.getLogger(__name__)
+
+# Bump when the token layout produced by SequenceFormatter changes.
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TokenizedStats:
+    """What tokenization did to a source, logged so nothing is dropped silently."""
+
+    pairs_read: int
+    pairs_truncated: int
+    pairs_dropped_identical: int
+
+    @property
+    def pairs_kept(self) -> int:
+        return self.pairs_read - self.pairs_dropped_identical
+
+
+def tokenizer_identity(tokenizer) -> dict:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return {
+        "name": tokenizer.name_or_path,
+        "class": type(tokenizer).__name__,
+        "vocab": len(tokenizer),
+        "template": hashlib.sha1(str(template).encode()).hexdigest()[:12],
+        "specials": str(sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items())),
+    }
+
+
+def cache_key(parts: dict) -> str:
+    blob = json.dumps({**parts, "format_version": FORMAT_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:20]
+
+
+def _encode_rows(rows: dict, formatter: SequenceFormatter) -> dict:
+    out: dict[str, list] = {"chosen_input_ids": [], "rejected_input_ids": [], "truncated": [], "keep": [], "length": []}
+    for prompt_json, chosen, rejected, c_crit, r_crit in zip(
+        rows["prompt"], rows["chosen"], rows["rejected"], rows["chosen_critique"], rows["rejected_critique"]
+    ):
+        prompt = json.loads(prompt_json)
+        c = formatter.encode(prompt, chosen, c_crit or None)
+        r = formatter.encode(prompt, rejected, r_crit or None)
+        out["chosen_input_ids"].append(c.input_ids)
+        out["rejected_input_ids"].append(r.input_ids)
+        out["truncated"].append(c.truncated or r.truncated)
+        # Identical inputs give r_c == r_r: zero gradient and a guaranteed "wrong" pair.
+        out["keep"].append(c.input_ids != r.input_ids)
+        out["length"].append(max(len(c.input_ids), len(r.input_ids)))
+    return out
+
+
+def build_or_load(
+    pairs_loader, formatter: SequenceFormatter, key: str, cache_dir: Path
+) -> tuple["datasets.Dataset", TokenizedStats]:  # noqa: F821
+    """The tokenized pairs for ``key``: loaded from ``cache_dir`` or built with ``pairs_loader()``."""
+    import datasets
+
+    folder = cache_dir / "tokenized" / key
+    if (folder / "stats.json").exists():
+        log.info("loading tokenized pairs from %s", folder)
+        stats = TokenizedStats(**json.loads((folder / "stats.json").read_text()))
+        return datasets.load_from_disk(str(folder / "data")), stats
+
+    pairs: list[PreferencePair] = pairs_loader()
+    if not pairs:
+        raise ValueError("the data source holds no preference pairs")
+    table = {
+        "prompt": [json.dumps(list(p.prompt), ensure_ascii=False) for p in pairs],
+        "prompt_key": [p.prompt_key() for p in pairs],
+        "chosen": [p.chosen for p in pairs],
+        "rejected": [p.rejected for p in pairs],
+        "chosen_critique": [p.chosen_critique or "" for p in pairs],
+        "rejected_critique": [p.rejected_critique or "" for p in pairs],
+    }
+    if pairs[0].margin is not None:
+        table["margin"] = [p.margin for p in pairs]
+    ds = datasets.Dataset.from_dict(table)
+    ds = ds.map(
+        _encode_rows,
+        batched=True,
+        batch_size=256,
+        fn_kwargs={"formatter": formatter},
+        new_fingerprint=key,
+        desc="tokenizing pairs",
+    )
+    stats = TokenizedStats(
+        pairs_read=len(ds),
+        pairs_truncated=int(sum(ds["truncated"])),
+        pairs_dropped_identical=int(len(ds) - sum(ds["keep"])),
+    )
+    ds = ds.filter(lambda keep: keep, input_columns="keep", desc="dropping identical pairs")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=folder.parent))
+    try:
+        ds.save_to_disk(str(tmp / "data"))
+        (tmp / "stats.json").write_text(json.dumps(asdict(stats)))
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "stats.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(folder / "data")), stats
+
+
+def describe(stats: TokenizedStats, label: str) -> str:
+    return (
+        f"{label}: {stats.pairs_read} pairs read, {stats.pairs_truncated} truncated, "
+        f"{stats.pairs_dropped_identical} dropped (chosen == rejected after truncation)"
+    )
+

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+
+from lightning_critrm.data import PreferenceDataModule, sources
+from tests.conftest import MTBENCH_PAIRS, arithmetic_rows, write_jsonl
+
+
+def make_dm(tmp_path, source, backbone, **kw):
+    kw.setdefault("val_fraction", 0.25)
+    return PreferenceDataModule(source=str(source), backbone=backbone, cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def test_setup_splits_by_prompt_and_batches_chosen_then_rejected(tmp_path, pairs_file, tiny_decoder_dir):
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=4)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.train_dataset) == 18 and len(dm.val_dataset) == 6  # ceil(0.25 * 24) prompts held out
+    assert not set(dm.train_dataset["prompt_key"]) & set(dm.val_dataset["prompt_key"])
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 8
+    eos = dm.tokenizer.eos_token_id
+    last = batch["attention_mask"].sum(-1) - 1
+    assert all(batch["input_ids"][i, last[i]] == eos for i in range(8))
+    text = dm.tokenizer.decode(batch["input_ids"][0][batch["attention_mask"][0].bool()])
+    assert "Correctness: correct." in text
+    text = dm.tokenizer.decode(batch["input_ids"][4][batch["attention_mask"][4].bool()])
+    assert "Correctness: wrong." in text
+
+
+def test_critiques_none_trains_on_the_same_pairs_without_critique_text(tmp_path, pairs_file, tiny_decoder_dir):
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, critiques="none")
+    dm.setup("fit")
+    ids = dm.train_dataset[0]["chosen_input_ids"]
+    assert "Critique" not in dm.tokenizer.decode(ids)
+
+
+def test_rerun_loads_the_tokenized_cache_without_reading_the_source(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch):
+    make_dm(tmp_path, pairs_file, tiny_decoder_dir).prepare_data()
+
+    def boom(*a, **k):
+        raise AssertionError("retokenized")
+
+    monkeypatch.setattr(sources, "read_pairs", boom)
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=2, max_train_pairs=5)
+    dm.setup("fit")  # other batch size and subsample: same token ids, same cache entry
+    assert len(dm.train_dataset) == 5
+    with pytest.raises(AssertionError, match="retokenized"):  # another max_length: a new entry
+        make_dm(tmp_path, pairs_file, tiny_decoder_dir, max_length=64).setup("fit")
+
+
+def test_identical_pairs_after_truncation_are_dropped_and_counted(tmp_path, tiny_decoder_dir):
+    rows = arithmetic_rows(8)
+    # Same start, difference only far into the completion: cut away at max_length=32.
+    rows.append({"prompt": "Q", "chosen": "x " * 100 + "A", "rejected": "x " * 100 + "B",
+                 "chosen_critique": "same", "rejected_critique": "same"})
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, critiques="columns", max_length=32)
+    dm.setup("fit")
+    stats = dm.stats["source"]
+    assert stats.pairs_read == 9 and stats.pairs_dropped_identical == 1 and stats.pairs_kept == 8
+    assert stats.pairs_truncated >= 1
+    assert len(dm.train_dataset) + len(dm.val_dataset) == 8
+
+
+def test_bad_row_error_names_the_file_and_line(tmp_path, tiny_decoder_dir):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(arithmetic_rows(1)[0]) + "\n" + json.dumps({"prompt": "Q", "chosen": "A"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'rejected': missing"):
+        make_dm(tmp_path, path, tiny_decoder_dir).setup("fit")
+
+
+def test_separate_validation_source(tmp_path, pairs_file, tiny_decoder_dir):
+    val = write_jsonl(tmp_path / "val.jsonl", arithmetic_rows(3))
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, val_source=str(val))
+    dm.setup("fit")
+    assert (len(dm.train_dataset), len(dm.val_dataset)) == (24, 3)
+
+
+@pytest.mark.skipif(not MTBENCH_PAIRS.exists(), reason=f"shared data not found at {MTBENCH_PAIRS}")
+def test_shared_mtbench_pairs_with_critiques_from_columns(tmp_path, tiny_decoder_dir):
+    slice_file = tmp_path / "mtbench_slice.jsonl"
+    with MTBENCH_PAIRS.open() as fh:
+        slice_file.write_text("".join(next(fh) for _ in range(300)))
+    dm = make_dm(tmp_path, slice_file, tiny_decoder_dir, val_fraction=0.2, max_length=256)
+    dm.setup("fit")
+    train_prompts = set(dm.train_dataset["prompt_key"])
+    assert train_prompts and not train_prompts & set(dm.val_dataset["prompt_key"])
+    row = dm.train_dataset[0]
+    assert len(row["chosen_input_ids"]) <= 256
+    assert "[End of critique]" in dm.tokenizer.decode(row["chosen_input_ids"]) or row["truncated"]
