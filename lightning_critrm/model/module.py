@@ -1,0 +1,167 @@
+"""The reward model: a Hugging Face backbone, a scalar head named ``score``, the pairwise loss."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal, Optional
+
+import lightning as L
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import MeanMetric
+
+from lightning_critrm.backbones import load_backbone
+from lightning_critrm.model.losses import pairwise_loss
+from lightning_critrm.model.pooling import Pooling, pool_hidden
+from lightning_critrm.model.schedules import WarmupCosineLR
+
+# Called as optimizer(params, lr) and lr_scheduler(optimizer, total_steps): the CLI configures the
+# remaining arguments, the model supplies these.
+OptimizerFactory = Callable[[Iterable, float], Optimizer]
+SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
+
+
+class _StageMetrics(nn.Module):
+    """Per-stage running means (torchmetrics syncs them across ranks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.loss = MeanMetric()
+        self.acc = MeanMetric()
+        self.reward_mean = MeanMetric()
+        self.reward_sq = MeanMetric()
+        self.margin = MeanMetric()
+
+
+class CritiqueRewardModel(L.LightningModule):
+    def __init__(
+        self,
+        backbone: str = "smollm2-135m-instruct",
+        pooling: Pooling = "last",
+        lr: float = 1e-5,
+        optimizer: OptimizerFactory = torch.optim.AdamW,
+        lr_scheduler: Optional[SchedulerFactory] = WarmupCosineLR,
+        center_rewards_coef: float = 0.0,
+        gradient_checkpointing: bool = False,
+        disable_dropout: bool = True,
+        backbone_dtype: Literal["float32", "bfloat16"] = "float32",
+    ):
+        """A scalar reward model over a pretrained backbone, trained with the pairwise loss.
+
+        Args:
+            backbone: Built-in alias (``smollm2-135m-instruct``, ``all-minilm-l6-v2``), local
+                folder, or Hugging Face hub name. Weights load in ``configure_model``.
+            pooling: Hidden state read for the reward: ``last`` real token (decoders; the EOS that
+                closes the sequence) or ``first`` token (the [CLS] of encoders).
+            lr: Peak learning rate.
+            optimizer: Optimizer class or callable, called as ``optimizer(params, lr)``.
+            lr_scheduler: Schedule class or callable, called as ``lr_scheduler(optimizer,
+                total_steps)`` and stepped every optimizer step; ``null`` keeps ``lr`` constant.
+            center_rewards_coef: Weight of the reward-centering term ``mean((r_c + r_r)^2)``.
+            gradient_checkpointing: Recompute backbone activations in backward to save memory.
+            disable_dropout: Set every dropout in the backbone to 0, so the chosen and rejected
+                sequences of a pair are scored by the same function (as TRL and OpenRLHF do).
+            backbone_dtype: Dtype the backbone weights are stored in. The head and loss are fp32.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        # Kept as attributes: under LightningCLI, hparams hold the callables' config, not the callables.
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.backbone: Optional[nn.Module] = None
+        self.score: Optional[nn.Linear] = None
+        self.train_metrics = _StageMetrics()
+        self.val_metrics = _StageMetrics()
+        self._batch_started = 0.0
+
+    # -- building -----------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.backbone is not None:  # called again for each trainer entry point
+            return
+        dtype = getattr(torch, self.hparams.backbone_dtype)
+        self.backbone = load_backbone(self.hparams.backbone, dtype=dtype)
+        # from_pretrained returns eval mode and Lightning keeps submodule modes as it finds them.
+        self.backbone.train()
+        if self.hparams.disable_dropout:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.Dropout):
+                    module.p = 0.0
+        if getattr(self.backbone.config, "use_cache", None):
+            self.backbone.config.use_cache = False  # no generation here; the KV cache only costs memory
+        if self.hparams.gradient_checkpointing:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        hidden = self.backbone.config.hidden_size
+        self.score = nn.Linear(hidden, 1, bias=False, dtype=torch.float32)
+        nn.init.normal_(self.score.weight, std=1.0 / (hidden + 1) ** 0.5)
+        self._takes_position_ids = "position_ids" in inspect.signature(self.backbone.forward).parameters
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Rewards [N] for sequences input_ids/attention_mask [N, T]."""
+        kwargs = {}
+        if self._takes_position_ids:
+            # Positions count real tokens only, so left padding shifts nothing.
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        pooled = pool_hidden(hidden, attention_mask, self.hparams.pooling)  # [N, H]
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return self.score(pooled.float()).squeeze(-1)  # fp32: bf16 rounding creates ties
+
+    def _pair_step(self, batch: dict[str, torch.Tensor], metrics: _StageMetrics, stage: str) -> torch.Tensor:
+        rewards = self(batch["input_ids"], batch["attention_mask"])
+        r_c, r_r = rewards.chunk(2)  # the collator puts all chosen rows before all rejected rows
+        loss = pairwise_loss(r_c, r_r, batch.get("margin"), self.hparams.center_rewards_coef)
+        rewards, gap = rewards.detach(), (r_c - r_r).detach()
+        # Calling a metric (forward) accumulates it for the epoch and returns this batch's value,
+        # so the same objects serve per-step (train) and per-epoch (val) logging.
+        metrics.loss(loss.detach(), weight=r_c.numel())
+        metrics.acc((gap > 0).float())  # ties count as wrong
+        metrics.reward_mean(rewards)
+        metrics.margin(gap)
+        train = stage == "train"
+        if not train:
+            metrics.reward_sq.update(rewards**2)  # for the epoch's std; not logged itself
+        opts = {"on_step": train, "on_epoch": True, "batch_size": r_c.numel()}
+        self.log(f"{stage}/loss", metrics.loss, prog_bar=True, **opts)
+        self.log(f"{stage}/acc", metrics.acc, prog_bar=True, **opts)
+        self.log(f"{stage}/reward_mean", metrics.reward_mean, **opts)
+        self.log(f"{stage}/margin_mean", metrics.margin, **opts)
+        if train:
+            self.log("train/reward_std", rewards.std(), on_step=True, on_epoch=False)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._pair_step(batch, self.train_metrics, "train")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._batch_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._batch_started
+        tokens = float(batch["attention_mask"].sum()) * self.trainer.world_size
+        self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._pair_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        m = self.val_metrics
+        std = (m.reward_sq.compute() - m.reward_mean.compute() ** 2).clamp(min=0).sqrt()
+        self.log("val/reward_std", std)
+        m.reward_sq.reset()  # Lightning resets only logged metrics
+
+    # -- optimization -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        # trainer.model, not self: after FSDP wraps the model the parameters to optimize are the
+        # sharded ones.
+        params = [p for p in self.trainer.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params, self.hparams.lr)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
