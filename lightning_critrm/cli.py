@@ -1,0 +1,67 @@
+"""Command line: ``python -m lightning_critrm fit|validate|test --config conf/x.yaml``.
+
+One LightningCLI, in omegaconf mode. The data module formats inputs with the model's tokenizer, so
+``data.backbone`` is linked to ``model.backbone`` rather than set twice. A ``checkpoint``
+ModelCheckpoint keeps ``last.ckpt`` in a fixed folder under the run root, which is what
+``--ckpt_path last`` resumes from.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_critrm.data import PreferenceDataModule
+from lightning_critrm.model import CritiqueRewardModel
+
+
+class CritiqueRMCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.backbone", "data.backbone")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "step{step}-acc{val/acc:.3f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config["checkpoint"]["dirpath"] is None:
+            # A fixed folder (not the logger's version_N) so `--ckpt_path last` finds it on resume.
+            root = config["trainer"]["default_root_dir"] or os.getcwd()
+            config["checkpoint"]["dirpath"] = os.path.join(root, "checkpoints")
+
+    def after_fit(self) -> None:
+        acc = self.trainer.callback_metrics.get("val/acc")
+        if acc is not None and self.trainer.is_global_zero:
+            n = len(self.datamodule.val_dataset) if self.datamodule.val_dataset is not None else 0
+            print(f"validation accuracy: {float(acc):.4f} on {n} pairs (step {self.trainer.global_step})")
+            print(f"run folder: {self.trainer.log_dir}")
+            ckpt = self.trainer.checkpoint_callback
+            if ckpt is not None and ckpt.last_model_path:
+                print(f"last checkpoint: {ckpt.last_model_path}")
+
+
+def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``). ``run=False`` only builds the objects
+    (no subcommand in ``args`` then), which is how tests inspect a config."""
+    return CritiqueRMCLI(
+        CritiqueRewardModel,
+        PreferenceDataModule,
+        args=args,
+        run=run,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        save_config_kwargs={"overwrite": True},
+        # The model builds its optimizer and schedule from its own callables: one mechanism.
+        auto_configure_optimizers=False,
+        trainer_defaults={"default_root_dir": "runs/default"},
+    )

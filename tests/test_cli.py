@@ -1,0 +1,80 @@
+"""The command line end to end, on tiny backbones, plus every shipped config file."""
+
+import glob
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_critrm.cli import main
+from lightning_critrm.model import CritiqueRewardModel
+from tests.conftest import REPO
+
+CONF_FILES = sorted(glob.glob(str(REPO / "conf" / "*.yaml")))
+
+
+def tiny_config(tmp_path, backbone, source) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu", "max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": None,
+            "log_every_n_steps": 1, "enable_progress_bar": False, "default_root_dir": str(tmp_path / "run"),
+        },
+        "model": {"backbone": backbone, "lr": 1e-3},
+        "data": {"source": str(source), "batch_size": 4, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    cli = main(["fit", "--config", str(cfg)])
+    assert cli.trainer.global_step == 4
+    run = Path(cli.trainer.log_dir)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["backbone"] == tiny_decoder_dir and "backbone" not in saved["data"]  # linked
+    assert list(run.glob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    out = capsys.readouterr().out
+    assert "validation accuracy:" in out and "on 6 pairs" in out
+
+    resumed = main(["fit", "--config", str(cfg), "--ckpt_path", "last", "--trainer.max_steps", "6"])
+    assert resumed.trainer.global_step == 6  # continued from 4, did not restart at 0
+
+
+def test_overrides_reach_the_objects_and_print_config_round_trips(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    args = ["fit", "--config", str(cfg), "--model.lr", "2e-05", "--data.critiques", "none"]
+    with pytest.raises(SystemExit):
+        main([*args, "--print_config"])
+    printed = capsys.readouterr().out
+    assert yaml.safe_load(printed)["model"]["lr"] == 2e-05
+    (tmp_path / "printed.yaml").write_text(printed)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(tmp_path / "printed.yaml"), "--print_config"])
+    assert capsys.readouterr().out == printed
+
+    cli = main(args[1:], run=False)
+    assert cli.model.hparams.lr == 2e-05
+    assert cli.datamodule.hparams.critiques == "none"
+    assert cli.datamodule.hparams.backbone == tiny_decoder_dir  # linked, not set twice
+
+
+@pytest.mark.parametrize("path", CONF_FILES, ids=lambda p: Path(p).name)
+def test_every_shipped_config_parses_and_builds(path, tmp_path):
+    cli = main(["--config", path, "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"], run=False)
+    assert isinstance(cli.model, CritiqueRewardModel) and cli.model.backbone is None  # no weights in __init__
+    assert cli.datamodule.hparams.backbone == cli.model.hparams.backbone
+
+
+def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
+    cli = main([
+        "fit", "--config", str(REPO / "conf" / "quickstart.yaml"), "--trainer.max_steps", "2",
+        "--trainer.val_check_interval", "2", "--data.max_val_pairs", "8", "--model.lr", "1e-5",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+    ])
+    assert cli.trainer.global_step == 2 and cli.model.hparams.lr == 1e-5
+    assert "validation accuracy:" in capsys.readouterr().out
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
