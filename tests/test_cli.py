@@ -43,6 +43,28 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     resumed = main(["fit", "--config", str(cfg), "--ckpt_path", "last", "--trainer.max_steps", "6"])
     assert resumed.trainer.global_step == 6  # continued from 4, did not restart at 0
 
+    for sub in ("validate", "test"):
+        done = main([sub, "--config", str(cfg), "--ckpt_path", "last"])
+        assert 0.0 <= float(done.trainer.callback_metrics[f"{'val' if sub == 'validate' else 'test'}/acc"]) <= 1.0
+
+
+def test_help_documents_every_option(capsys):
+    import inspect
+
+    from lightning_critrm.data import PreferenceDataModule
+    from lightning_critrm.model import CritiqueRewardModel
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for prefix, cls in (("model", CritiqueRewardModel), ("data", PreferenceDataModule)):
+        doc = inspect.getdoc(cls.__init__)
+        for name in list(inspect.signature(cls.__init__).parameters)[1:]:
+            assert f"    {name}:" in doc, f"{cls.__name__}.__init__ docstring misses {name}"
+            if (prefix, name) != ("data", "backbone"):  # linked from model.backbone, shown as a link
+                assert f"--{prefix}.{name}" in text
+    assert "model.backbone --> data.backbone" in text
+
 
 def test_overrides_reach_the_objects_and_print_config_round_trips(tmp_path, pairs_file, tiny_decoder_dir, capsys):
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
@@ -67,6 +89,16 @@ def test_every_shipped_config_parses_and_builds(path, tmp_path):
     cli = main(["--config", path, "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"], run=False)
     assert isinstance(cli.model, CritiqueRewardModel) and cli.model.backbone is None  # no weights in __init__
     assert cli.datamodule.hparams.backbone == cli.model.hparams.backbone
+
+
+def test_encoder_config_trains_minilm_from_its_package(tmp_path):
+    cli = main([
+        "fit", "--config", str(REPO / "conf" / "minilm_encoder.yaml"), "--trainer.max_steps", "2",
+        "--trainer.val_check_interval", "2", "--data.max_val_pairs", "8",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+    ])
+    assert cli.trainer.global_step == 2 and type(cli.model.backbone).__name__ == "BertModel"
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
 
 
 def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Literal, Optional
@@ -10,11 +11,12 @@ from typing import Literal, Optional
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
 from lightning_critrm.data import sources
-from lightning_critrm.data.collate import LengthGroupedBatchSampler, PairCollator
+from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler, ResumableDataLoader
+from lightning_critrm.data.collate import PairCollator
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.splits import split_by_prompt, subsample
 from lightning_critrm.data.tokenized_cache import (
@@ -43,6 +45,8 @@ class PreferenceDataModule(L.LightningDataModule):
         split: str = "train",
         val_source: Optional[str] = None,
         val_split: str = "test",
+        test_source: Optional[str] = None,
+        test_split: str = "test",
         columns: Optional[ColumnMap] = None,
         critiques: CritiqueMode = "columns",
         critique_template: str = DEFAULT_CRITIQUE_TEMPLATE,
@@ -70,6 +74,8 @@ class PreferenceDataModule(L.LightningDataModule):
             val_source: Validation pairs from another source. ``None``: hold out ``val_fraction``
                 of the prompts of ``source``.
             val_split: Split of a hub ``val_source``.
+            test_source: Pairs the ``test`` subcommand scores. ``None``: the validation pairs.
+            test_split: Split of a hub ``test_source``.
             columns: Which source columns hold prompt, chosen, rejected, the critiques and an
                 optional margin. Conversational rows (lists of ``{"role", "content"}``) work too.
             critiques: ``columns``: read one critique per completion from the critique columns and
@@ -93,13 +99,16 @@ class PreferenceDataModule(L.LightningDataModule):
                 ``~/.cache/lightning_critrm``).
         """
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["columns"])
         self.columns = columns or ColumnMap()
+        # A plain dict, not the dataclass, so checkpoints load with weights_only=True.
+        self.hparams["columns"] = asdict(self.columns)
         self.critique_format = (
             CritiqueFormat(critique_template, critique_template_version) if critiques != "none" else None
         )
         self.train_dataset = None
         self.val_dataset = None
+        self.test_dataset = None
         self.stats: dict[str, TokenizedStats] = {}
         self._tokenizer = None
 
@@ -143,6 +152,8 @@ class PreferenceDataModule(L.LightningDataModule):
         self._tokenized(self.hparams.source, self.hparams.split)
         if self.hparams.val_source:
             self._tokenized(self.hparams.val_source, self.hparams.val_split)
+        if self.hparams.test_source:
+            self._tokenized(self.hparams.test_source, self.hparams.test_split)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_dataset is not None:
@@ -159,6 +170,9 @@ class PreferenceDataModule(L.LightningDataModule):
             val_data = data
         self.train_dataset = data.select(subsample(train_idx, hp.max_train_pairs, hp.seed))
         self.val_dataset = val_data.select(subsample(val_idx, hp.max_val_pairs, hp.seed))
+        self.test_dataset = self.val_dataset
+        if hp.test_source:
+            self.test_dataset, self.stats["test_source"] = self._tokenized(hp.test_source, hp.test_split)
         self._report()
 
     def _report(self) -> None:
@@ -189,25 +203,32 @@ class PreferenceDataModule(L.LightningDataModule):
         lengths = list(dataset["length"])
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = dataset.select_columns(columns)
-        common = {"collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
         if train:
-            generator = torch.Generator().manual_seed(self.hparams.seed)
-            sampler = RandomSampler(dataset, generator=generator)
+            sampler = EpochShuffleSampler(len(dataset), self.hparams.seed)
+            # A window of one batch keeps the random composition: grouping off.
+            window = 50 if self.hparams.group_by_length else 1
         else:
             sampler = SequentialSampler(dataset)
-        if not self.hparams.group_by_length:
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **common)
+            window = None if self.hparams.group_by_length else 1
         batch_sampler = LengthGroupedBatchSampler(
-            sampler,
-            batch_size=batch_size,
-            drop_last=False,
-            lengths=lengths,
-            mega_batch_factor=50 if train else None,
+            sampler, batch_size=batch_size, drop_last=False, lengths=lengths, mega_batch_factor=window
         )
-        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+        loader_cls = ResumableDataLoader if train else DataLoader
+        return loader_cls(
+            dataset, batch_sampler=batch_sampler, collate_fn=self.collator(), num_workers=self.hparams.num_workers
+        )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = self.trainer
+        if trainer is not None and trainer.training and isinstance(trainer.train_dataloader, ResumableDataLoader):
+            trainer.train_dataloader.batches_consumed += 1
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, self.hparams.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)

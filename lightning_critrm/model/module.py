@@ -68,14 +68,16 @@ class CritiqueRewardModel(L.LightningModule):
             backbone_dtype: Dtype the backbone weights are stored in. The head and loss are fp32.
         """
         super().__init__()
-        self.save_hyperparameters()
-        # Kept as attributes: under LightningCLI, hparams hold the callables' config, not the callables.
+        # Checkpoints hold plain values only, so they load with torch.load(weights_only=True); the
+        # callables are recorded by the CLI's config.yaml.
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.backbone: Optional[nn.Module] = None
         self.score: Optional[nn.Linear] = None
         self.train_metrics = _StageMetrics()
         self.val_metrics = _StageMetrics()
+        self.test_metrics = _StageMetrics()
         self._batch_started = 0.0
 
     # -- building -----------------------------------------------------------------------------
@@ -148,10 +150,18 @@ class CritiqueRewardModel(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._pair_step(batch, self.val_metrics, "val")
 
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._pair_step(batch, self.test_metrics, "test")
+
     def on_validation_epoch_end(self) -> None:
-        m = self.val_metrics
+        self._log_reward_std("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_reward_std("test", self.test_metrics)
+
+    def _log_reward_std(self, stage: str, m: _StageMetrics) -> None:
         std = (m.reward_sq.compute() - m.reward_mean.compute() ** 2).clamp(min=0).sqrt()
-        self.log("val/reward_std", std)
+        self.log(f"{stage}/reward_std", std)
         m.reward_sq.reset()  # Lightning resets only logged metrics
 
     # -- optimization -------------------------------------------------------------------------

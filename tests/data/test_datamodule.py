@@ -3,6 +3,7 @@ import json
 import pytest
 
 from lightning_critrm.data import PreferenceDataModule, sources
+from lightning_critrm.records import ColumnMap
 from tests.conftest import MTBENCH_PAIRS, arithmetic_rows, write_jsonl
 
 
@@ -89,3 +90,50 @@ def test_shared_mtbench_pairs_with_critiques_from_columns(tmp_path, tiny_decoder
     row = dm.train_dataset[0]
     assert len(row["chosen_input_ids"]) <= 256
     assert "[End of critique]" in dm.tokenizer.decode(row["chosen_input_ids"]) or row["truncated"]
+
+    # Train on the slice, GPT-4 critiques read from its columns.
+    import lightning as L
+
+    from lightning_critrm.model import CritiqueRewardModel
+
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3)
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=2, val_check_interval=3,
+                        num_sanity_val_steps=0)
+    trainer.fit(model, dm)
+    assert trainer.global_step == 3
+    assert 0.0 <= float(trainer.callback_metrics["val/acc"]) <= 1.0
+    assert float(trainer.callback_metrics["train/loss_step"]) > 0
+
+
+def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_file, tiny_decoder_dir):
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+    from lightning_critrm.model import CritiqueRewardModel
+
+    class Record(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.seen.append(batch["input_ids"][:, :8].tolist())
+
+    def run(max_steps, ckpt_path=None):
+        rec = Record()
+        ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1, save_top_k=0)
+        trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, callbacks=[rec, ckpt],
+                            enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0)
+        # 18 train pairs in batches of 4: 5 batches an epoch, so step 3 is mid-epoch and
+        # step 7 is in the second epoch.
+        # An explicit ColumnMap too: the checkpoint must still load with weights_only=True.
+        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=4, columns=ColumnMap())
+        trainer.fit(CritiqueRewardModel(backbone=tiny_decoder_dir), dm, ckpt_path=ckpt_path)
+        return rec.seen
+
+    uninterrupted = run(7)
+    (tmp_path / "ckpt" / "last.ckpt").unlink()
+    first = run(3)
+    second = run(7, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert len(first) == 3 and len(second) == 4
+    assert first + second == uninterrupted

@@ -98,3 +98,12 @@ def test_every_parameter_changes_after_a_few_steps(tmp_path, pairs_file, tiny_de
     unchanged = [n for n, p in model.named_parameters() if torch.equal(before[n], p.detach())]
     assert not unchanged
     assert "score.weight" in before
+
+
+@pytest.mark.parametrize("precision, checkpointing", [("bf16-mixed", False), ("32-true", True)])
+def test_bf16_mixed_and_gradient_checkpointing_train(tmp_path, pairs_file, tiny_decoder_dir, precision, checkpointing):
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3, gradient_checkpointing=checkpointing)
+    trainer(2, precision=precision).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    assert model.backbone.is_gradient_checkpointing == checkpointing
+    assert model.score.weight.dtype == torch.float32
+    assert torch.isfinite(model.score.weight).all()

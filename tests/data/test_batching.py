@@ -1,7 +1,8 @@
 import torch
 from torch.testing import assert_close
 
-from lightning_critrm.data.collate import LengthGroupedBatchSampler, PairCollator
+from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler
+from lightning_critrm.data.collate import PairCollator
 
 FEATURES = [
     {"chosen_input_ids": [5, 6, 7], "rejected_input_ids": [5, 8]},
@@ -45,3 +46,18 @@ def test_length_grouping_stays_within_windows():
     # Windows of 4 indices: {0..3}, {4..7}, {8..11}; each sorted longest first.
     assert sorted(map(sorted, batches)) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
     assert batches[0] == [11, 10] and len(sampler) == 6
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    a, b = EpochShuffleSampler(20, seed=1), EpochShuffleSampler(20, seed=1)
+    assert list(a) == list(b) and sorted(a) == list(range(20))
+    b.set_epoch(1)
+    assert list(a) != list(b)
+
+
+def test_skip_batches_applies_to_one_iteration():
+    sampler = LengthGroupedBatchSampler(list(range(8)), batch_size=2, drop_last=False, lengths=[1] * 8)
+    full = list(sampler)
+    sampler.skip_batches = 3
+    assert list(sampler) == full[3:]
+    assert list(sampler) == full
