@@ -1,4 +1,4 @@
-"""Command line: ``python -m lightning_critrm fit|validate|test --config conf/x.yaml``.
+"""Command line: ``python -m lightning_critrm fit|validate|test|critique --config conf/x.yaml``.
 
 One LightningCLI, in omegaconf mode. The data module formats inputs with the model's tokenizer, so
 ``data.backbone`` is linked to ``model.backbone`` rather than set twice. A ``checkpoint``
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -18,7 +19,23 @@ from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.model import CritiqueRewardModel
 
 
+class CritiqueRMTrainer(L.Trainer):
+    """Lightning's Trainer plus the ``critique`` subcommand."""
+
+    def critique(self, model: L.LightningModule, datamodule: PreferenceDataModule) -> None:
+        """Generate and cache one critique per completion for the training data and every
+        evaluation set, reading the same config as ``fit`` so the cache keys match. Prints how
+        many were generated, already cached and failed, with the critic's tokens/s."""
+        summary = datamodule.generate_critiques()
+        if self.is_global_zero:
+            print(summary)
+
+
 class CritiqueRMCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "critique": {"model", "datamodule"}}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -57,6 +74,7 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
     return CritiqueRMCLI(
         CritiqueRewardModel,
         PreferenceDataModule,
+        trainer_class=CritiqueRMTrainer,
         args=args,
         run=run,
         parser_kwargs={"parser_mode": "omegaconf"},

@@ -14,6 +14,15 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
+from lightning_critrm.critique import (
+    CriticConfig,
+    CritiqueCache,
+    CritiqueSummary,
+    attach_critiques,
+    fill_cache,
+    requests_for,
+)
+from lightning_critrm.critique.generate import missing
 from lightning_critrm.data import sources
 from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler, ResumableDataLoader
 from lightning_critrm.data.collate import PairCollator
@@ -35,7 +44,7 @@ from lightning_critrm.records import ColumnMap
 
 log = logging.getLogger(__name__)
 
-CritiqueMode = Literal["columns", "none"]
+CritiqueMode = Literal["columns", "generate", "none"]
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -49,6 +58,7 @@ class PreferenceDataModule(L.LightningDataModule):
         test_split: str = "test",
         columns: Optional[ColumnMap] = None,
         critiques: CritiqueMode = "columns",
+        critic: Optional[CriticConfig] = None,
         critique_template: str = DEFAULT_CRITIQUE_TEMPLATE,
         critique_template_version: str = DEFAULT_CRITIQUE_TEMPLATE_VERSION,
         backbone: str = "smollm2-135m-instruct",
@@ -78,8 +88,12 @@ class PreferenceDataModule(L.LightningDataModule):
             test_split: Split of a hub ``test_source``.
             columns: Which source columns hold prompt, chosen, rejected, the critiques and an
                 optional margin. Conversational rows (lists of ``{"role", "content"}``) work too.
-            critiques: ``columns``: read one critique per completion from the critique columns and
-                append it after the completion; ``none``: train a plain reward model on the same data.
+            critiques: ``columns``: read one critique per completion from the critique columns;
+                ``generate``: have ``critic`` write one per completion (cached; missing ones are
+                generated in ``prepare_data`` or by the ``critique`` subcommand); ``none``: train a
+                plain reward model on the same data. Critiques follow the completion.
+            critic: The critic for ``critiques: generate`` (default: SmolLM2-135M-Instruct through
+                transformers, greedy).
             critique_template: The block that carries a critique; exactly one ``{critique}``.
             critique_template_version: Name of that template; it enters every cache key.
             backbone: Backbone whose tokenizer and chat template format the inputs. Linked from
@@ -99,10 +113,13 @@ class PreferenceDataModule(L.LightningDataModule):
                 ``~/.cache/lightning_critrm``).
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["columns"])
+        self.save_hyperparameters(ignore=["columns", "critic"])
         self.columns = columns or ColumnMap()
-        # A plain dict, not the dataclass, so checkpoints load with weights_only=True.
+        self.critic = (critic or CriticConfig()) if critiques == "generate" else critic
+        # Plain dicts, not dataclasses, so checkpoints load with weights_only=True. The critic
+        # holds no secret: an API key is only ever named by its environment variable.
         self.hparams["columns"] = asdict(self.columns)
+        self.hparams["critic"] = asdict(self.critic) if self.critic is not None else None
         self.critique_format = (
             CritiqueFormat(critique_template, critique_template_version) if critiques != "none" else None
         )
@@ -127,12 +144,35 @@ class PreferenceDataModule(L.LightningDataModule):
     def cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else cache_root()
 
+    @property
+    def critique_cache_path(self) -> Path:
+        if self.critic is not None and self.critic.cache_path:
+            return Path(self.critic.cache_path)
+        return self.cache_dir / "critiques.sqlite"
+
+    def _read(self, source: str, split: str) -> tuple[list, int]:
+        """Pairs of ``source`` with critiques as configured, and how many were dropped for a
+        failed critique."""
+        mode = self.hparams.critiques
+        pairs = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed)
+        if mode != "generate":
+            return pairs, 0
+        with CritiqueCache(self.critique_cache_path) as cache:
+            attached = attach_critiques(pairs, self.critic, cache)
+        if attached.missing:
+            raise RuntimeError(
+                f"{attached.missing} pair(s) of {source} have no generated critique in "
+                f"{self.critique_cache_path}; run: python -m lightning_critrm critique --config <this config>"
+            )
+        return attached.pairs, attached.dropped_failed
+
     def _tokenized(self, source: str, split: str):
-        with_critiques = self.critique_format is not None
         key = cache_key(
             {
                 "source": sources.source_fingerprint(source, split),
                 "columns": self.columns,
+                "critiques": self.hparams.critiques,
+                "critic": self.critic.identity() if self.hparams.critiques == "generate" else None,
                 "critique_format": self.critique_format,
                 "max_length": self.hparams.max_length,
                 "tokenizer": tokenizer_identity(self.tokenizer),
@@ -140,20 +180,43 @@ class PreferenceDataModule(L.LightningDataModule):
                 "seed": self.hparams.seed if source.startswith(sources.BUILTIN_PREFIX) else None,
             }
         )
-        loader = partial(
-            sources.read_pairs, source, self.columns, with_critiques, split, self.hparams.seed
-        )
-        return build_or_load(loader, self.formatter, key, self.cache_dir)
+        return build_or_load(partial(self._read, source, split), self.formatter, key, self.cache_dir)
+
+    def _sources(self) -> list[tuple[str, str]]:
+        hp = self.hparams
+        found = [(hp.source, hp.split), (hp.val_source, hp.val_split), (hp.test_source, hp.test_split)]
+        return [(src, split) for src, split in found if src]
+
+    def generate_critiques(self, progress: bool = True) -> CritiqueSummary:
+        """Fill the critique cache for every completion of every configured source."""
+        if self.critic is None or self.hparams.critiques != "generate":
+            raise ValueError("critique generation needs data.critiques: generate (and a data.critic)")
+        requests = []
+        for source, split in self._sources():
+            pairs = sources.read_pairs(source, self.columns, False, split, self.hparams.seed)
+            requests.extend(requests_for(pairs, self.critic))
+        requests = list({r.key: r for r in requests}.values())
+        with CritiqueCache(self.critique_cache_path) as cache:
+            if self.critic.require_cached:
+                absent = len(missing(requests, cache))
+                if absent:
+                    raise RuntimeError(
+                        f"{absent} of {len(requests)} critiques are not in {self.critique_cache_path} and "
+                        f"critic.require_cached is true; generate them first with: "
+                        f"python -m lightning_critrm critique --config <this config>"
+                    )
+            summary = fill_cache(requests, self.critic, cache, progress=progress)
+        rank_zero_info(str(summary))
+        return summary
 
     def prepare_data(self) -> None:
-        # Rank 0 only: materialize a backbone alias and fill the tokenized cache; the other ranks
-        # then read both in setup().
+        # Rank 0 only: materialize a backbone alias, generate missing critiques and fill the
+        # tokenized cache; the other ranks then read all three in setup().
         resolve_backbone(self.hparams.backbone)
-        self._tokenized(self.hparams.source, self.hparams.split)
-        if self.hparams.val_source:
-            self._tokenized(self.hparams.val_source, self.hparams.val_split)
-        if self.hparams.test_source:
-            self._tokenized(self.hparams.test_source, self.hparams.test_split)
+        if self.hparams.critiques == "generate":
+            self.generate_critiques()
+        for source, split in self._sources():
+            self._tokenized(source, split)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_dataset is not None:
@@ -191,6 +254,7 @@ class PreferenceDataModule(L.LightningDataModule):
             for name, s in self.stats.items():
                 metrics[f"data/{name}_pairs_truncated"] = s.pairs_truncated
                 metrics[f"data/{name}_pairs_dropped"] = s.pairs_dropped_identical
+                metrics[f"data/{name}_pairs_dropped_failed_critique"] = s.pairs_dropped_failed_critique
             logger.log_metrics(metrics, step=0)
 
     # -- loaders ------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from lightning_critrm.data.formatting import SequenceFormatter
-from lightning_critrm.records import PreferencePair
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,11 @@ class TokenizedStats:
     pairs_read: int
     pairs_truncated: int
     pairs_dropped_identical: int
+    pairs_dropped_failed_critique: int = 0
 
     @property
     def pairs_kept(self) -> int:
-        return self.pairs_read - self.pairs_dropped_identical
+        return self.pairs_read - self.pairs_dropped_identical - self.pairs_dropped_failed_critique
 
 
 def tokenizer_identity(tokenizer) -> dict:
@@ -75,16 +75,21 @@ def _encode_rows(rows: dict, formatter: SequenceFormatter) -> dict:
 def build_or_load(
     pairs_loader, formatter: SequenceFormatter, key: str, cache_dir: Path
 ) -> tuple["datasets.Dataset", TokenizedStats]:  # noqa: F821
-    """The tokenized pairs for ``key``: loaded from ``cache_dir`` or built with ``pairs_loader()``."""
+    """The tokenized pairs for ``key``: loaded from ``cache_dir`` or built from ``pairs_loader()``,
+    which returns (pairs, number dropped for a failed critique)."""
     import datasets
 
     folder = cache_dir / "tokenized" / key
     if (folder / "stats.json").exists():
-        log.info("loading tokenized pairs from %s", folder)
         stats = TokenizedStats(**json.loads((folder / "stats.json").read_text()))
-        return datasets.load_from_disk(str(folder / "data")), stats
+        # An entry that lost pairs to failed critiques is rebuilt: a later `critique` run may
+        # have generated them.
+        if not stats.pairs_dropped_failed_critique:
+            log.info("loading tokenized pairs from %s", folder)
+            return datasets.load_from_disk(str(folder / "data")), stats
+        shutil.rmtree(folder, ignore_errors=True)
 
-    pairs: list[PreferencePair] = pairs_loader()
+    pairs, dropped_failed = pairs_loader()
     if not pairs:
         raise ValueError("the data source holds no preference pairs")
     table = {
@@ -107,9 +112,10 @@ def build_or_load(
         desc="tokenizing pairs",
     )
     stats = TokenizedStats(
-        pairs_read=len(ds),
+        pairs_read=len(ds) + dropped_failed,
         pairs_truncated=int(sum(ds["truncated"])),
         pairs_dropped_identical=int(len(ds) - sum(ds["keep"])),
+        pairs_dropped_failed_critique=dropped_failed,
     )
     ds = ds.filter(lambda keep: keep, input_columns="keep", desc="dropping identical pairs")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -131,5 +137,10 @@ def describe(stats: TokenizedStats, label: str) -> str:
     return (
         f"{label}: {stats.pairs_read} pairs read, {stats.pairs_truncated} truncated, "
         f"{stats.pairs_dropped_identical} dropped (chosen == rejected after truncation)"
+        + (
+            f", {stats.pairs_dropped_failed_critique} dropped (critique generation failed)"
+            if stats.pairs_dropped_failed_critique
+            else ""
+        )
     )
 
