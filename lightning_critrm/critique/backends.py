@@ -114,13 +114,14 @@ class TransformersCritic(CriticBackend):
 
 def build_backend(config: CriticConfig) -> CriticBackend:
     """The backend ``config.backend`` names; heavy imports happen here, not at import time."""
-    if config.backend == "transformers":
+    backend = config.effective_backend
+    if backend == "transformers":
         return TransformersCritic(config)
-    if config.backend == "vllm":
+    if backend == "vllm":
         from lightning_critrm.critique.vllm_backend import VLLMCritic
 
         return VLLMCritic(config)
-    if config.backend == "openai":
+    if backend == "openai":
         from lightning_critrm.critique.openai_backend import OpenAICritic
 
         return OpenAICritic(config)

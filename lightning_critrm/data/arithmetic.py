@@ -79,7 +79,11 @@ def arithmetic_pairs(num_pairs: int = 480, seed: int = 0) -> list[PreferencePair
 BUILTIN_SETS = {"arithmetic": arithmetic_pairs}
 
 
-def builtin_pairs(name: str, seed: int = 0) -> list[PreferencePair]:
+def builtin_pairs(spec: str, seed: int = 0) -> list[PreferencePair]:
+    """``arithmetic`` (480 pairs) or ``arithmetic:N`` (the first N of the same sequence)."""
+    name, _, count = spec.partition(":")
     if name not in BUILTIN_SETS:
         raise ValueError(f"unknown built-in data set {name!r}; known: {sorted(BUILTIN_SETS)}")
-    return BUILTIN_SETS[name](seed=seed)
+    if count and not count.isdigit():
+        raise ValueError(f"built-in data set size must be a whole number, got {count!r} in {spec!r}")
+    return BUILTIN_SETS[name](seed=seed, **({"num_pairs": int(count)} if count else {}))

@@ -3,7 +3,8 @@
 A source is one of:
 
 * a local file or glob: ``.jsonl``, ``.json`` (a list of rows, or ``{"data": [...]}``), ``.parquet``;
-* ``builtin:arithmetic``: the quickstart set this package generates (no network, no files);
+* ``builtin:arithmetic`` or ``builtin:arithmetic:N``: the quickstart set this package generates
+  (480 or N pairs; no network, no files);
 * anything else: a dataset name on the Hugging Face hub, read with ``datasets.load_dataset``
   (``name`` or ``name:config``), split chosen separately.
 

@@ -52,3 +52,13 @@ def test_key_stays_with_unrelated_settings(change):
 def test_key_is_per_prompt_and_completion():
     assert BASE.key(PROMPT, "A") != BASE.key(PROMPT, "B")
     assert BASE.key(PROMPT, "A") != BASE.key(({"role": "user", "content": "Q2"},), "A")
+
+
+def test_auto_backend_resolves_to_what_is_installed_and_keys_like_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    auto = dataclasses.replace(BASE, backend="auto")
+    assert auto.effective_backend == "transformers"
+    assert auto.key(PROMPT, "A") == dataclasses.replace(BASE, backend="transformers").key(PROMPT, "A")

@@ -137,3 +137,14 @@ def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_f
     second = run(7, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert len(first) == 3 and len(second) == 4
     assert first + second == uninterrupted
+
+
+def test_require_cached_fails_fast_naming_the_critique_command(tmp_path, pairs_file, tiny_decoder_dir):
+    from lightning_critrm.critique import CriticConfig
+
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, critiques="generate",
+                 critic=CriticConfig(model=tiny_decoder_dir, require_cached=True))
+    with pytest.raises(RuntimeError, match=r"48 critiques are not in .*python -m lightning_critrm critique"):
+        dm.prepare_data()
+    with pytest.raises(RuntimeError, match="have no generated critique"):
+        dm.setup("fit")  # a rank that skipped prepare_data still refuses to train without critiques

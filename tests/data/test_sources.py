@@ -56,3 +56,11 @@ def test_builtin_arithmetic_is_deterministic_and_labelled_right():
         assert "is correct" in p.chosen_critique and "is wrong" in p.rejected_critique
         assert p.chosen != p.rejected
     assert read_pairs("builtin:arithmetic", ColumnMap(), True)[:50] == arithmetic_pairs(50, seed=0)
+
+
+def test_builtin_size_suffix_takes_a_prefix_of_the_same_sequence():
+    assert read_pairs("builtin:arithmetic:7", ColumnMap(), True) == arithmetic_pairs(7, seed=0)
+    with pytest.raises(ValueError, match="whole number"):
+        read_pairs("builtin:arithmetic:x", ColumnMap(), True)
+    with pytest.raises(ValueError, match="unknown built-in"):
+        read_pairs("builtin:nope", ColumnMap(), True)
