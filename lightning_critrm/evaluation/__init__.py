@@ -1,0 +1,1 @@
+"""Evaluation: RewardBench scoring (callbacks and the rewardbench subcommand build on it)."""
