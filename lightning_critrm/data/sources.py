@@ -43,7 +43,7 @@ def local_files(source: str) -> list[Path]:
     return files
 
 
-def _rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
+def rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
     """Yield (location, raw row) for each row of a local file; locations are 1-based lines/rows."""
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as fh:
@@ -93,7 +93,7 @@ def read_pairs(
 
         return builtin_pairs(source[len(BUILTIN_PREFIX) :], seed=seed)
     if is_local(source):
-        rows: Iterator[tuple[str, Any]] = (r for f in local_files(source) for r in _rows_of_file(f))
+        rows: Iterator[tuple[str, Any]] = (r for f in local_files(source) for r in rows_of_file(f))
     else:
         rows = _hub_rows(source, split)
     pairs = []
