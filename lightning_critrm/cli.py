@@ -1,4 +1,4 @@
-"""Command line: ``python -m lightning_critrm fit|validate|test|critique --config conf/x.yaml``.
+"""Command line: ``python -m lightning_critrm fit|validate|test|critique|rewardbench --config conf/x.yaml``.
 
 One LightningCLI, in omegaconf mode. The data module formats inputs with the model's tokenizer, so
 ``data.backbone`` is linked to ``model.backbone`` rather than set twice. A ``checkpoint``
@@ -16,6 +16,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_critrm.data import PreferenceDataModule
+from lightning_critrm.evaluation import RewardBenchCallback
+from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
+from lightning_critrm.evaluation.table import format_table
 from lightning_critrm.model import CritiqueRewardModel
 
 
@@ -31,10 +34,41 @@ class CritiqueRMTrainer(L.Trainer):
             print(summary)
 
 
+    def rewardbench(
+        self,
+        model: L.LightningModule,
+        datamodule: PreferenceDataModule,
+        ckpt_path: Optional[str] = None,
+        source: str = HUB_NAME,
+        subsets: Optional[list[str]] = None,
+        batch_size: int = 16,
+        max_rows: Optional[int] = None,
+    ) -> None:
+        """Score a checkpoint on RewardBench and print accuracy by subset and section, with
+        partial sections marked; the per-row rewards go to a JSON file in the run folder.
+
+        Args:
+            ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
+            source: ``allenai/reward-bench`` or local RewardBench files.
+            subsets: Only these subsets.
+            batch_size: Sequences per forward pass.
+            max_rows: Score only the first N rows.
+        """
+        callback = RewardBenchCallback(source=source, subsets=subsets, batch_size=batch_size, max_rows=max_rows)
+        self.callbacks.append(callback)
+        self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        if self.is_global_zero and callback.last_scores is not None:
+            print(format_table(callback.last_scores))
+
+
 class CritiqueRMCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "critique": {"model", "datamodule"}}
+        return {
+            **LightningCLI.subcommands(),
+            "critique": {"model", "datamodule"},
+            "rewardbench": {"model", "datamodule"},
+        }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
@@ -58,15 +92,15 @@ class CritiqueRMCLI(LightningCLI):
             config["checkpoint"]["dirpath"] = os.path.join(root, "checkpoints")
 
     def after_fit(self) -> None:
+        log_dir = self.trainer.log_dir  # on every rank: it broadcasts from rank 0
         acc = self.trainer.callback_metrics.get("val/acc")
         if acc is not None and self.trainer.is_global_zero:
             n = len(self.datamodule.val_dataset) if self.datamodule.val_dataset is not None else 0
             print(f"validation accuracy: {float(acc):.4f} on {n} pairs (step {self.trainer.global_step})")
-            print(f"run folder: {self.trainer.log_dir}")
+            print(f"run folder: {log_dir}")
             ckpt = self.trainer.checkpoint_callback
             if ckpt is not None and ckpt.last_model_path:
                 print(f"last checkpoint: {ckpt.last_model_path}")
-
 
 def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). ``run=False`` only builds the objects

@@ -6,6 +6,7 @@ import logging
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Literal, Optional
 
 import lightning as L
@@ -22,7 +23,7 @@ from lightning_critrm.critique import (
     fill_cache,
     requests_for,
 )
-from lightning_critrm.critique.generate import missing
+from lightning_critrm.critique.generate import CritiqueRequest, missing
 from lightning_critrm.data import sources
 from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler, ResumableDataLoader
 from lightning_critrm.data.collate import PairCollator
@@ -40,7 +41,7 @@ from lightning_critrm.prompts import (
     DEFAULT_CRITIQUE_TEMPLATE_VERSION,
     CritiqueFormat,
 )
-from lightning_critrm.records import ColumnMap
+from lightning_critrm.records import ColumnMap, Message
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,37 @@ class PreferenceDataModule(L.LightningDataModule):
         rank_zero_info(str(summary))
         return summary
 
+    def critiques_for(
+        self,
+        items: Sequence[tuple[Sequence[Message], str]],
+        critic: Optional[CriticConfig] = None,
+        generate: bool = True,
+    ) -> list[Optional[str]]:
+        """A critique for each (prompt, completion) of an evaluation set, from the same critic,
+        template and cache as training, so evaluation inputs are formatted like training inputs.
+
+        ``None`` everywhere when critiques are off; ``None`` for a completion whose critique
+        failed. With ``critiques: columns`` (training critiques from data columns) an evaluation
+        set without such columns needs ``critic``. ``generate=False`` only reads the cache (ranks
+        other than 0, once rank 0 has filled it).
+        """
+        mode = self.hparams.critiques
+        if mode == "none":
+            return [None] * len(items)
+        critic = critic or (self.critic if mode == "generate" else None)
+        if critic is None:
+            raise ValueError(
+                "training reads critiques from data columns, which this evaluation set does not have: "
+                "give the evaluation a critic (the one that wrote the training critiques)"
+            )
+        keys = [critic.key(prompt, completion) for prompt, completion in items]
+        with CritiqueCache(self.critique_cache_path) as cache:
+            if generate:
+                requests = {k: CritiqueRequest(k, tuple(p), c) for k, (p, c) in zip(keys, items)}
+                rank_zero_info(str(fill_cache(list(requests.values()), critic, cache)))
+            stored = cache.get_many(keys)
+        return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
+
     def prepare_data(self) -> None:
         # Rank 0 only: materialize a backbone alias, generate missing critiques and fill the
         # tokenized cache; the other ranks then read all three in setup().
@@ -258,10 +290,14 @@ class PreferenceDataModule(L.LightningDataModule):
             logger.log_metrics(metrics, step=0)
 
     # -- loaders ------------------------------------------------------------------------------
-    def collator(self) -> PairCollator:
+    @property
+    def pad_token_id(self) -> int:
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        return PairCollator(pad_token_id=pad if pad is not None else 0, padding_side=self.hparams.padding_side)
+        return pad if pad is not None else 0
+
+    def collator(self) -> PairCollator:
+        return PairCollator(pad_token_id=self.pad_token_id, padding_side=self.hparams.padding_side)
 
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
         lengths = list(dataset["length"])

@@ -1,1 +1,5 @@
-"""Evaluation: RewardBench scoring (callbacks and the rewardbench subcommand build on it)."""
+"""Evaluation: RewardBench loading, scoring, the per-epoch callback and the result table."""
+
+from lightning_critrm.evaluation.rewardbench_callback import RewardBenchCallback
+
+__all__ = ["RewardBenchCallback"]

@@ -1,0 +1,136 @@
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from lightning.pytorch.loggers import Logger
+
+from lightning_critrm.cli import main
+from lightning_critrm.data import PreferenceDataModule
+from lightning_critrm.evaluation import RewardBenchCallback
+from tests.conftest import REPO, SHARED, write_jsonl
+
+RB_PARTIAL = SHARED / "data" / "rewardbench" / "rewardbench_filtered_partial.jsonl"
+
+
+class LengthReward(L.LightningModule):
+    """Reward = number of real tokens: longer completions win, equal lengths tie."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask):
+        return attention_mask.sum(-1).float() + 0 * self.dummy
+
+    def test_step(self, batch, batch_idx):
+        pass
+
+
+class Capture(Logger):
+    name, version = "capture", 0
+
+    def __init__(self):
+        super().__init__()
+        self.metrics = []
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def rb_rows():
+    long, short = "a long and detailed answer", "short"
+    return [
+        {"id": 1, "subset": "hep-go", "prompt": "p1", "chosen": long, "rejected": short},  # right
+        {"id": 2, "subset": "hep-go", "prompt": "p2", "chosen": long, "rejected": short},  # right
+        {"id": 3, "subset": "hep-go", "prompt": "p3", "chosen": short, "rejected": long},  # wrong
+        {"id": 4, "subset": "llmbar-natural", "prompt": "p4", "chosen": long, "rejected": short},  # right
+        {"id": 5, "subset": "llmbar-natural", "prompt": "p5", "chosen": "same", "rejected": "same"},  # tie: wrong
+    ]
+
+
+def test_stub_model_with_known_rewards_logs_exact_values(tmp_path, pairs_file, tiny_decoder_dir):
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none",
+                              cache_dir=str(tmp_path / "cache"), val_fraction=0.25)
+    logger = Capture()
+    callback = RewardBenchCallback(source=str(rb), batch_size=3)
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
+                        default_root_dir=str(tmp_path))
+    trainer.test(LengthReward(), datamodule=dm, verbose=False)
+    logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith("rewardbench/")}
+    assert logged["rewardbench/hep-go"] == pytest.approx(2 / 3)
+    assert logged["rewardbench/llmbar-natural"] == pytest.approx(0.5)
+    assert logged["rewardbench/Reasoning"] == pytest.approx(2 / 3)
+    assert logged["rewardbench/Chat Hard"] == pytest.approx(0.5)
+    assert logged["rewardbench/overall"] == pytest.approx((2 / 3 + 0.5) / 2)
+    assert "rewardbench/Chat" not in logged and "rewardbench/Safety" not in logged
+    record = json.loads(next((tmp_path / "rewardbench").glob("*.json")).read_text())
+    assert record["partial"] and len(record["rows"]) == 5
+    assert record["sections"]["Chat Hard"]["subsets_present"] == 1
+    tie = next(r for r in record["rows"] if r["id"] == "5")
+    assert tie["reward_chosen"] == tie["reward_rejected"]
+
+
+def test_length_sorted_batches_give_the_same_rewards(tmp_path, pairs_file, tiny_decoder_dir):
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none", cache_dir=str(tmp_path / "c"))
+    from lightning_critrm.model import CritiqueRewardModel
+
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir)
+    model.configure_model()
+    sorted_scores = RewardBenchCallback(source=str(rb), batch_size=2).evaluate(None, model, dm)
+    unsorted = RewardBenchCallback(source=str(rb), batch_size=2, sort_by_length=False).evaluate(None, model, dm)
+    assert sorted_scores.subsets == unsorted.subsets
+
+
+def test_fit_logs_rewardbench_each_epoch_with_a_json_per_evaluation(tmp_path, pairs_file, tiny_decoder_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    config = {
+        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False, "log_every_n_steps": 1,
+                    "default_root_dir": str(tmp_path / "run"),
+                    "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
+                                   "init_args": {"source": str(rb), "batch_size": 4}}]},
+        "model": {"backbone": tiny_decoder_dir},
+        "data": {"source": str(pairs_file), "critiques": "none", "batch_size": 6, "val_fraction": 0.25,
+                 "cache_dir": str(tmp_path / "cache")},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cli = main(["fit", "--config", str(cfg)])
+    run = Path(cli.trainer.log_dir)
+    assert len(list((run / "rewardbench").glob("*.json"))) == 2
+    events = EventAccumulator(str(run))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("rewardbench/overall")]
+    assert steps == [3, 6]  # 18 train pairs in batches of 6: end of epoch 1 and 2
+    assert "rewardbench/hep-go" in events.Tags()["scalars"]
+    assert "rewardbench/examples/text_summary" in events.Tags()["tensors"]
+
+
+@pytest.mark.skipif(not RB_PARTIAL.exists(), reason=f"shared RewardBench rows not found at {RB_PARTIAL}")
+def test_rewardbench_subcommand_on_the_shared_rows_marks_sections_partial(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+    config = {
+        "trainer": {"accelerator": "cpu", "max_steps": 1, "enable_progress_bar": False,
+                    "default_root_dir": str(tmp_path / "run")},
+        "model": {"backbone": tiny_decoder_dir},
+        "data": {"source": str(pairs_file), "critiques": "none", "max_length": 256, "batch_size": 4,
+                 "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(cfg)])
+    capsys.readouterr()
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(RB_PARTIAL), "--batch_size", "32"])
+    out = capsys.readouterr().out
+    assert "Chat Hard" in out and "PARTIAL: 5/6 subsets, 419/456 rows" in out
+    assert "Reasoning" in out and "PARTIAL: 6/7 subsets, 984/1431 rows" in out
+    record = json.loads(next((tmp_path / "run").rglob("rewardbench/*.json")).read_text())
+    assert len(record["rows"]) == 1403 and len({r["id"] for r in record["rows"]}) == 1403
