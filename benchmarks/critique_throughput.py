@@ -120,7 +120,13 @@ def bench_transformers(requests, args):
 
 
 def bench_cached_pass(rows: int = 10_000):
-    from lightning_critrm.critique import CriticConfig, CritiqueCache, attach_critiques, fill_cache, requests_for
+    from lightning_critrm.critique import (
+        CriticConfig,
+        CritiqueCache,
+        attach_critiques,
+        fill_cache,
+        requests_for,
+    )
     from lightning_critrm.critique.cache import CritiqueRow
     from lightning_critrm.records import PreferencePair
 

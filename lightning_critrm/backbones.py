@@ -18,10 +18,10 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from lightning_critrm.atomic_folder import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,13 @@ def resolve_backbone(name: str) -> str:
 def materialize_gguf(gguf: Path, target: Path) -> None:
     """Dequantize a GGUF checkpoint into a normal transformers folder at ``target``.
 
-    Written to a temporary sibling and renamed into place, so a killed run never leaves a
-    half-written folder that a later run would trust.
+    Written through :func:`atomic_folder`, so a killed run never leaves a half-written folder
+    that a later run would trust.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("materializing %s into %s (once)", gguf.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
@@ -104,22 +103,13 @@ def materialize_gguf(gguf: Path, target: Path) -> None:
     # A fresh model built from the config is a plain (non-quantized) model that may be saved.
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
+    with atomic_folder(target, complete_marker="config.json") as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _write_top_level_rope_theta(tmp / "config.json")
         (tmp / "MATERIALIZED.json").write_text(
             json.dumps({"source": str(gguf), "size": gguf.stat().st_size, "version": MATERIALIZE_VERSION})
         )
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-            # Another process finished first; its folder is equivalent.
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_top_level_rope_theta(config_path: Path) -> None:

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, Optional
 
-from lightning_critrm.prompts import DEFAULT_CRITIC_INSTRUCTION, DEFAULT_CRITIC_INSTRUCTION_VERSION, CriticPrompt
+from lightning_critrm.prompts import (
+    DEFAULT_CRITIC_INSTRUCTION,
+    DEFAULT_CRITIC_INSTRUCTION_VERSION,
+    CriticPrompt,
+)
 from lightning_critrm.records import Message
 
 Backend = Literal["auto", "vllm", "transformers", "openai"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from lightning_critrm.atomic_folder import atomic_folder
 from lightning_critrm.data.formatting import SequenceFormatter
 
 log = logging.getLogger(__name__)
@@ -118,18 +118,9 @@ def build_or_load(
         pairs_dropped_failed_critique=dropped_failed,
     )
     ds = ds.filter(lambda keep: keep, input_columns="keep", desc="dropping identical pairs")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder, complete_marker="stats.json") as tmp:
         ds.save_to_disk(str(tmp / "data"))
         (tmp / "stats.json").write_text(json.dumps(asdict(stats)))
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / "stats.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return datasets.load_from_disk(str(folder / "data")), stats
 
 

@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import Logger
 from lightning_critrm.cli import main
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.evaluation import RewardBenchCallback
-from tests.conftest import REPO, SHARED, write_jsonl
+from tests.conftest import SHARED, write_jsonl
 
 RB_PARTIAL = SHARED / "data" / "rewardbench" / "rewardbench_filtered_partial.jsonl"
 

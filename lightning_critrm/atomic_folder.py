@@ -1,0 +1,31 @@
+"""Write a folder so that readers see all of it or none of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_folder(target: Path, complete_marker: str) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` to fill; on success rename it to ``target``.
+
+    A killed process leaves only a ``*.tmp-*`` folder that nothing trusts. If another process
+    renamed an equivalent folder into place first (``complete_marker`` exists in it), that one is
+    kept and this one discarded.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / complete_marker).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
