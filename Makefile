@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Tests and the quickstart never reach a model hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# vLLM on CPUs sizes its KV cache from this (GiB); the quickstart critic needs little.
+export VLLM_CPU_KVCACHE_SPACE ?= 1
 
 .PHONY: install quickstart test clean
 install: $(VENV)/.installed

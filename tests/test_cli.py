@@ -105,11 +105,18 @@ def test_encoder_config_trains_minilm_from_its_package(tmp_path):
 
 
 def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
+    # The quickstart as shipped, made small: 16 pairs whose 32 critiques SmolLM2 writes through
+    # transformers (the vLLM engine's start is paid in tests/critique/test_vllm_backend.py).
     cli = main([
         "fit", "--config", str(REPO / "conf" / "quickstart.yaml"), "--trainer.max_steps", "2",
-        "--trainer.val_check_interval", "2", "--data.max_val_pairs", "8", "--model.lr", "1e-5",
+        "--trainer.val_check_interval", "2", "--data.source", "builtin:arithmetic:16", "--data.max_val_pairs", "4",
+        "--data.critic.backend", "transformers", "--data.critic.max_new_tokens", "16", "--model.lr", "1e-5",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+        "--data.cache_dir", str(tmp_path / "cache"),
     ])
     assert cli.trainer.global_step == 2 and cli.model.hparams.lr == 1e-5
-    assert "validation accuracy:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation accuracy:" in out
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    text = cli.datamodule.tokenizer.decode(cli.datamodule.train_dataset[0]["chosen_input_ids"])
+    assert "[Critique of the response]" in text  # a critique SmolLM2 wrote is part of the input
