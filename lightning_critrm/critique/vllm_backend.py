@@ -54,11 +54,22 @@ class VLLMCritic(CriticBackend):
         )
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
-        prompts = [{"prompt_token_ids": chat_prompt_ids(self.tokenizer, m)} for m in requests]
-        outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
-        return [
-            finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids)) for o in outputs
+        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
+        # vLLM rejects the whole call if one prompt does not fit its context: such a request fails
+        # alone, with the reason, and the rest of the batch is generated.
+        limit = self.llm.llm_engine.model_config.max_model_len
+        results: list[Generation | None] = [
+            Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p))
+            if len(p) >= limit
+            else None
+            for p in ids
         ]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            outputs = self.llm.generate([{"prompt_token_ids": ids[i]} for i in todo], self.sampling, use_tqdm=False)
+            for i, o in zip(todo, outputs):
+                results[i] = finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids))
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         # Dropping the last reference shuts the engine and its worker processes down.

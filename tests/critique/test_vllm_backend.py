@@ -105,3 +105,24 @@ def test_openai_backend_against_a_real_vllm_server(tmp_path, tiny_decoder_dir):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def test_a_prompt_longer_than_the_context_fails_alone(chat_tokenizer):
+    from types import SimpleNamespace
+
+    from lightning_critrm.critique.vllm_backend import VLLMCritic
+
+    class FakeLLM:
+        llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=64))
+
+        def generate(self, prompts, sampling, use_tqdm=False):
+            assert all(len(p["prompt_token_ids"]) < 64 for p in prompts)  # vLLM would raise otherwise
+            out = SimpleNamespace(text="fine", token_ids=[1, 2])
+            return [SimpleNamespace(outputs=[out], prompt_token_ids=p["prompt_token_ids"]) for p in prompts]
+
+    critic = VLLMCritic.__new__(VLLMCritic)  # no engine: the length rule is ours, not vLLM's
+    critic.config, critic.llm, critic.tokenizer, critic.sampling = CriticConfig(backend="vllm"), FakeLLM(), chat_tokenizer, None
+    out = critic.generate([[{"role": "user", "content": "short"}], [{"role": "user", "content": "long " * 200}],
+                           [{"role": "user", "content": "also short"}]])
+    assert [g.text for g in out] == ["fine", None, "fine"]
+    assert "max_model_len is 64" in out[1].error
