@@ -26,7 +26,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME, RewardBenchRow, load_rewardbench
 from lightning_critrm.evaluation.rewardbench_scoring import RewardBenchScores, score
-from lightning_critrm.evaluation.table import format_table
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,9 @@ class RewardBenchCallback(Callback):
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"epoch{trainer.current_epoch}-step{step}.json"
         path.write_text(json.dumps(self._record(scores, gathered, step), indent=1))
-        rank_zero_info(f"rewardbench (step {step}), written to {path}:\n{format_table(scores)}")
+        overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
+        partial = " (partial: see the sections)" if scores.partial else ""
+        rank_zero_info(f"rewardbench step {step}: overall {overall}{partial}; details in {path}")
 
     def _record(self, scores: RewardBenchScores, gathered: list, step: int) -> dict:
         return {
