@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -136,7 +136,7 @@ class PreferenceDataModule(L.LightningDataModule):
             self._tokenizer = load_tokenizer(self.hparams.backbone)
         return self._tokenizer
 
-    @property
+    @cached_property  # probes the tokenizer's special tokens once, not on every use
     def formatter(self) -> SequenceFormatter:
         return SequenceFormatter(self.tokenizer, self.hparams.max_length, self.critique_format)
 

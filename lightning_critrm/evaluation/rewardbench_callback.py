@@ -127,6 +127,7 @@ class RewardBenchCallback(Callback):
         self.critiques: list[tuple[Optional[str], Optional[str]]] = []
         self.skipped_ids: list[str] = []
         self.last_scores: Optional[RewardBenchScores] = None
+        self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once
 
     # -- preparing rows -----------------------------------------------------------------------
     def prepare(self, trainer: Optional[L.Trainer], datamodule) -> None:
@@ -245,6 +246,6 @@ class RewardBenchCallback(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0 and trainer.global_step > 0:
-            if getattr(self, "_last_step", None) != trainer.global_step:  # once per optimizer step
+            if self._last_step != trainer.global_step:  # once per optimizer step
                 self._last_step = trainer.global_step
                 self.evaluate(trainer, pl_module, trainer.datamodule)
