@@ -26,13 +26,26 @@ class CritiqueRMTrainer(L.Trainer):
     """Lightning's Trainer plus the ``critique`` subcommand."""
 
     def critique(self, model: L.LightningModule, datamodule: PreferenceDataModule) -> None:
-        """Generate and cache one critique per completion for the training data and every
-        evaluation set, reading the same config as ``fit`` so the cache keys match. Prints how
-        many were generated, already cached and failed, with the critic's tokens/s."""
-        summary = datamodule.generate_critiques()
+        """Generate and cache one critique per completion for the training data, every
+        evaluation set and every configured RewardBenchCallback, reading the same config as
+        ``fit`` so the cache keys match (``critic.require_cached`` is for ``fit``; this command
+        is what fills the cache). Prints how many were generated, already cached and failed,
+        with the critic's tokens/s."""
+        summaries = []
+        if datamodule.hparams.critiques == "generate":
+            summaries.append(("data", datamodule.generate_critiques(require_cached=False)))
+        for callback in self.callbacks:
+            if isinstance(callback, RewardBenchCallback):
+                summary = callback.generate_critiques(datamodule)
+                if summary is not None:
+                    summaries.append((f"rewardbench {callback.source}", summary))
+        if not summaries:
+            raise ValueError(
+                "nothing to critique: data.critiques is not 'generate' and no RewardBenchCallback needs critiques"
+            )
         if self.is_global_zero:
-            print(summary)
-
+            for what, summary in summaries:
+                print(f"{what}: {summary}")
 
     def rewardbench(
         self,
@@ -46,6 +59,9 @@ class CritiqueRMTrainer(L.Trainer):
     ) -> None:
         """Score a checkpoint on RewardBench and print accuracy by subset and section, with
         partial sections marked; the per-row rewards go to a JSON file in the run folder.
+        Missing critiques of RewardBench completions are generated (whatever
+        ``critic.require_cached`` says: no training waits on them). A RewardBenchCallback in the
+        config is replaced by this evaluation, which keeps its ``critic``.
 
         Args:
             ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
@@ -54,7 +70,13 @@ class CritiqueRMTrainer(L.Trainer):
             batch_size: Sequences per forward pass.
             max_rows: Score only the first N rows.
         """
-        callback = RewardBenchCallback(source=source, subsets=subsets, batch_size=batch_size, max_rows=max_rows)
+        configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
+        critic = next((c.critic for c in configured if c.critic is not None), None)
+        # Each configured callback would score on `test` too: the rows would be scored twice.
+        self.callbacks = [c for c in self.callbacks if not isinstance(c, RewardBenchCallback)]
+        callback = RewardBenchCallback(
+            source=source, subsets=subsets, batch_size=batch_size, max_rows=max_rows, critic=critic, require_cached=False
+        )
         self.callbacks.append(callback)
         self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         if self.is_global_zero and callback.last_scores is not None:

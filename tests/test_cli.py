@@ -1,6 +1,7 @@
 """The command line end to end, on tiny backbones, plus every shipped config file."""
 
 import glob
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,36 @@ def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     text = cli.datamodule.tokenizer.decode(cli.datamodule.train_dataset[0]["chosen_input_ids"])
     assert "[Critique of the response]" in text  # a critique SmolLM2 wrote is part of the input
+
+
+def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+    # The documented GPU workflow: `critique` first (whatever require_cached says), then a `fit`
+    # that refuses to generate, then `rewardbench`, which replaces the configured callback.
+    from tests.evaluation.test_rewardbench_callback import rb_rows
+    from tests.conftest import write_jsonl
+
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    config = yaml.safe_load(cfg.read_text())
+    config["trainer"].update(max_steps=2, val_check_interval=2)
+    config["trainer"]["callbacks"] = [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
+                                       "init_args": {"source": str(rb), "every_n_steps": 2}}]
+    config["data"].update(critiques="generate", critic={"backend": "transformers", "model": tiny_decoder_dir,
+                                                        "max_new_tokens": 4, "require_cached": True})
+    cfg.write_text(yaml.safe_dump(config))
+
+    with pytest.raises(RuntimeError, match="python -m lightning_critrm critique"):
+        main(["fit", "--config", str(cfg)])
+    main(["critique", "--config", str(cfg)])
+    out = capsys.readouterr().out
+    assert "data: critiques: 48 requested, 0 already cached, 48 generated, 0 failed" in out
+    assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated, 0 failed" in out  # 5 rows; one ties "same" with itself
+
+    main(["fit", "--config", str(cfg)])  # every critique is cached now, RewardBench's included
+    run = tmp_path / "run"
+    assert len(list(run.rglob("rewardbench/*.json"))) == 1
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(rb)])
+    assert "Chat Hard" in capsys.readouterr().out
+    records = sorted(run.rglob("rewardbench/*.json"))
+    assert len(records) == 2  # the configured callback did not score the rows a second time
+    assert all(not json.loads(p.read_text())["skipped_failed_critique"] for p in records)

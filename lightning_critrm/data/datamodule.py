@@ -187,17 +187,29 @@ class PreferenceDataModule(L.LightningDataModule):
         found = [(hp.source, hp.split), (hp.val_source, hp.val_split), (hp.test_source, hp.test_split)]
         return [(src, split) for src, split in found if src]
 
-    def generate_critiques(self, progress: bool = True) -> CritiqueSummary:
-        """Fill the critique cache for every completion of every configured source."""
+    def generate_critiques(self, progress: bool = True, require_cached: Optional[bool] = None) -> CritiqueSummary:
+        """Fill the critique cache for every completion of every configured source.
+
+        ``require_cached`` (default: the critic's setting) raises, naming the ``critique``
+        subcommand, instead of generating missing critiques; that subcommand passes ``False``.
+        """
         if self.critic is None or self.hparams.critiques != "generate":
             raise ValueError("critique generation needs data.critiques: generate (and a data.critic)")
         requests = []
         for source, split in self._sources():
             pairs = sources.read_pairs(source, self.columns, False, split, self.hparams.seed)
             requests.extend(requests_for(pairs, self.critic))
+        return self.fill_critiques(requests, self.critic, require_cached, progress)
+
+    def fill_critiques(
+        self, requests: list[CritiqueRequest], critic: CriticConfig, require_cached: Optional[bool], progress: bool = True
+    ) -> CritiqueSummary:
+        """Generate the critiques of ``requests`` missing from this module's cache (duplicates
+        once), or raise naming the ``critique`` subcommand if ``require_cached`` (default: the
+        critic's setting) forbids generating here."""
         requests = list({r.key: r for r in requests}.values())
         with CritiqueCache(self.critique_cache_path) as cache:
-            if self.critic.require_cached:
+            if critic.require_cached if require_cached is None else require_cached:
                 absent = len(missing(requests, cache))
                 if absent:
                     raise RuntimeError(
@@ -205,7 +217,7 @@ class PreferenceDataModule(L.LightningDataModule):
                         f"critic.require_cached is true; generate them first with: "
                         f"python -m lightning_critrm critique --config <this config>"
                     )
-            summary = fill_cache(requests, self.critic, cache, progress=progress)
+            summary = fill_cache(requests, critic, cache, progress=progress)
         rank_zero_info(str(summary))
         return summary
 
@@ -214,6 +226,7 @@ class PreferenceDataModule(L.LightningDataModule):
         items: Sequence[tuple[Sequence[Message], str]],
         critic: Optional[CriticConfig] = None,
         generate: bool = True,
+        require_cached: Optional[bool] = None,
     ) -> list[Optional[str]]:
         """A critique for each (prompt, completion) of an evaluation set, from the same critic,
         template and cache as training, so evaluation inputs are formatted like training inputs.
@@ -221,24 +234,32 @@ class PreferenceDataModule(L.LightningDataModule):
         ``None`` everywhere when critiques are off; ``None`` for a completion whose critique
         failed. With ``critiques: columns`` (training critiques from data columns) an evaluation
         set without such columns needs ``critic``. ``generate=False`` only reads the cache (ranks
-        other than 0, once rank 0 has filled it).
+        other than 0, once rank 0 has filled it); ``require_cached`` as in ``generate_critiques``.
         """
         mode = self.hparams.critiques
         if mode == "none":
             return [None] * len(items)
-        critic = critic or (self.critic if mode == "generate" else None)
+        critic = self.evaluation_critic(critic)
+        keys = [critic.key(prompt, completion) for prompt, completion in items]
+        if generate:
+            self.fill_critiques([CritiqueRequest(k, tuple(p), c) for k, (p, c) in zip(keys, items)], critic, require_cached)
+        with CritiqueCache(self.critique_cache_path) as cache:
+            stored = cache.get_many(keys)
+        return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
+
+    def evaluation_critic(self, critic: Optional[CriticConfig] = None) -> Optional[CriticConfig]:
+        """The critic of an evaluation set: ``critic`` if given, else the training critic; None
+        when critiques are off. Raises when training read critiques from data columns and no
+        critic is given, since nothing else could write matching critiques."""
+        if self.hparams.critiques == "none":
+            return None
+        critic = critic or (self.critic if self.hparams.critiques == "generate" else None)
         if critic is None:
             raise ValueError(
                 "training reads critiques from data columns, which this evaluation set does not have: "
                 "give the evaluation a critic (the one that wrote the training critiques)"
             )
-        keys = [critic.key(prompt, completion) for prompt, completion in items]
-        with CritiqueCache(self.critique_cache_path) as cache:
-            if generate:
-                requests = {k: CritiqueRequest(k, tuple(p), c) for k, (p, c) in zip(keys, items)}
-                rank_zero_info(str(fill_cache(list(requests.values()), critic, cache)))
-            stored = cache.get_many(keys)
-        return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
+        return critic
 
     def prepare_data(self) -> None:
         # Rank 0 only: materialize a backbone alias, generate missing critiques and fill the

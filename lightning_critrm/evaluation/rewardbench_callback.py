@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.critique.generate import CritiqueRequest
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME, RewardBenchRow, load_rewardbench
 from lightning_critrm.evaluation.rewardbench_scoring import RewardBenchScores, score
 
@@ -95,6 +96,7 @@ class RewardBenchCallback(Callback):
         critic: Optional[CriticConfig] = None,
         max_rows: Optional[int] = None,
         num_text_examples: int = 3,
+        require_cached: Optional[bool] = None,
     ):
         """RewardBench accuracy by subset, section and overall, logged as ``rewardbench/*``.
 
@@ -112,6 +114,9 @@ class RewardBenchCallback(Callback):
                 ``critiques: none`` no critiques are written.
             max_rows: Score only the first N rows (smoke runs).
             num_text_examples: Rows shown in TensorBoard as text: prompt, completion, critique, reward.
+            require_cached: Fail at the first evaluation if a critique is missing from the cache
+                instead of generating it (default: the critic's ``require_cached``). The
+                ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
         """
         self.source = source
         self.subsets = subsets
@@ -122,6 +127,7 @@ class RewardBenchCallback(Callback):
         self.critic = critic
         self.max_rows = max_rows
         self.num_text_examples = num_text_examples
+        self.require_cached = require_cached
         self.rows: Optional[list[RewardBenchRow]] = None
         self.encoded: list[tuple[list[int], list[int]]] = []
         self.critiques: list[tuple[Optional[str], Optional[str]]] = []
@@ -130,17 +136,33 @@ class RewardBenchCallback(Callback):
         self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once
 
     # -- preparing rows -----------------------------------------------------------------------
+    def _load_rows(self) -> list[RewardBenchRow]:
+        rows = load_rewardbench(self.source, self.subsets)
+        return rows if self.max_rows is None else rows[: self.max_rows]
+
+    @staticmethod
+    def _items(rows: Sequence[RewardBenchRow]) -> list[tuple[list, str]]:
+        return [(r.prompt, text) for r in rows for text in (r.chosen, r.rejected)]
+
+    def generate_critiques(self, datamodule):
+        """Fill the critique cache for every completion this callback scores (the ``critique``
+        subcommand calls it, so a later ``fit`` with ``require_cached`` finds them). Returns the
+        summary, or None when critiques are off."""
+        critic = datamodule.evaluation_critic(self.critic)
+        if critic is None:
+            return None
+        requests = [CritiqueRequest(critic.key(p, c), tuple(p), c) for p, c in self._items(self._load_rows())]
+        return datamodule.fill_critiques(requests, critic, require_cached=False)
+
     def prepare(self, trainer: Optional[L.Trainer], datamodule) -> None:
         """Load rows, get their critiques (rank 0 generates missing ones) and tokenize them."""
         if self.rows is not None:
             return
-        rows = load_rewardbench(self.source, self.subsets)
-        if self.max_rows is not None:
-            rows = rows[: self.max_rows]
-        items = [(r.prompt, text) for r in rows for text in (r.chosen, r.rejected)]
+        rows = self._load_rows()
+        items = self._items(rows)
         rank, _ = _world(trainer)
         if rank == 0:
-            critiques = datamodule.critiques_for(items, self.critic, generate=True)
+            critiques = datamodule.critiques_for(items, self.critic, generate=True, require_cached=self.require_cached)
         if trainer is not None and trainer.world_size > 1:
             trainer.strategy.barrier("rewardbench_critiques")
         if rank != 0:

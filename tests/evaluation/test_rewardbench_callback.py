@@ -134,3 +134,19 @@ def test_rewardbench_subcommand_on_the_shared_rows_marks_sections_partial(tmp_pa
     assert "Reasoning" in out and "PARTIAL: 6/7 subsets, 984/1431 rows" in out
     record = json.loads(next((tmp_path / "run").rglob("rewardbench/*.json")).read_text())
     assert len(record["rows"]) == 1403 and len({r["id"] for r in record["rows"]}) == 1403
+
+
+def test_missing_critiques_fail_fast_under_require_cached(tmp_path, pairs_file, tiny_decoder_dir):
+    from lightning_critrm.critique import CriticConfig
+
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate",
+                              cache_dir=str(tmp_path / "cache"),
+                              critic=CriticConfig(model=tiny_decoder_dir, backend="transformers", max_new_tokens=4,
+                                                  require_cached=True))
+    with pytest.raises(RuntimeError, match=r"9 of 9 critiques are not in .*lightning_critrm critique"):
+        RewardBenchCallback(source=str(rb)).prepare(None, dm)
+    RewardBenchCallback(source=str(rb)).generate_critiques(dm)  # what the `critique` subcommand runs
+    callback = RewardBenchCallback(source=str(rb))
+    callback.prepare(None, dm)
+    assert len(callback.rows) == 5 and all(c and r for c, r in callback.critiques)
