@@ -66,7 +66,8 @@ def main():
     rewards = {}
     for name, sort in (("length_grouped", True), ("unsorted", False)):
         began = time.perf_counter()
-        rewards[name] = reward_sequences(model, sequences, args.batch_size, dm.pad_token_id, sort_by_length=sort)
+        rewards[name] = reward_sequences(model, sequences, args.batch_size, dm.pad_token_id, sort_by_length=sort,
+                                         progress=True)
         wall = time.perf_counter() - began
         result[name] = {"wall_s": round(wall, 2), "sequences_per_s": round(len(sequences) / wall, 2),
                         "padded_tokens": padded_tokens(sort),

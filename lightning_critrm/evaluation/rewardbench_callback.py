@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
+from tqdm.auto import tqdm
 
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.critique.generate import CritiqueRequest
@@ -38,9 +39,11 @@ def reward_sequences(
     pad_token_id: int,
     sort_by_length: bool = True,
     min_batches: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """Rewards (fp32) of token sequences, in input order. Runs at least ``min_batches`` forward
-    passes (extra ones on a one-token dummy) so sharded ranks stay in step."""
+    passes (extra ones on a one-token dummy) so sharded ranks stay in step. ``progress`` shows a
+    bar counting sequences, with ETA (a full RewardBench pass takes minutes even on a GPU)."""
     device = module.device
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i])) if sort_by_length else list(range(len(sequences)))
     rewards = [0.0] * len(sequences)
@@ -48,6 +51,7 @@ def reward_sequences(
     batches += [[]] * max(0, min_batches - len(batches))
     was_training = module.training
     module.eval()
+    bar = tqdm(total=len(sequences), desc="rewardbench", unit="seq", disable=not progress)
     with torch.no_grad():
         for batch in batches:
             seqs = [sequences[i] for i in batch] or [[pad_token_id]]
@@ -60,6 +64,8 @@ def reward_sequences(
             out = module(ids.to(device), mask.to(device)).float().cpu().tolist()
             for i, value in zip(batch, out):
                 rewards[i] = value
+            bar.update(len(batch))
+    bar.close()
     module.train(was_training)
     return rewards
 
@@ -195,6 +201,7 @@ class RewardBenchCallback(Callback):
         rewards = reward_sequences(
             module, sequences, self.batch_size, datamodule.pad_token_id, self.sort_by_length,
             min_batches=_max_over_ranks(batches, trainer),
+            progress=rank == 0 and (trainer is None or trainer.progress_bar_callback is not None),
         )
         local = [(i, rewards[2 * k], rewards[2 * k + 1]) for k, i in enumerate(mine)]
         gathered = sorted(_gather(local, trainer))
