@@ -126,8 +126,8 @@ def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
 def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tmp_path, pairs_file, tiny_decoder_dir, capsys):
     # The documented GPU workflow: `critique` first (whatever require_cached says), then a `fit`
     # that refuses to generate, then `rewardbench`, which replaces the configured callback.
-    from tests.evaluation.test_rewardbench_callback import rb_rows
     from tests.conftest import write_jsonl
+    from tests.evaluation.test_rewardbench_callback import rb_rows
 
     rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
