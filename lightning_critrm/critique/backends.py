@@ -19,12 +19,15 @@ from lightning_critrm.records import Message
 
 @dataclass(frozen=True)
 class Generation:
-    """One critic output. ``text`` is None when generation failed; ``error`` says why."""
+    """One critic output. ``text`` is None when generation failed; ``error`` says why.
+    ``too_long``: the prompt (of ``prompt_tokens``) does not fit the critic's context, so the
+    same critic would fail it again; it is retried only under a larger ``max_model_len``."""
 
     text: Optional[str]
     error: Optional[str] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    too_long: bool = False
 
 
 def finished(text: str, prompt_tokens: int, completion_tokens: int) -> Generation:

@@ -3,7 +3,8 @@
 WAL mode lets training processes read while a ``critique`` run writes. Every batch is one
 transaction, so a run killed at any instant (kill -9 included) leaves whole batches only: a rerun
 skips what is stored and generates the rest, losing and duplicating nothing. Failed generations
-are stored with their error so they are reported (and retried by the next run), never trained on.
+are stored with their error so they are reported (and retried by the next run), never trained on;
+a prompt too long for the critic's context is retried only once the context is made long enough.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ CREATE TABLE IF NOT EXISTS critiques (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     seconds REAL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    too_long INTEGER NOT NULL DEFAULT 0
 )
 """
+_COLUMNS = "key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds, too_long"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class CritiqueRow:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    too_long: bool = False  # failed because the prompt does not fit the critic's context
 
 
 class CritiqueCache:
@@ -54,6 +58,9 @@ class CritiqueCache:
         # NORMAL is durable against a killed process (only an OS crash can lose the last batch).
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(critiques)")}
+        if "too_long" not in columns:  # a cache written before the column existed: keep its rows
+            self._conn.execute("ALTER TABLE critiques ADD COLUMN too_long INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._conn.close()
@@ -70,13 +77,14 @@ class CritiqueCache:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(
-                "INSERT INTO critiques VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO critiques ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET status=excluded.status, critique=excluded.critique, "
                 "error=excluded.error, critic=excluded.critic, prompt_tokens=excluded.prompt_tokens, "
                 "completion_tokens=excluded.completion_tokens, seconds=excluded.seconds, "
-                "created_at=excluded.created_at WHERE critiques.status != 'ok'",
+                "too_long=excluded.too_long, created_at=excluded.created_at WHERE critiques.status != 'ok'",
                 [
-                    (r.key, r.status, r.critique, r.error, r.critic, r.prompt_tokens, r.completion_tokens, r.seconds, now)
+                    (r.key, r.status, r.critique, r.error, r.critic, r.prompt_tokens, r.completion_tokens, r.seconds,
+                     int(r.too_long), now)
                     for r in rows
                 ],
             )
@@ -93,11 +101,9 @@ class CritiqueCache:
             chunk = keys[start : start + 900]
             marks = ",".join("?" * len(chunk))
             for row in self._conn.execute(
-                "SELECT key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds "
-                f"FROM critiques WHERE key IN ({marks})",
-                chunk,
+                f"SELECT {_COLUMNS} FROM critiques WHERE key IN ({marks})", chunk
             ):
-                found[row[0]] = CritiqueRow(*row)
+                found[row[0]] = CritiqueRow(*row[:-1], too_long=bool(row[-1]))
         return found
 
     def count(self, status: Optional[str] = None) -> int:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Optional
 
 from tqdm.auto import tqdm
 
@@ -39,15 +40,21 @@ class CritiqueSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    too_long: int = 0  # failed earlier as too long for the critic's context, not tried again
 
     @property
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.seconds if self.seconds else 0.0
 
     def __str__(self) -> str:
+        too_long = (
+            f", {self.too_long} still too long for the critic (set critic.max_model_len above their length to retry)"
+            if self.too_long
+            else ""
+        )
         return (
             f"critiques: {self.requested} requested, {self.cached} already cached, {self.generated} generated, "
-            f"{self.failed} failed; {self.completion_tokens} tokens in {self.seconds:.1f} s "
+            f"{self.failed} failed{too_long}; {self.completion_tokens} tokens in {self.seconds:.1f} s "
             f"({self.tokens_per_s:.1f} tokens/s)"
         )
 
@@ -63,10 +70,37 @@ def requests_for(pairs: Sequence[PreferencePair], config: CriticConfig) -> list[
     return list(unique.values())
 
 
-def missing(requests: Sequence[CritiqueRequest], cache: CritiqueCache) -> list[CritiqueRequest]:
-    """Requests without a successful critique in the cache (failed ones are tried again)."""
+def missing(
+    requests: Sequence[CritiqueRequest], cache: CritiqueCache, max_model_len: Optional[int] = None
+) -> list[CritiqueRequest]:
+    """Requests to generate: those without a successful critique in the cache. Failed ones are
+    tried again, except a prompt that did not fit the critic's context: the same critic would
+    fail it again (after paying for its start), so it waits for a ``max_model_len`` above its
+    length. Such a failure stays in the cache, so its pair is still dropped and counted."""
+    return _plan(requests, cache, max_model_len)[0]
+
+
+def _plan(
+    requests: Sequence[CritiqueRequest], cache: CritiqueCache, max_model_len: Optional[int]
+) -> tuple[list[CritiqueRequest], int]:
+    """(requests to generate, how many are left failed as too long for the critic's context)."""
     stored = cache.get_many(r.key for r in requests)
-    return [r for r in requests if r.key not in stored or stored[r.key].status != "ok"]
+    todo, too_long = [], 0
+    for r in requests:
+        row = stored.get(r.key)
+        if row is None or _retry(row, max_model_len):
+            todo.append(r)
+        elif row.status != "ok":
+            too_long += 1
+    return todo, too_long
+
+
+def _retry(row: CritiqueRow, max_model_len: Optional[int]) -> bool:
+    if row.status == "ok":
+        return False
+    if row.too_long:
+        return max_model_len is not None and max_model_len > row.prompt_tokens
+    return True
 
 
 def fill_cache(
@@ -82,8 +116,8 @@ def fill_cache(
     same batches. The backend is only built when something is missing: a fully cached pass loads
     no model.
     """
-    todo = missing(requests, cache)
-    summary = CritiqueSummary(requested=len(requests), cached=len(requests) - len(todo))
+    todo, too_long = _plan(requests, cache, config.max_model_len)
+    summary = CritiqueSummary(requested=len(requests), cached=len(requests) - len(todo) - too_long, too_long=too_long)
     if not todo:
         return summary
     todo.sort(key=lambda r: (r.size, r.key))
@@ -107,6 +141,7 @@ def fill_cache(
                     prompt_tokens=g.prompt_tokens,
                     completion_tokens=g.completion_tokens,
                     seconds=elapsed / len(batch),
+                    too_long=g.too_long,
                 )
                 for r, g in zip(batch, outputs)
             ]

@@ -59,7 +59,7 @@ class VLLMCritic(CriticBackend):
         # alone, with the reason, and the rest of the batch is generated.
         limit = self.llm.llm_engine.model_config.max_model_len
         results: list[Generation | None] = [
-            Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p))
+            Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p), too_long=True)
             if len(p) >= limit
             else None
             for p in ids

@@ -210,7 +210,7 @@ class PreferenceDataModule(L.LightningDataModule):
         requests = list({r.key: r for r in requests}.values())
         with CritiqueCache(self.critique_cache_path) as cache:
             if critic.require_cached if require_cached is None else require_cached:
-                absent = len(missing(requests, cache))
+                absent = len(missing(requests, cache, critic.max_model_len))
                 if absent:
                     raise RuntimeError(
                         f"{absent} of {len(requests)} critiques are not in {self.critique_cache_path} and "

@@ -34,3 +34,20 @@ def test_a_second_connection_reads_committed_batches(tmp_path):
         writer.put_batch([row(str(i)) for i in range(1000)])  # also crosses the 900-parameter chunking
         assert len(reader.get_many(str(i) for i in range(1000))) == 1000
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_cache_from_before_the_too_long_column_opens_with_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE critiques (key TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('ok', 'failed')), "
+        "critique TEXT, error TEXT, critic TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, "
+        "seconds REAL, created_at REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO critiques VALUES ('a', 'ok', 'fine', NULL, 'c', 1, 2, 0.5, 0)")
+    old.commit()
+    old.close()
+    with CritiqueCache(path) as cache:
+        assert cache.get_many(["a"])["a"] == CritiqueRow("a", "ok", "fine", None, "c", 1, 2, 0.5, too_long=False)
+        cache.put_batch([CritiqueRow("b", "failed", None, "prompt too long", "c", 99, too_long=True)])
+        assert cache.get_many(["b"])["b"].too_long

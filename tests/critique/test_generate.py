@@ -67,6 +67,39 @@ def test_failed_critiques_are_recorded_reported_dropped_and_retried(tmp_path):
         assert (retry.generated, retry.cached, retry.failed) == (1, 10, 0)
 
 
+
+class ShortContextCritic(CountingCritic):
+    """Fails "bad 2" as a 50-token prompt that does not fit a context of ``max_model_len``
+    (40 when unset, the model's own limit), as the vLLM backend does."""
+
+    def generate(self, requests):
+        out = super().generate(requests)
+        limit = self.config.max_model_len or 40
+        for i, messages in enumerate(requests):
+            if "[Response]\nbad 2\n" in messages[0]["content"] and 50 >= limit:
+                out[i] = Generation(None, f"prompt has 50 tokens, the critic's max_model_len is {limit}", 50, too_long=True)
+        return out
+
+
+def test_too_long_prompts_are_not_retried_until_the_context_fits(tmp_path):
+    config = CriticConfig(batch_size=16)
+    requests = requests_for(PAIRS, config)
+    with CritiqueCache(tmp_path / "c.sqlite") as cache:
+        first = fill_cache(requests, config, cache, backend_factory=ShortContextCritic, progress=False)
+        assert (first.generated, first.failed) == (10, 1)
+        # The same critic would fail it again: no engine start, and the summary says why.
+        again = fill_cache(requests, config, cache, backend_factory=lambda c: pytest.fail("critic started"), progress=False)
+        assert (again.cached, again.generated, again.too_long) == (10, 0, 1)
+        assert "1 still too long for the critic (set critic.max_model_len above their length" in str(again)
+        assert attach_critiques(PAIRS, config, cache).dropped_failed == 1  # still dropped and counted
+        short = dataclasses.replace(config, max_model_len=50)  # 50 tokens need a context of at least 51
+        assert fill_cache(requests, short, cache, backend_factory=lambda c: pytest.fail("started"), progress=False).too_long == 1
+        longer = dataclasses.replace(config, max_model_len=64)  # not part of the key: same critiques
+        retry = fill_cache(requests, longer, cache, backend_factory=ShortContextCritic, progress=False)
+        assert (retry.cached, retry.generated, retry.failed, retry.too_long) == (10, 1, 0, 0)
+        assert CountingCritic.calls == [11, 1]
+
+
 def test_other_critic_settings_do_not_reuse_critiques(tmp_path):
     config = CriticConfig()
     with CritiqueCache(tmp_path / "c.sqlite") as cache:

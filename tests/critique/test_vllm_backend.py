@@ -126,3 +126,4 @@ def test_a_prompt_longer_than_the_context_fails_alone(chat_tokenizer):
                            [{"role": "user", "content": "also short"}]])
     assert [g.text for g in out] == ["fine", None, "fine"]
     assert "max_model_len is 64" in out[1].error
+    assert out[1].too_long and out[1].prompt_tokens >= 64 and not out[0].too_long  # not retried at this length
