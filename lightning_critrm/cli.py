@@ -124,6 +124,7 @@ class CritiqueRMCLI(LightningCLI):
             if ckpt is not None and ckpt.last_model_path:
                 print(f"last checkpoint: {ckpt.last_model_path}")
 
+
 def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). ``run=False`` only builds the objects
     (no subcommand in ``args`` then), which is how tests inspect a config."""

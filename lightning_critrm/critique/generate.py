@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -61,12 +61,18 @@ class CritiqueSummary:
 
 def requests_for(pairs: Sequence[PreferencePair], config: CriticConfig) -> list[CritiqueRequest]:
     """One request per distinct completion (chosen and rejected separately, never a pair)."""
+    return requests_for_completions(((p.prompt, c) for p in pairs for c in (p.chosen, p.rejected)), config)
+
+
+def requests_for_completions(
+    items: Iterable[tuple[Sequence[Message], str]], config: CriticConfig
+) -> list[CritiqueRequest]:
+    """One request per distinct (prompt, completion), in first-seen order."""
     unique: dict[str, CritiqueRequest] = {}
-    for pair in pairs:
-        for completion in (pair.chosen, pair.rejected):
-            key = config.key(pair.prompt, completion)
-            if key not in unique:
-                unique[key] = CritiqueRequest(key, pair.prompt, completion)
+    for prompt, completion in items:
+        key = config.key(prompt, completion)
+        if key not in unique:
+            unique[key] = CritiqueRequest(key, tuple(prompt), completion)
     return list(unique.values())
 
 

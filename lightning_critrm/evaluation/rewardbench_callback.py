@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from tqdm.auto import tqdm
 
 from lightning_critrm.critique.config import CriticConfig
-from lightning_critrm.critique.generate import CritiqueRequest
+from lightning_critrm.critique.generate import requests_for_completions
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME, RewardBenchRow, load_rewardbench
 from lightning_critrm.evaluation.rewardbench_scoring import RewardBenchScores, score
 
@@ -157,7 +157,7 @@ class RewardBenchCallback(Callback):
         critic = datamodule.evaluation_critic(self.critic)
         if critic is None:
             return None
-        requests = [CritiqueRequest(critic.key(p, c), tuple(p), c) for p, c in self._items(self._load_rows())]
+        requests = requests_for_completions(self._items(self._load_rows()), critic)
         return datamodule.fill_critiques(requests, critic, require_cached=False)
 
     def prepare(self, trainer: Optional[L.Trainer], datamodule) -> None:
