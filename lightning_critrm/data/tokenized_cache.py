@@ -80,16 +80,22 @@ def build_or_load(
     import datasets
 
     folder = cache_dir / "tokenized" / key
+    loaded = None
     if (folder / "stats.json").exists():
         stats = TokenizedStats(**json.loads((folder / "stats.json").read_text()))
-        # An entry that lost pairs to failed critiques is rebuilt: a later `critique` run may
-        # have generated them.
-        if not stats.pairs_dropped_failed_critique:
+        if stats.pairs_dropped_failed_critique:
+            # A later `critique` run may have generated some of the missing critiques. A stored
+            # critique is never replaced, so the failures only shrink: the same count means the
+            # same pairs, and the entry still holds (permanent failures, such as prompts too long
+            # for the critic, would otherwise re-tokenize the data set on every run).
+            loaded = pairs_loader()
+            if loaded[1] != stats.pairs_dropped_failed_critique:
+                shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
             log.info("loading tokenized pairs from %s", folder)
             return datasets.load_from_disk(str(folder / "data")), stats
-        shutil.rmtree(folder, ignore_errors=True)
 
-    pairs, dropped_failed = pairs_loader()
+    pairs, dropped_failed = loaded or pairs_loader()
     if not pairs:
         raise ValueError("the data source holds no preference pairs")
     table = {
