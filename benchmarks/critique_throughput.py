@@ -74,13 +74,14 @@ def padding_share(lengths, batch_size, sort):
 def bench_vllm(requests, args, prefix_caching: bool):
     import dataclasses
 
-    from lightning_critrm.critique import CriticConfig
-    from lightning_critrm.critique.backends import chat_prompt_ids
+    from lightning_critrm.critique import CachePolicy, CriticConfig, Engine, Sampling
+    from lightning_critrm.critique.backend import chat_prompt_ids
     from lightning_critrm.critique.vllm_backend import VLLMCritic
 
     config = CriticConfig(
-        backend="vllm", model="smollm2-135m-instruct", dtype=args.vllm_dtype, max_new_tokens=args.max_new_tokens,
-        batch_size=len(requests), enable_prefix_caching=prefix_caching, max_model_len=4096,
+        backend="vllm", model="smollm2-135m-instruct", dtype=args.vllm_dtype,
+        sampling=Sampling(max_new_tokens=args.max_new_tokens), cache=CachePolicy(batch_size=len(requests)),
+        engine=Engine(enable_prefix_caching=prefix_caching, max_model_len=4096),
     )
     began = time.perf_counter()
     backend = VLLMCritic(config)
@@ -105,11 +106,13 @@ def bench_vllm(requests, args, prefix_caching: bool):
 
 
 def bench_transformers(requests, args):
-    from lightning_critrm.critique import CriticConfig
-    from lightning_critrm.critique.backends import TransformersCritic, chat_prompt_ids
+    from lightning_critrm.critique import CachePolicy, CriticConfig, Engine, Sampling
+    from lightning_critrm.critique.backend import chat_prompt_ids
+    from lightning_critrm.critique.transformers_backend import TransformersCritic
 
     config = CriticConfig(backend="transformers", model="smollm2-135m-instruct", dtype=args.hf_dtype,
-                          max_new_tokens=args.max_new_tokens, batch_size=64, generation_batch_size=16)
+                          sampling=Sampling(max_new_tokens=args.max_new_tokens), cache=CachePolicy(batch_size=64),
+                          engine=Engine(generation_batch_size=16))
     backend = TransformersCritic(config)
     lengths = [len(chat_prompt_ids(backend.tokenizer, config.prompt.render(r.prompt, r.completion))) for r in requests]
     result = timed_fill(requests, config, backend)

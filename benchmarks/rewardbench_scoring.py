@@ -35,9 +35,9 @@ def main():
     import torch
 
     from lightning_critrm.data import PreferenceDataModule
-    from lightning_critrm.evaluation import RewardBenchCallback
-    from lightning_critrm.evaluation.rewardbench_callback import reward_sequences
+    from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
     from lightning_critrm.model import CritiqueRewardModel
+    from lightning_critrm.model.reward_pass import SequenceBatches, score_batches
 
     tmp = tempfile.mkdtemp()
     rows = [json.loads(line) for line in RB.read_text().splitlines()]
@@ -49,25 +49,30 @@ def main():
                               max_length=args.max_length, cache_dir=tmp)
     model = CritiqueRewardModel(backbone="smollm2-135m-instruct")
     model.configure_model()
-    callback = RewardBenchCallback(source=str(source), batch_size=args.batch_size)
-    callback.prepare(None, dm)
-    sequences = [s for pair in callback.encoded for s in pair]
+    evaluation = RewardBenchEval(source=str(source), batch_size=args.batch_size)
+    evaluation.prepare(dm.completion_encoder, generate=False)
+    sequences = evaluation.sequences
     lengths = [len(s) for s in sequences]
+    cpu = torch.device("cpu")
+
+    def reward_sequences(seqs, batch_size, sort_by_length=True, progress=False):
+        batches = SequenceBatches(seqs, batch_size, dm.pad_token_id, sort_by_length)
+        rewards = score_batches(model, batches, cpu, progress=progress)
+        return [rewards[i] for i in range(len(seqs))]
 
     def padded_tokens(sort):
         order = sorted(lengths) if sort else lengths
         return sum(max(order[i : i + args.batch_size]) * len(order[i : i + args.batch_size])
                    for i in range(0, len(order), args.batch_size))
 
-    reward_sequences(model, sequences[:4], 4, dm.pad_token_id)  # warm-up
+    reward_sequences(sequences[:4], 4)  # warm-up
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
               "model": "smollm2-135m-instruct", "rows": len(rows), "sequences": len(sequences),
               "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length}
     rewards = {}
     for name, sort in (("length_grouped", True), ("unsorted", False)):
         began = time.perf_counter()
-        rewards[name] = reward_sequences(model, sequences, args.batch_size, dm.pad_token_id, sort_by_length=sort,
-                                         progress=True)
+        rewards[name] = reward_sequences(sequences, args.batch_size, sort_by_length=sort, progress=True)
         wall = time.perf_counter() - began
         result[name] = {"wall_s": round(wall, 2), "sequences_per_s": round(len(sequences) / wall, 2),
                         "padded_tokens": padded_tokens(sort),

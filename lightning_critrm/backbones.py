@@ -134,3 +134,14 @@ def load_backbone(name: str, dtype=None):
     from transformers import AutoModel
 
     return AutoModel.from_pretrained(resolve_backbone(name), dtype=dtype)
+
+
+def empty_backbone(name: str, dtype=None):
+    """The backbone of ``name`` with its parameters on the meta device (no memory, no weights read)
+    and its buffers (e.g. rotary frequencies, which no checkpoint stores) computed for real."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(resolve_backbone(name))
+    with init_empty_weights(include_buffers=False):
+        return AutoModel.from_config(config, dtype=dtype)

@@ -9,17 +9,22 @@ ModelCheckpoint keeps ``last.ckpt`` in a fixed folder under the run root, which 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
+from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 from lightning_critrm.evaluation.table import format_table
 from lightning_critrm.model import CritiqueRewardModel
+from lightning_critrm.model.reward_pass import collect, gather_rewards
 
 
 class CritiqueRMTrainer(L.Trainer):
@@ -28,7 +33,7 @@ class CritiqueRMTrainer(L.Trainer):
     def critique(self, model: L.LightningModule, datamodule: PreferenceDataModule) -> None:
         """Generate and cache one critique per completion for the training data, every
         evaluation set and every configured RewardBenchCallback, reading the same config as
-        ``fit`` so the cache keys match (``critic.require_cached`` is for ``fit``; this command
+        ``fit`` so the cache keys match (``critic.cache.require_cached`` is for ``fit``; this command
         is what fills the cache). Prints how many were generated, already cached and failed,
         with the critic's tokens/s."""
         summaries = []
@@ -36,7 +41,7 @@ class CritiqueRMTrainer(L.Trainer):
             summaries.append(("data", datamodule.generate_critiques(require_cached=False)))
         for callback in self.callbacks:
             if isinstance(callback, RewardBenchCallback):
-                summary = callback.generate_critiques(datamodule)
+                summary = callback.fill_critiques(datamodule.completion_encoder)
                 if summary is not None:
                     summaries.append((f"rewardbench {callback.source}", summary))
         if not summaries:
@@ -58,10 +63,11 @@ class CritiqueRMTrainer(L.Trainer):
         max_rows: Optional[int] = None,
     ) -> None:
         """Score a checkpoint on RewardBench and print accuracy by subset and section, with
-        partial sections marked; the per-row rewards go to a JSON file in the run folder.
-        Missing critiques of RewardBench completions are generated (whatever
-        ``critic.require_cached`` says: no training waits on them). A RewardBenchCallback in the
-        config is replaced by this evaluation, which keeps its ``critic``.
+        partial sections marked; the per-row rewards go to a JSON file in the run folder. Reads
+        the checkpoint, its config and the RewardBench rows only: never the training data.
+        Missing critiques of RewardBench completions are generated first, before any worker
+        process starts (whatever ``critic.cache.require_cached`` says: no training waits on them).
+        A RewardBenchCallback in the config is replaced by this evaluation, which keeps its ``critic``.
 
         Args:
             ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
@@ -72,15 +78,22 @@ class CritiqueRMTrainer(L.Trainer):
         """
         configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
         critic = next((c.critic for c in configured if c.critic is not None), None)
-        # Each configured callback would score on `test` too: the rows would be scored twice.
         self.callbacks = [c for c in self.callbacks if not isinstance(c, RewardBenchCallback)]
-        callback = RewardBenchCallback(
-            source=source, subsets=subsets, batch_size=batch_size, max_rows=max_rows, critic=critic, require_cached=False
-        )
-        self.callbacks.append(callback)
-        self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        if self.is_global_zero and callback.last_scores is not None:
-            print(format_table(callback.last_scores))
+        evaluation = RewardBenchEval(source, subsets, max_rows, critic, batch_size)
+        # Worker processes of a multi-device run start inside predict() and find the critiques cached.
+        encoder = datamodule.completion_encoder
+        evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)
+        predictions = self.predict(model, dataloaders=evaluation.batches(), ckpt_path=ckpt_path)
+        local: dict[int, float] = {}
+        for out in predictions or []:
+            local.update(collect(out["ids"], out["rewards"]))
+        rewards = gather_rewards(local)
+        log_dir = Path(self.log_dir or self.default_root_dir)  # a collective: every rank asks
+        if self.is_global_zero:
+            rows = evaluation.row_rewards(rewards)
+            scores = evaluation.score(rows)
+            evaluation.report(self, log_dir, scores, rows)
+            print(format_table(scores))
 
 
 class CritiqueRMCLI(LightningCLI):
@@ -128,6 +141,16 @@ class CritiqueRMCLI(LightningCLI):
 def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). ``run=False`` only builds the objects
     (no subcommand in ``args`` then), which is how tests inspect a config."""
+    try:
+        return _cli(args, run)
+    finally:
+        # Multi-process runs: a gloo/NCCL group left to interpreter exit can abort the process
+        # ("terminate called without an active exception") after the work is done and saved.
+        if run and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _cli(args: Optional[list[str]], run: bool) -> CritiqueRMCLI:
     return CritiqueRMCLI(
         CritiqueRewardModel,
         PreferenceDataModule,
@@ -138,5 +161,7 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
         save_config_kwargs={"overwrite": True},
         # The model builds its optimizer and schedule from its own callables: one mechanism.
         auto_configure_optimizers=False,
-        trainer_defaults={"default_root_dir": "runs/default"},
+        # The data module deals its length-grouped batches out across ranks itself, in an order set
+        # by data.seed alone; Lightning's DistributedSampler would reorder (and pad) them.
+        trainer_defaults={"default_root_dir": "runs/default", "use_distributed_sampler": False},
     )

@@ -2,6 +2,7 @@
 
 import glob
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,12 +42,17 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     out = capsys.readouterr().out
     assert "validation accuracy:" in out and "on 6 pairs" in out
 
+    # The critiques state the verdict: 4 steps suffice to tell every held-out pair apart.
+    assert float(cli.trainer.callback_metrics["val/acc"]) == 1.0
+    assert float(cli.trainer.callback_metrics["val/loss"]) < 0.5  # chance is ln 2 = 0.693
+
     resumed = main(["fit", "--config", str(cfg), "--ckpt_path", "last", "--trainer.max_steps", "6"])
     assert resumed.trainer.global_step == 6  # continued from 4, did not restart at 0
 
-    for sub in ("validate", "test"):
-        done = main([sub, "--config", str(cfg), "--ckpt_path", "last"])
-        assert 0.0 <= float(done.trainer.callback_metrics[f"{'val' if sub == 'validate' else 'test'}/acc"]) <= 1.0
+    validated = main(["validate", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
+    tested = main(["test", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
+    assert float(validated["val/acc"]) == 1.0 and float(tested["test/acc"]) == 1.0
+    assert float(validated["val/loss"]) == float(tested["test/loss"])  # no test_source: the same pairs
 
 
 def test_help_documents_every_option(capsys):
@@ -102,7 +108,9 @@ def test_encoder_config_trains_minilm_from_its_package(tmp_path):
         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
     ])
     assert cli.trainer.global_step == 2 and type(cli.model.backbone).__name__ == "BertModel"
-    assert 0.0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
+    # The checker's critiques name the verdict; the pretrained encoder reads them within 2 steps.
+    assert float(cli.trainer.callback_metrics["val/acc"]) == 1.0
+    assert float(cli.trainer.callback_metrics["val/loss"]) < 0.6
 
 
 def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
@@ -111,7 +119,7 @@ def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
     cli = main([
         "fit", "--config", str(REPO / "conf" / "quickstart.yaml"), "--trainer.max_steps", "2",
         "--trainer.val_check_interval", "2", "--data.source", "builtin:arithmetic:16", "--data.max_val_pairs", "4",
-        "--data.critic.backend", "transformers", "--data.critic.max_new_tokens", "16", "--model.lr", "1e-5",
+        "--data.critic.backend", "transformers", "--data.critic.sampling.max_new_tokens", "16", "--model.lr", "1e-5",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
         "--data.cache_dir", str(tmp_path / "cache"),
     ])
@@ -136,7 +144,8 @@ def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tm
     config["trainer"]["callbacks"] = [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
                                        "init_args": {"source": str(rb), "every_n_steps": 2}}]
     config["data"].update(critiques="generate", critic={"backend": "transformers", "model": tiny_decoder_dir,
-                                                        "max_new_tokens": 4, "require_cached": True})
+                                                        "sampling": {"max_new_tokens": 4},
+                                                        "cache": {"require_cached": True}})
     cfg.write_text(yaml.safe_dump(config))
 
     with pytest.raises(RuntimeError, match="python -m lightning_critrm critique"):
@@ -149,8 +158,47 @@ def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tm
     main(["fit", "--config", str(cfg)])  # every critique is cached now, RewardBench's included
     run = tmp_path / "run"
     assert len(list(run.rglob("rewardbench/*.json"))) == 1
+    capsys.readouterr()
     main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(rb)])
-    assert "Chat Hard" in capsys.readouterr().out
+    assert_table_matches_record(capsys.readouterr().out, newest_record(run))
     records = sorted(run.rglob("rewardbench/*.json"))
     assert len(records) == 2  # the configured callback did not score the rows a second time
     assert all(not json.loads(p.read_text())["skipped_failed_critique"] for p in records)
+
+
+def newest_record(run: Path) -> dict:
+    return json.loads(max(run.rglob("rewardbench/*.json"), key=lambda p: p.stat().st_mtime_ns).read_text())
+
+
+def assert_table_matches_record(out: str, record: dict) -> None:
+    """The printed table shows each subset's accuracy as the record's per-row rewards give it."""
+    by_subset: dict[str, list[bool]] = {}
+    for row in record["rows"]:
+        by_subset.setdefault(row["subset"], []).append(row["reward_chosen"] > row["reward_rejected"])
+    assert by_subset
+    for subset, wins in by_subset.items():
+        accuracy = 100 * sum(wins) / len(wins)
+        assert re.search(rf"^  {re.escape(subset)}\s+{accuracy:.1f}\s+{len(wins)}$", out, re.M), (subset, out)
+    assert re.search(r"^overall\s+\d+\.\d", out, re.M), out
+
+
+def test_rewardbench_reads_only_the_checkpoint_its_config_and_the_rows(tmp_path, pairs_file, tiny_decoder_dir, capsys, caplog):
+    from tests.conftest import write_jsonl
+    from tests.evaluation.test_rewardbench_callback import rb_rows
+
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    config = yaml.safe_load(cfg.read_text())
+    config["data"].update(critiques="generate", critic={"backend": "transformers", "model": tiny_decoder_dir,
+                                                        "sampling": {"max_new_tokens": 4}})
+    cfg.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    capsys.readouterr()
+    # A fresh machine: the training data is gone, and nothing may need it.
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(rb),
+          "--data.source", str(tmp_path / "does" / "not" / "exist.jsonl")])
+    out = capsys.readouterr().out
+    assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated" in caplog.text  # training critic
+    record = newest_record(tmp_path / "run")
+    assert len(record["rows"]) == 5 and not record["skipped_failed_critique"]
+    assert_table_matches_record(out, record)

@@ -1,7 +1,23 @@
-"""Critique generation: critic backends, the SQLite cache, and the fill / attach passes."""
+"""Critique generation: the critic config, its backends, the SQLite cache, and the store that
+training and evaluation share."""
 
 from lightning_critrm.critique.cache import CritiqueCache
-from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.critique.config import CachePolicy, CriticConfig, Endpoint, Engine, Sampling
 from lightning_critrm.critique.generate import CritiqueSummary, attach_critiques, fill_cache, requests_for
+from lightning_critrm.critique.store import CritiqueService, CritiqueStore, pair_items
 
-__all__ = ["CriticConfig", "CritiqueCache", "CritiqueSummary", "attach_critiques", "fill_cache", "requests_for"]
+__all__ = [
+    "CachePolicy",
+    "CriticConfig",
+    "CritiqueCache",
+    "CritiqueService",
+    "CritiqueStore",
+    "CritiqueSummary",
+    "Endpoint",
+    "Engine",
+    "Sampling",
+    "attach_critiques",
+    "fill_cache",
+    "pair_items",
+    "requests_for",
+]

@@ -1,11 +1,17 @@
-"""Which critic writes the critiques, how it samples, and how its outputs are keyed in the cache."""
+"""Which critic writes the critiques, how it samples, and how its outputs are keyed in the cache.
+
+The options are grouped by what they configure. The critic's identity (backend, model, dtype,
+instruction template) and its ``sampling`` change what it writes, so together they make the cache
+key of every critique. The ``engine`` (how a local model runs), the ``endpoint`` (how a remote one
+is reached) and the ``cache`` policy never change a critique and never enter a key.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, Optional
 
@@ -20,6 +26,85 @@ Backend = Literal["auto", "vllm", "transformers", "openai"]
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How the critic samples. Part of every critique's cache key.
+
+    Args:
+        temperature: Sampling temperature; 0 is greedy, so reruns reproduce the same critiques.
+        top_p: Nucleus sampling mass.
+        max_new_tokens: Length limit of one critique.
+        seed: Sampling seed.
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How a local critic runs (``vllm`` and ``transformers`` backends). Never part of a key.
+
+    Args:
+        tensor_parallel_size: vLLM tensor parallelism (GPUs per model replica).
+        data_parallel_size: vLLM data parallelism (model replicas).
+        gpu_memory_utilization: vLLM's share of accelerator memory (KV cache on CPU builds is set
+            by ``VLLM_CPU_KVCACHE_SPACE`` instead).
+        max_model_len: vLLM context length (default: the model's). Prompts that do not fit fail
+            alone and are retried only once this is raised above their length.
+        enforce_eager: vLLM without graph capture (faster start, slower decode).
+        enable_prefix_caching: Let vLLM reuse the shared instruction prefix across requests.
+        generation_batch_size: Sequences per ``generate`` call of the transformers backend.
+    """
+
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: Optional[int] = None
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    generation_batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How a remote critic is reached (``openai`` backend). Never part of a key.
+
+    Args:
+        base_url: OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8000/v1``.
+        api_key_env: Name of the environment variable holding the API key. Only the name is ever
+            written to configs and logs.
+        max_concurrency: Requests in flight at once.
+        timeout_s: Per-request timeout in seconds.
+        max_retries: Retries of a request after 429, 5xx or a timeout, with exponential backoff.
+    """
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: Optional[str] = None
+    max_concurrency: int = 8
+    timeout_s: float = 120.0
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Where critiques are stored and when they may be generated. Never part of a key.
+
+    Args:
+        path: SQLite file of critiques (default: ``<cache root>/critiques.sqlite``).
+        batch_size: Critiques generated and committed to the cache together. A killed run loses at
+            most one batch of work.
+        require_cached: In ``fit`` (and the RewardBench callback), fail at once if a critique is
+            missing instead of generating it; the ``critique`` subcommand fills the cache.
+    """
+
+    path: Optional[str] = None
+    batch_size: int = 64
+    require_cached: bool = False
+
+
+@dataclass(frozen=True)
 class CriticConfig:
     """The critic: an LLM that writes one critique per completion.
 
@@ -30,59 +115,26 @@ class CriticConfig:
             (``vllm`` where it is installed, else ``transformers``).
         model: Built-in alias, local folder or hub name (``vllm``/``transformers``), or the model
             name the endpoint serves (``openai``).
+        dtype: Weights dtype for local backends (``auto``, ``float32``, ``bfloat16``, ``float16``).
         template: The critic's instruction with ``{prompt}``, ``{completion}``, ``{score_rule}``.
         template_version: Name of that template; part of every cache key.
         allow_score: Ask for a final numeric score (the paper's critiques carry none).
-        temperature: Sampling temperature; 0 is greedy, so reruns reproduce the same critiques.
-        top_p: Nucleus sampling mass.
-        max_new_tokens: Length limit of one critique.
-        seed: Sampling seed.
-        batch_size: Critiques generated and committed to the cache together. A killed run loses at
-            most one batch of work.
-        require_cached: In ``fit``, fail at once if a critique is missing instead of generating it.
-        cache_path: SQLite file of critiques (default: ``<cache root>/critiques.sqlite``).
-        dtype: Weights dtype for local backends (``auto``, ``float32``, ``bfloat16``, ``float16``).
-        tensor_parallel_size: vLLM tensor parallelism (GPUs per model replica).
-        data_parallel_size: vLLM data parallelism (model replicas).
-        gpu_memory_utilization: vLLM's share of accelerator memory (KV cache on CPU builds is set
-            by ``VLLM_CPU_KVCACHE_SPACE`` instead).
-        max_model_len: vLLM context length (default: the model's).
-        enforce_eager: vLLM without graph capture (faster start, slower decode).
-        enable_prefix_caching: Let vLLM reuse the shared instruction prefix across requests.
-        generation_batch_size: Sequences per ``generate`` call of the transformers backend.
-        base_url: OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8000/v1``.
-        api_key_env: Name of the environment variable holding the API key. Only the name is ever
-            written to configs and logs.
-        max_concurrency: Requests in flight at once (openai backend).
-        timeout_s: Per-request timeout in seconds (openai backend).
-        max_retries: Retries of a request after 429, 5xx or a timeout, with exponential backoff.
+        sampling: Temperature, top-p, length and seed of the critic's generations.
+        engine: Parallelism, memory and context of a local critic (vLLM, transformers).
+        endpoint: URL, key variable, concurrency, timeout and retries of a remote critic.
+        cache: The critique file, the commit batch size, and whether ``fit`` may generate.
     """
 
     backend: Backend = "transformers"
     model: str = "smollm2-135m-instruct"
+    dtype: str = "auto"
     template: str = DEFAULT_CRITIC_INSTRUCTION
     template_version: str = DEFAULT_CRITIC_INSTRUCTION_VERSION
     allow_score: bool = False
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0
-    batch_size: int = 64
-    require_cached: bool = False
-    cache_path: Optional[str] = None
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    max_model_len: Optional[int] = None
-    enforce_eager: bool = False
-    enable_prefix_caching: bool = True
-    generation_batch_size: int = 16
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: Optional[str] = None
-    max_concurrency: int = 8
-    timeout_s: float = 120.0
-    max_retries: int = 5
+    sampling: Sampling = field(default_factory=Sampling)
+    engine: Engine = field(default_factory=Engine)
+    endpoint: Endpoint = field(default_factory=Endpoint)
+    cache: CachePolicy = field(default_factory=CachePolicy)
 
     @property
     def effective_backend(self) -> str:
@@ -100,16 +152,17 @@ class CriticConfig:
     def identity(self) -> dict:
         """Everything that changes what the critic writes, and nothing else (not batch sizes,
         parallelism, endpoints or keys): the part of the cache key shared by all critiques."""
+        s = self.sampling
         return {
             "backend": self.effective_backend,
             "model": self.model,
             "template": hashlib.sha1(self.template.encode()).hexdigest()[:16],
             "template_version": self.template_version,
             "allow_score": self.allow_score,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_new_tokens": s.max_new_tokens,
+            "seed": s.seed,
             "dtype": self.dtype,
         }
 
@@ -133,3 +186,16 @@ class CriticConfig:
         h.update(b"completion" + len(data).to_bytes(8, "little"))
         h.update(data)
         return h.hexdigest()
+
+    def as_dict(self) -> dict:
+        """Plain nested values (for checkpoints that load with ``weights_only=True``)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CriticConfig":
+        groups = {"sampling": Sampling, "engine": Engine, "endpoint": Endpoint, "cache": CachePolicy}
+        return cls(
+            **{k: groups[k](**v) if k in groups and isinstance(v, dict) else v for k, v in values.items()}
+        )

@@ -10,7 +10,8 @@ from typing import Optional
 
 from tqdm.auto import tqdm
 
-from lightning_critrm.critique.backends import CriticBackend, build_backend
+from lightning_critrm.critique.backend import CriticBackend
+from lightning_critrm.critique.backends import build_backend
 from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.records import Message, PreferencePair
@@ -48,7 +49,8 @@ class CritiqueSummary:
 
     def __str__(self) -> str:
         too_long = (
-            f", {self.too_long} still too long for the critic (set critic.max_model_len above their length to retry)"
+            f", {self.too_long} still too long for the critic "
+            "(set critic.engine.max_model_len above their length to retry)"
             if self.too_long
             else ""
         )
@@ -122,7 +124,7 @@ def fill_cache(
     same batches. The backend is only built when something is missing: a fully cached pass loads
     no model.
     """
-    todo, too_long = _plan(requests, cache, config.max_model_len)
+    todo, too_long = _plan(requests, cache, config.engine.max_model_len)
     summary = CritiqueSummary(requested=len(requests), cached=len(requests) - len(todo) - too_long, too_long=too_long)
     if not todo:
         return summary
@@ -132,8 +134,8 @@ def fill_cache(
     prompt = config.prompt
     bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress)
     try:
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
+        for start in range(0, len(todo), config.cache.batch_size):
+            batch = todo[start : start + config.cache.batch_size]
             began = time.perf_counter()
             outputs = backend.generate([prompt.render(r.prompt, r.completion) for r in batch])
             elapsed = time.perf_counter() - began

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from lightning_critrm.critique.backends import CriticBackend, Generation, finished
+from lightning_critrm.critique.backend import CriticBackend, Generation, finished
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.records import Message
 
@@ -30,18 +30,18 @@ class OpenAICritic(CriticBackend):
     def __init__(self, config: CriticConfig):
         super().__init__(config)
         self._api_key: Optional[str] = None
-        if config.api_key_env:
-            self._api_key = os.environ.get(config.api_key_env)
+        if config.endpoint.api_key_env:
+            self._api_key = os.environ.get(config.endpoint.api_key_env)
             if not self._api_key:
                 raise RuntimeError(
-                    f"critic.api_key_env names {config.api_key_env!r}, but that environment variable is "
-                    f"not set; export it before running"
+                    f"critic.endpoint.api_key_env names {config.endpoint.api_key_env!r}, but that environment "
+                    f"variable is not set; export it before running"
                 )
-        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.url = config.endpoint.base_url.rstrip("/") + "/chat/completions"
         self.backoff_s = 1.0
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
-        with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrency)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.config.endpoint.max_concurrency)) as pool:
             return list(pool.map(self._one, requests))
 
     def _one(self, messages: Sequence[Message]) -> Generation:
@@ -50,21 +50,21 @@ class OpenAICritic(CriticBackend):
             {
                 "model": cfg.model,
                 "messages": list(messages),
-                "temperature": cfg.temperature,
-                "top_p": cfg.top_p,
-                "max_tokens": cfg.max_new_tokens,
-                "seed": cfg.seed,
+                "temperature": cfg.sampling.temperature,
+                "top_p": cfg.sampling.top_p,
+                "max_tokens": cfg.sampling.max_new_tokens,
+                "seed": cfg.sampling.seed,
             }
         ).encode()
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         error = "no attempt made"
-        for attempt in range(cfg.max_retries + 1):
+        for attempt in range(cfg.endpoint.max_retries + 1):
             retry_after: Optional[float] = None
             try:
                 request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
+                with urllib.request.urlopen(request, timeout=cfg.endpoint.timeout_s) as response:
                     payload = json.loads(response.read())
                 text = payload["choices"][0]["message"].get("content") or ""
                 usage = payload.get("usage") or {}
@@ -80,7 +80,7 @@ class OpenAICritic(CriticBackend):
             except (KeyError, IndexError, ValueError) as err:
                 error = f"malformed response: {err}"
                 break
-            if attempt < cfg.max_retries:
+            if attempt < cfg.endpoint.max_retries:
                 delay = retry_after if retry_after is not None else self.backoff_s * 2**attempt
                 time.sleep(delay * (1 + 0.1 * random.random()))
         return Generation(None, error)

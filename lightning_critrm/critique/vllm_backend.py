@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightning_critrm.backbones import resolve_backbone
-from lightning_critrm.critique.backends import CriticBackend, Generation, chat_prompt_ids, finished
+from lightning_critrm.critique.backend import CriticBackend, Generation, chat_prompt_ids, finished
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.records import Message
 
@@ -37,20 +37,21 @@ class VLLMCritic(CriticBackend):
             "model": path,
             "tokenizer": path,
             "dtype": config.dtype,
-            "seed": config.seed,
-            "tensor_parallel_size": config.tensor_parallel_size,
-            "gpu_memory_utilization": config.gpu_memory_utilization,
-            "enforce_eager": config.enforce_eager,
-            "enable_prefix_caching": config.enable_prefix_caching,
+            "seed": config.sampling.seed,
+            "tensor_parallel_size": config.engine.tensor_parallel_size,
+            "gpu_memory_utilization": config.engine.gpu_memory_utilization,
+            "enforce_eager": config.engine.enforce_eager,
+            "enable_prefix_caching": config.engine.enable_prefix_caching,
         }
-        if config.data_parallel_size > 1:
-            kwargs["data_parallel_size"] = config.data_parallel_size
-        if config.max_model_len:
-            kwargs["max_model_len"] = config.max_model_len
+        if config.engine.data_parallel_size > 1:
+            kwargs["data_parallel_size"] = config.engine.data_parallel_size
+        if config.engine.max_model_len:
+            kwargs["max_model_len"] = config.engine.max_model_len
         self.llm = vllm.LLM(**kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        s = config.sampling
         self.sampling = vllm.SamplingParams(
-            temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens, seed=config.seed
+            temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed
         )
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:

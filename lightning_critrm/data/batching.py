@@ -8,11 +8,12 @@ instead of starting the epoch over in a new order.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any, Optional
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, Optional
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Sampler
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -35,14 +36,21 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 class LengthGroupedBatchSampler(BatchSampler):
-    """Batches of similar length, so little compute is spent on padding.
+    """Batches of similar length, so little compute is spent on padding, dealt out across ranks.
 
-    Indices drawn from ``sampler`` (random for training; under distributed training Lightning
-    swaps in a ``DistributedSampler`` here and the grouping happens per rank) are taken in
-    windows of ``batch_size * mega_batch_factor``; each window is sorted by length and cut into
-    batches. The batch holding the longest sequence is yielded first, so running out of memory
-    shows up in the first step rather than hours in. ``mega_batch_factor=None`` sorts everything
-    (evaluation).
+    Indices drawn from ``sampler`` (the same random permutation on every rank for training) are
+    taken in windows of ``batch_size * mega_batch_factor``; each window is sorted by length and
+    cut into batches. The batch holding the longest sequence is yielded first, so running out of
+    memory shows up in the first step rather than hours in. ``mega_batch_factor=None`` sorts
+    everything (evaluation).
+
+    Under distributed training (``torch.distributed`` initialized) rank ``r`` of ``w`` takes
+    batches ``r::w``, so the order depends on the data seed alone, whatever the number of ranks,
+    and every rank runs the same number of steps (sharded models need that): ``uneven="drop"``
+    drops the last ``< w`` batches, ``"pad"`` repeats the first ones (evaluation, where every pair
+    must be seen; the repeats count twice, as with a ``DistributedSampler``). When Lightning has
+    already put a ``DistributedSampler`` in (``use_distributed_sampler: true``), nothing more is
+    dealt.
 
     Args:
         sampler: Where indices come from.
@@ -50,6 +58,7 @@ class LengthGroupedBatchSampler(BatchSampler):
         drop_last: Drop a final short batch.
         lengths: Length of each dataset item (tokens of its longer sequence).
         mega_batch_factor: Window size in batches; larger pads less but shuffles less.
+        uneven: ``drop`` or ``pad`` the batches that do not divide among the ranks.
     """
 
     def __init__(
@@ -59,11 +68,30 @@ class LengthGroupedBatchSampler(BatchSampler):
         drop_last: bool,
         lengths: Sequence[int],
         mega_batch_factor: Optional[int] = 50,
+        uneven: Literal["drop", "pad"] = "drop",
     ):
         super().__init__(sampler, batch_size, drop_last)
         self.lengths = lengths
         self.mega_batch_factor = mega_batch_factor
-        self.skip_batches = 0  # set by ResumableDataLoader; applies to the next iteration only
+        self.uneven = uneven
+        # Set by ResumableDataLoader before each pass (a DataLoader with workers iterates the batch
+        # sampler twice when it starts a pass).
+        self.skip_batches = 0
+
+    def _replicas(self) -> tuple[int, int]:
+        if isinstance(self.sampler, DistributedSampler):
+            return 0, 1  # Lightning sharded the indices already
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _deal(self, batches: list[list[int]]) -> list[list[int]]:
+        rank, world = self._replicas()
+        if world == 1 or not batches:
+            return batches
+        if self.uneven == "pad" and len(batches) % world:
+            batches = batches + batches[: world - len(batches) % world]
+        return batches[rank : len(batches) - len(batches) % world : world]
 
     def __iter__(self) -> Iterator[list[int]]:
         indices = list(iter(self.sampler))
@@ -77,23 +105,39 @@ class LengthGroupedBatchSampler(BatchSampler):
         if batches:
             longest = max(range(len(batches)), key=lambda k: self.lengths[batches[k][0]])
             batches[0], batches[longest] = batches[longest], batches[0]
-        skip, self.skip_batches = self.skip_batches, 0
-        yield from batches[skip:]
+        batches = self._deal(batches)
+        # Built now, not lazily: a set_epoch() after iter() must not change this iteration.
+        return iter(batches[self.skip_batches :])
 
     def __len__(self) -> int:
         n = len(self.sampler)  # type: ignore[arg-type]
         if not self.drop_last:
-            return math.ceil(n / self.batch_size)
-        if self.mega_batch_factor is None:
-            return n // self.batch_size
-        window = self.batch_size * self.mega_batch_factor
-        full, rest = divmod(n, window)
-        return full * self.mega_batch_factor + rest // self.batch_size
+            total = math.ceil(n / self.batch_size)
+        elif self.mega_batch_factor is None:
+            total = n // self.batch_size
+        else:
+            window = self.batch_size * self.mega_batch_factor
+            full, rest = divmod(n, window)
+            total = full * self.mega_batch_factor + rest // self.batch_size
+        world = self._replicas()[1]
+        return math.ceil(total / world) if self.uneven == "pad" else total // world
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
+
+class IndexedDataset(Dataset):
+    """``dataset[i]`` with ``"index": i`` added, so a batch can name the rows it holds."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.dataset[i], "index": i}
 
 
 class ResumableDataLoader(DataLoader):
@@ -103,20 +147,45 @@ class ResumableDataLoader(DataLoader):
     iterating again on resume. ``batches_consumed`` is advanced by the data module as each batch
     reaches the training step (after Lightning's prefetching, so it counts trained batches, not
     fetched ones). Needs a :class:`LengthGroupedBatchSampler` as ``batch_sampler``.
+
+    The epoch that orders each pass is this loader's own count, not Lightning's ``set_epoch``
+    calls: on resume Lightning may build the iterator before it calls them (worker processes then
+    draw batches of the wrong epoch), and after a checkpoint taken at the end of an epoch it
+    counts that epoch twice, which would skip a permutation. The first pass takes the epoch of the
+    checkpoint (its unseen batches only) or, fresh, ``epoch_source()`` (the trainer's
+    ``current_epoch``); each later pass the next epoch.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, epoch_source: Optional[Callable[[], int]] = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.epoch_source = epoch_source
         self.batches_consumed = 0
-        self._resume_at = 0
+        self.epoch: Optional[int] = None  # of the pass under way; None before the first
+        self._resume: Optional[tuple[Optional[int], int]] = None  # (epoch, batches consumed in it)
 
     def __iter__(self):
-        self.batch_sampler.skip_batches = self._resume_at
-        self.batches_consumed, self._resume_at = self._resume_at, 0
+        skip = 0
+        if self._resume is not None:
+            saved_epoch, skip = self._resume
+            self._resume = None
+            self.epoch = saved_epoch if saved_epoch is not None else self._fresh_epoch()
+        elif self.epoch is None:
+            self.epoch = self._fresh_epoch()
+        else:
+            self.epoch += 1
+        self.batch_sampler.set_epoch(self.epoch)
+        self.batch_sampler.skip_batches = skip
+        self.batches_consumed = skip
         return super().__iter__()
 
+    def _fresh_epoch(self) -> int:
+        if self.epoch_source is not None:
+            return int(self.epoch_source())
+        return int(getattr(self.batch_sampler.sampler, "epoch", 0))
+
     def state_dict(self) -> dict[str, int]:
-        return {"batches_consumed": self.batches_consumed}
+        return {"batches_consumed": self.batches_consumed, "epoch": self.epoch or 0}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume_at = int(state.get("batches_consumed", 0))
+        epoch = state.get("epoch")  # absent from checkpoints of older versions: the epoch that runs
+        self._resume = (None if epoch is None else int(epoch), int(state.get("batches_consumed", 0)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cached_property, partial
 from pathlib import Path
@@ -14,18 +13,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
-from lightning_critrm.critique import (
-    CriticConfig,
-    CritiqueCache,
-    CritiqueSummary,
-    attach_critiques,
-    fill_cache,
-    requests_for,
-)
-from lightning_critrm.critique.generate import CritiqueRequest, missing
+from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary, pair_items
 from lightning_critrm.data import sources
-from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler, ResumableDataLoader
+from lightning_critrm.data.batching import (
+    EpochShuffleSampler,
+    IndexedDataset,
+    LengthGroupedBatchSampler,
+    ResumableDataLoader,
+)
 from lightning_critrm.data.collate import PairCollator
+from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.splits import split_by_prompt, subsample
 from lightning_critrm.data.tokenized_cache import (
@@ -40,7 +37,7 @@ from lightning_critrm.prompts import (
     DEFAULT_CRITIQUE_TEMPLATE_VERSION,
     CritiqueFormat,
 )
-from lightning_critrm.records import ColumnMap, Message
+from lightning_critrm.records import ColumnMap
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +116,11 @@ class PreferenceDataModule(L.LightningDataModule):
         # Plain dicts, not dataclasses, so checkpoints load with weights_only=True. The critic
         # holds no secret: an API key is only ever named by its environment variable.
         self.hparams["columns"] = asdict(self.columns)
-        self.hparams["critic"] = asdict(self.critic) if self.critic is not None else None
+        self.hparams["critic"] = self.critic.as_dict() if self.critic is not None else None
+        # The critique service of the training data, resolved once (it does no I/O until used).
+        self.critique_store = (
+            CritiqueStore.for_critic(self.critic, self.cache_dir) if critiques == "generate" else None
+        )
         self.critique_format = (
             CritiqueFormat(critique_template, critique_template_version) if critiques != "none" else None
         )
@@ -144,12 +145,6 @@ class PreferenceDataModule(L.LightningDataModule):
     def cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else cache_root()
 
-    @property
-    def critique_cache_path(self) -> Path:
-        if self.critic is not None and self.critic.cache_path:
-            return Path(self.critic.cache_path)
-        return self.cache_dir / "critiques.sqlite"
-
     def _read(self, source: str, split: str) -> tuple[list, int]:
         """Pairs of ``source`` with critiques as configured, and how many were dropped for a
         failed critique."""
@@ -157,12 +152,11 @@ class PreferenceDataModule(L.LightningDataModule):
         pairs = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed)
         if mode != "generate":
             return pairs, 0
-        with CritiqueCache(self.critique_cache_path) as cache:
-            attached = attach_critiques(pairs, self.critic, cache)
+        attached = self.critique_store.attach(pairs)
         if attached.missing:
             raise RuntimeError(
                 f"{attached.missing} pair(s) of {source} have no generated critique in "
-                f"{self.critique_cache_path}; run: python -m lightning_critrm critique --config <this config>"
+                f"{self.critique_store.path}; run: python -m lightning_critrm critique --config <this config>"
             )
         return attached.pairs, attached.dropped_failed
 
@@ -190,76 +184,31 @@ class PreferenceDataModule(L.LightningDataModule):
     def generate_critiques(self, progress: bool = True, require_cached: Optional[bool] = None) -> CritiqueSummary:
         """Fill the critique cache for every completion of every configured source.
 
-        ``require_cached`` (default: the critic's setting) raises, naming the ``critique``
-        subcommand, instead of generating missing critiques; that subcommand passes ``False``.
+        ``require_cached`` (default: the critic's ``cache.require_cached``) raises, naming the
+        ``critique`` subcommand, instead of generating missing critiques; that subcommand passes
+        ``False``.
         """
-        if self.critic is None or self.hparams.critiques != "generate":
+        if self.critique_store is None:
             raise ValueError("critique generation needs data.critiques: generate (and a data.critic)")
-        requests = []
+        items = []
         for source, split in self._sources():
-            pairs = sources.read_pairs(source, self.columns, False, split, self.hparams.seed)
-            requests.extend(requests_for(pairs, self.critic))
-        return self.fill_critiques(requests, self.critic, require_cached, progress)
-
-    def fill_critiques(
-        self, requests: list[CritiqueRequest], critic: CriticConfig, require_cached: Optional[bool], progress: bool = True
-    ) -> CritiqueSummary:
-        """Generate the critiques of ``requests`` missing from this module's cache (duplicates
-        once), or raise naming the ``critique`` subcommand if ``require_cached`` (default: the
-        critic's setting) forbids generating here."""
-        requests = list({r.key: r for r in requests}.values())
-        with CritiqueCache(self.critique_cache_path) as cache:
-            if critic.require_cached if require_cached is None else require_cached:
-                absent = len(missing(requests, cache, critic.max_model_len))
-                if absent:
-                    raise RuntimeError(
-                        f"{absent} of {len(requests)} critiques are not in {self.critique_cache_path} and "
-                        f"critic.require_cached is true; generate them first with: "
-                        f"python -m lightning_critrm critique --config <this config>"
-                    )
-            summary = fill_cache(requests, critic, cache, progress=progress)
+            items.extend(pair_items(sources.read_pairs(source, self.columns, False, split, self.hparams.seed)))
+        summary = self.critique_store.fill(items, require_cached, progress)
         rank_zero_info(str(summary))
         return summary
 
-    def critiques_for(
-        self,
-        items: Sequence[tuple[Sequence[Message], str]],
-        critic: Optional[CriticConfig] = None,
-        generate: bool = True,
-        require_cached: Optional[bool] = None,
-    ) -> list[Optional[str]]:
-        """A critique for each (prompt, completion) of an evaluation set, from the same critic,
-        template and cache as training, so evaluation inputs are formatted like training inputs.
-
-        ``None`` everywhere when critiques are off; ``None`` for a completion whose critique
-        failed. With ``critiques: columns`` (training critiques from data columns) an evaluation
-        set without such columns needs ``critic``. ``generate=False`` only reads the cache (ranks
-        other than 0, once rank 0 has filled it); ``require_cached`` as in ``generate_critiques``.
-        """
-        mode = self.hparams.critiques
-        if mode == "none":
-            return [None] * len(items)
-        critic = self.evaluation_critic(critic)
-        keys = [critic.key(prompt, completion) for prompt, completion in items]
-        if generate:
-            self.fill_critiques([CritiqueRequest(k, tuple(p), c) for k, (p, c) in zip(keys, items)], critic, require_cached)
-        with CritiqueCache(self.critique_cache_path) as cache:
-            stored = cache.get_many(keys)
-        return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
-
-    def evaluation_critic(self, critic: Optional[CriticConfig] = None) -> Optional[CriticConfig]:
-        """The critic of an evaluation set: ``critic`` if given, else the training critic; None
-        when critiques are off. Raises when training read critiques from data columns and no
-        critic is given, since nothing else could write matching critiques."""
-        if self.hparams.critiques == "none":
-            return None
-        critic = critic or (self.critic if self.hparams.critiques == "generate" else None)
-        if critic is None:
-            raise ValueError(
-                "training reads critiques from data columns, which this evaluation set does not have: "
-                "give the evaluation a critic (the one that wrote the training critiques)"
-            )
-        return critic
+    @cached_property
+    def completion_encoder(self) -> CompletionEncoder:
+        """How to score other completions (RewardBench, ``score``) exactly as this data is formatted,
+        with critiques from the same store. Reads no training data."""
+        return CompletionEncoder(
+            self.formatter,
+            self.critique_store,
+            reads_critiques=self.hparams.critiques != "none",
+            pad_token_id=self.pad_token_id,
+            padding_side=self.hparams.padding_side,
+            store_dir=self.cache_dir,
+        )
 
     def prepare_data(self) -> None:
         # Rank 0 only: materialize a backbone alias, generate missing critiques and fill the
@@ -322,7 +271,7 @@ class PreferenceDataModule(L.LightningDataModule):
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
         lengths = list(dataset["length"])
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
-        dataset = dataset.select_columns(columns)
+        dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
         if train:
             sampler = EpochShuffleSampler(len(dataset), self.hparams.seed)
             # A window of one batch keeps the random composition: grouping off.
@@ -331,12 +280,16 @@ class PreferenceDataModule(L.LightningDataModule):
             sampler = SequentialSampler(dataset)
             window = None if self.hparams.group_by_length else 1
         batch_sampler = LengthGroupedBatchSampler(
-            sampler, batch_size=batch_size, drop_last=False, lengths=lengths, mega_batch_factor=window
+            sampler, batch_size=batch_size, drop_last=False, lengths=lengths, mega_batch_factor=window,
+            uneven="drop" if train else "pad",
         )
-        loader_cls = ResumableDataLoader if train else DataLoader
-        return loader_cls(
-            dataset, batch_sampler=batch_sampler, collate_fn=self.collator(), num_workers=self.hparams.num_workers
-        )
+        kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
+        if not train:
+            return DataLoader(dataset, **kwargs)
+        return ResumableDataLoader(dataset, epoch_source=self._current_epoch, **kwargs)
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer

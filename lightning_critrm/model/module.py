@@ -1,23 +1,30 @@
-"""The reward model: a Hugging Face backbone, a scalar head named ``score``, the pairwise loss."""
+"""Training a :class:`RewardModel`: the pairwise loss, metrics, optimizer and schedule around it."""
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterable
 from typing import Literal, Optional
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
-from lightning_critrm.backbones import load_backbone
+from lightning_critrm.backbones import empty_backbone, load_backbone
+from lightning_critrm.batch import RewardBatch
 from lightning_critrm.model.losses import pairwise_loss
-from lightning_critrm.model.pooling import Pooling, pool_hidden
+from lightning_critrm.model.pooling import Pooling
+from lightning_critrm.model.reward_model import RewardModel
 from lightning_critrm.model.schedules import WarmupCosineLR
+from lightning_critrm.model.sharding import (
+    fully_shard_reward_model,
+    layer_classes,
+    load_full_state_dict_from_rank0,
+)
 
 # Called as optimizer(params, lr) and lr_scheduler(optimizer, total_steps): the CLI configures the
 # remaining arguments, the model supplies these.
@@ -49,6 +56,7 @@ class CritiqueRewardModel(L.LightningModule):
         gradient_checkpointing: bool = False,
         disable_dropout: bool = True,
         backbone_dtype: Literal["float32", "bfloat16"] = "float32",
+        fsdp_layer_classes: Optional[list[str]] = None,
     ):
         """A scalar reward model over a pretrained backbone, trained with the pairwise loss.
 
@@ -66,6 +74,10 @@ class CritiqueRewardModel(L.LightningModule):
             disable_dropout: Set every dropout in the backbone to 0, so the chosen and rejected
                 sequences of a pair are scored by the same function (as TRL and OpenRLHF do).
             backbone_dtype: Dtype the backbone weights are stored in. The head and loss are fp32.
+            fsdp_layer_classes: Under FSDP2 (``ModelParallelStrategy``), the module classes that
+                each become one shard unit (default: the backbone's ``_no_split_modules``, its
+                decoder layer). Parameters are built on the meta device and each rank loads only
+                its shard; with ``precision: bf16-mixed`` they compute in bf16 and reduce in fp32.
         """
         super().__init__()
         # Checkpoints hold plain values only, so they load with torch.load(weights_only=True); the
@@ -73,8 +85,7 @@ class CritiqueRewardModel(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        self.backbone: Optional[nn.Module] = None
-        self.score: Optional[nn.Linear] = None
+        self.reward_model: Optional[RewardModel] = None
         self.train_metrics = _StageMetrics()
         self.val_metrics = _StageMetrics()
         self.test_metrics = _StageMetrics()
@@ -82,41 +93,68 @@ class CritiqueRewardModel(L.LightningModule):
 
     # -- building -----------------------------------------------------------------------------
     def configure_model(self) -> None:
-        if self.backbone is not None:  # called again for each trainer entry point
+        if self.reward_model is not None:  # called again for each trainer entry point
             return
         dtype = getattr(torch, self.hparams.backbone_dtype)
-        self.backbone = load_backbone(self.hparams.backbone, dtype=dtype)
+        if self.device_mesh is None:
+            self.reward_model = self._reward_model(load_backbone(self.hparams.backbone, dtype=dtype))
+            return
+        # FSDP2 (ModelParallelStrategy): build on the meta device, shard, then load each shard.
+        backbone = empty_backbone(self.hparams.backbone, dtype=dtype)
+        model = self._reward_model(backbone)
+        head = model.score.weight.detach().clone()  # seeded alike on every rank; rank 0's is sent
+        mesh = self.device_mesh["data_parallel"]
+        mixed = self.trainer is not None and str(self.trainer.precision) == "bf16-mixed"
+        classes = layer_classes(backbone, self.hparams.fsdp_layer_classes)
+        fully_shard_reward_model(model, mesh, classes, param_dtype=torch.bfloat16 if mixed else None)
+        full = None
+        if dist.get_rank() == 0:
+            weights = load_backbone(self.hparams.backbone, dtype=dtype).state_dict()
+            full = {f"{model.base_model_prefix}.{k}": v for k, v in weights.items()} | {"score.weight": head}
+        load_full_state_dict_from_rank0(model, full)
+        self.reward_model = model
+
+    def _reward_model(self, backbone: nn.Module) -> RewardModel:
         # from_pretrained returns eval mode and Lightning keeps submodule modes as it finds them.
-        self.backbone.train()
+        backbone.train()
         if self.hparams.disable_dropout:
-            for module in self.backbone.modules():
+            for module in backbone.modules():
                 if isinstance(module, nn.Dropout):
                     module.p = 0.0
-        if getattr(self.backbone.config, "use_cache", None):
-            self.backbone.config.use_cache = False  # no generation here; the KV cache only costs memory
+        if getattr(backbone.config, "use_cache", None):
+            backbone.config.use_cache = False  # no generation here; the KV cache only costs memory
         if self.hparams.gradient_checkpointing:
-            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        hidden = self.backbone.config.hidden_size
-        self.score = nn.Linear(hidden, 1, bias=False, dtype=torch.float32)
-        nn.init.normal_(self.score.weight, std=1.0 / (hidden + 1) ** 0.5)
-        self._takes_position_ids = "position_ids" in inspect.signature(self.backbone.forward).parameters
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return RewardModel(backbone, self.hparams.pooling)
+
+    @property
+    def backbone(self) -> Optional[nn.Module]:
+        return None if self.reward_model is None else self.reward_model.backbone
+
+    @property
+    def score(self) -> Optional[nn.Linear]:
+        return None if self.reward_model is None else self.reward_model.score
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Checkpoints written before RewardModel existed held `backbone.*` and `score.weight`.
+        state = checkpoint.get("state_dict", {})
+        if self.reward_model is not None and any(k.startswith(("backbone.", "score.")) for k in state):
+            prefix = f"reward_model.{self.reward_model.base_model_prefix}."
+            checkpoint["state_dict"] = {
+                (prefix + k[len("backbone.") :]) if k.startswith("backbone.")
+                else ("reward_model." + k) if k.startswith("score.") else k: v
+                for k, v in state.items()
+            }
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Rewards [N] for sequences input_ids/attention_mask [N, T]."""
-        kwargs = {}
-        if self._takes_position_ids:
-            # Positions count real tokens only, so left padding shifts nothing.
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        pooled = pool_hidden(hidden, attention_mask, self.hparams.pooling)  # [N, H]
-        with torch.autocast(device_type=pooled.device.type, enabled=False):
-            return self.score(pooled.float()).squeeze(-1)  # fp32: bf16 rounding creates ties
+    def forward(self, batch: RewardBatch) -> torch.Tensor:
+        """Rewards [N] (fp32) of the sequences of ``batch``."""
+        return self.reward_model(batch)
 
-    def _pair_step(self, batch: dict[str, torch.Tensor], metrics: _StageMetrics, stage: str) -> torch.Tensor:
-        rewards = self(batch["input_ids"], batch["attention_mask"])
-        r_c, r_r = rewards.chunk(2)  # the collator puts all chosen rows before all rejected rows
-        loss = pairwise_loss(r_c, r_r, batch.get("margin"), self.hparams.center_rewards_coef)
+    def _pair_step(self, batch: RewardBatch, metrics: _StageMetrics, stage: str) -> torch.Tensor:
+        rewards = self(batch)
+        r_c, r_r = batch.split_pairs(rewards)
+        loss = pairwise_loss(r_c, r_r, batch.margin, self.hparams.center_rewards_coef)
         rewards, gap = rewards.detach(), (r_c - r_r).detach()
         # Calling a metric (forward) accumulates it for the epoch and returns this batch's value,
         # so the same objects serve per-step (train) and per-epoch (val) logging.
@@ -136,7 +174,7 @@ class CritiqueRewardModel(L.LightningModule):
             self.log("train/reward_std", rewards.std(), on_step=True, on_epoch=False)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: RewardBatch, batch_idx: int) -> torch.Tensor:
         return self._pair_step(batch, self.train_metrics, "train")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
@@ -144,14 +182,18 @@ class CritiqueRewardModel(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._batch_started
-        tokens = float(batch["attention_mask"].sum()) * self.trainer.world_size
+        tokens = batch.num_tokens * self.trainer.world_size
         self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: RewardBatch, batch_idx: int) -> None:
         self._pair_step(batch, self.val_metrics, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: RewardBatch, batch_idx: int) -> None:
         self._pair_step(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: RewardBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Rewards of the sequences of ``batch`` with their ``ids`` (how ``rewardbench`` scores)."""
+        return {"ids": batch.ids, "rewards": self(batch)}
 
     def on_validation_epoch_end(self) -> None:
         self._log_reward_std("val", self.val_metrics)
@@ -161,7 +203,7 @@ class CritiqueRewardModel(L.LightningModule):
 
     def _log_reward_std(self, stage: str, m: _StageMetrics) -> None:
         std = (m.reward_sq.compute() - m.reward_mean.compute() ** 2).clamp(min=0).sqrt()
-        self.log(f"{stage}/reward_std", std)
+        self.log(f"{stage}/reward_std", std, sync_dist=True)  # already global: every rank holds the same
         m.reward_sq.reset()  # Lightning resets only logged metrics
 
     # -- optimization -------------------------------------------------------------------------

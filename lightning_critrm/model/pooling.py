@@ -6,26 +6,21 @@ from typing import Literal
 
 import torch
 
+from lightning_critrm.batch import RewardBatch
+
 Pooling = Literal["last", "first"]
 
 
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last position where ``attention_mask == 1``, per row. [B, T] -> [B].
+def reward_positions(batch: RewardBatch, how: Pooling) -> torch.Tensor:
+    """Flat indices [N] of the token each reward is read at: the ``last`` token of each sequence
+    (the EOS that closes it, for decoders) or the ``first`` (the [CLS] of encoders).
 
-    Read from the mask, never by searching for the pad id: with pad == eos that search finds the
-    real EOS of a shorter row or nothing at all. Correct for right and left padding alike.
+    Read from the batch's layout, never by searching for the pad id: with pad == eos that search
+    finds the real EOS of a shorter row, or nothing at all.
     """
-    width = attention_mask.shape[-1]
-    return width - 1 - attention_mask.flip(-1).long().argmax(-1)
+    return batch.last_token_index if how == "last" else batch.first_token_index
 
 
-def first_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the first real token per row ([CLS] of an encoder, with either padding side)."""
-    return attention_mask.long().argmax(-1)
-
-
-def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, how: Pooling) -> torch.Tensor:
-    """Gather one hidden state per row. hidden [B, T, H], mask [B, T] -> [B, H]."""
-    index = last_token_index(attention_mask) if how == "last" else first_token_index(attention_mask)
-    rows = torch.arange(hidden.shape[0], device=hidden.device)
-    return hidden[rows, index.to(hidden.device)]
+def gather_hidden(hidden: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
+    """One hidden state per sequence. hidden [B, T, H], flat_index [N] (row * T + column) -> [N, H]."""
+    return hidden.reshape(-1, hidden.shape[-1])[flat_index.to(hidden.device)]

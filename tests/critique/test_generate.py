@@ -3,7 +3,9 @@ import dataclasses
 import pytest
 
 from lightning_critrm.critique import CriticConfig, CritiqueCache, attach_critiques, fill_cache, requests_for
-from lightning_critrm.critique.backends import CriticBackend, Generation, TransformersCritic
+from lightning_critrm.critique.backend import CriticBackend, Generation
+from lightning_critrm.critique.config import CachePolicy, Engine, Sampling
+from lightning_critrm.critique.transformers_backend import TransformersCritic
 from lightning_critrm.records import PreferencePair
 
 PAIRS = [
@@ -40,7 +42,7 @@ def test_one_request_per_distinct_completion():
 
 
 def test_second_pass_makes_no_generator_call(tmp_path):
-    config = CriticConfig(batch_size=4)
+    config = CriticConfig(cache=CachePolicy(batch_size=4))
     requests = requests_for(PAIRS, config)
     with CritiqueCache(tmp_path / "c.sqlite") as cache:
         first = fill_cache(requests, config, cache, backend_factory=CountingCritic, progress=False)
@@ -55,7 +57,7 @@ def test_second_pass_makes_no_generator_call(tmp_path):
 
 
 def test_failed_critiques_are_recorded_reported_dropped_and_retried(tmp_path):
-    config = CriticConfig(batch_size=16)
+    config = CriticConfig(cache=CachePolicy(batch_size=16))
     requests = requests_for(PAIRS, config)
     with CritiqueCache(tmp_path / "c.sqlite") as cache:
         summary = fill_cache(requests, config, cache, backend_factory=lambda c: CountingCritic(c, fail={"bad 2"}), progress=False)
@@ -74,7 +76,7 @@ class ShortContextCritic(CountingCritic):
 
     def generate(self, requests):
         out = super().generate(requests)
-        limit = self.config.max_model_len or 40
+        limit = self.config.engine.max_model_len or 40
         for i, messages in enumerate(requests):
             if "[Response]\nbad 2\n" in messages[0]["content"] and 50 >= limit:
                 out[i] = Generation(None, f"prompt has 50 tokens, the critic's max_model_len is {limit}", 50, too_long=True)
@@ -82,7 +84,7 @@ class ShortContextCritic(CountingCritic):
 
 
 def test_too_long_prompts_are_not_retried_until_the_context_fits(tmp_path):
-    config = CriticConfig(batch_size=16)
+    config = CriticConfig(cache=CachePolicy(batch_size=16))
     requests = requests_for(PAIRS, config)
     with CritiqueCache(tmp_path / "c.sqlite") as cache:
         first = fill_cache(requests, config, cache, backend_factory=ShortContextCritic, progress=False)
@@ -90,11 +92,11 @@ def test_too_long_prompts_are_not_retried_until_the_context_fits(tmp_path):
         # The same critic would fail it again: no engine start, and the summary says why.
         again = fill_cache(requests, config, cache, backend_factory=lambda c: pytest.fail("critic started"), progress=False)
         assert (again.cached, again.generated, again.too_long) == (10, 0, 1)
-        assert "1 still too long for the critic (set critic.max_model_len above their length" in str(again)
+        assert "1 still too long for the critic (set critic.engine.max_model_len above their length" in str(again)
         assert attach_critiques(PAIRS, config, cache).dropped_failed == 1  # still dropped and counted
-        short = dataclasses.replace(config, max_model_len=50)  # 50 tokens need a context of at least 51
+        short = dataclasses.replace(config, engine=Engine(max_model_len=50))  # 50 tokens need a context of at least 51
         assert fill_cache(requests, short, cache, backend_factory=lambda c: pytest.fail("started"), progress=False).too_long == 1
-        longer = dataclasses.replace(config, max_model_len=64)  # not part of the key: same critiques
+        longer = dataclasses.replace(config, engine=Engine(max_model_len=64))  # not part of the key: same critiques
         retry = fill_cache(requests, longer, cache, backend_factory=ShortContextCritic, progress=False)
         assert (retry.cached, retry.generated, retry.failed, retry.too_long) == (10, 1, 0, 0)
         assert CountingCritic.calls == [11, 1]
@@ -109,7 +111,7 @@ def test_other_critic_settings_do_not_reuse_critiques(tmp_path):
 
 
 def test_transformers_backend_is_greedy_ordered_and_batch_independent(tiny_decoder_dir):
-    config = CriticConfig(model=tiny_decoder_dir, max_new_tokens=8, generation_batch_size=2)
+    config = CriticConfig(model=tiny_decoder_dir, sampling=Sampling(max_new_tokens=8), engine=Engine(generation_batch_size=2))
     critic = TransformersCritic(config)
     requests = [[{"role": "user", "content": "x" * n}] for n in (30, 2, 15, 7)]
     once = critic.generate(requests)

@@ -18,8 +18,8 @@ def critique_config(tmp_path, name, backbone, pairs) -> str:
         "model": {"backbone": backbone},
         "data": {
             "source": str(pairs), "cache_dir": str(tmp_path / name), "critiques": "generate",
-            "critic": {"backend": "transformers", "model": backbone, "max_new_tokens": 32,
-                       "batch_size": 4, "generation_batch_size": 4},
+            "critic": {"backend": "transformers", "model": backbone, "sampling": {"max_new_tokens": 32},
+                       "cache": {"batch_size": 4}, "engine": {"generation_batch_size": 4}},
         },
     }
     path = tmp_path / f"{name}.yaml"

@@ -3,14 +3,14 @@ import pytest
 import yaml
 
 from lightning_critrm.cli import main
-from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique import CriticConfig, Endpoint
 from lightning_critrm.critique.openai_backend import OpenAICritic
 
 ASK = [[{"role": "user", "content": "[Response]\nfour\n\n[Critique]"}]]
 
 
 def critic(server, **kw):
-    backend = OpenAICritic(CriticConfig(backend="openai", model="m", base_url=server.url, **kw))
+    backend = OpenAICritic(CriticConfig(backend="openai", model="m", endpoint=Endpoint(base_url=server.url, **kw)))
     backend.backoff_s = 0.01
     return backend
 
@@ -53,8 +53,9 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, monkeypa
         "data": {
             "source": str(pairs_file), "batch_size": 4, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache"),
             "critiques": "generate",
-            "critic": {"backend": "openai", "model": "served-critic", "base_url": fake_chat_server.url,
-                       "api_key_env": "LCRM_TEST_API_KEY", "max_concurrency": 4},
+            "critic": {"backend": "openai", "model": "served-critic",
+                       "endpoint": {"base_url": fake_chat_server.url, "api_key_env": "LCRM_TEST_API_KEY",
+                                    "max_concurrency": 4}},
         },
     }
     cfg = tmp_path / "c.yaml"
@@ -68,6 +69,6 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, monkeypa
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
     saved = yaml.safe_load(next(p for p in written if p.name == "config.yaml").read_text())
-    assert saved["data"]["critic"]["api_key_env"] == "LCRM_TEST_API_KEY"
+    assert saved["data"]["critic"]["endpoint"]["api_key_env"] == "LCRM_TEST_API_KEY"
     text = cli.datamodule.tokenizer.decode(cli.datamodule.train_dataset[0]["chosen_input_ids"])
     assert "looks right." in text  # the generated critique is what the RM reads

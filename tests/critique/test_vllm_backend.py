@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import yaml
 
-from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique import CriticConfig, Endpoint, Sampling
 from lightning_critrm.critique.openai_backend import OpenAICritic
 from tests.conftest import REPO, write_jsonl
 
@@ -44,8 +44,9 @@ def test_vllm_critiques_are_cached_and_a_second_run_generates_none(tmp_path, tin
         "data": {
             "source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)), "cache_dir": str(tmp_path / "cache"),
             "critiques": "generate",
-            "critic": {"backend": "vllm", "model": tiny_decoder_dir, "dtype": "float32", "max_new_tokens": 16,
-                       "enforce_eager": True, "max_model_len": 512, "batch_size": 8},
+            "critic": {"backend": "vllm", "model": tiny_decoder_dir, "dtype": "float32",
+                       "sampling": {"max_new_tokens": 16}, "engine": {"enforce_eager": True, "max_model_len": 512},
+                       "cache": {"batch_size": 8}},
         },
     }
     path = tmp_path / "vllm.yaml"
@@ -91,8 +92,9 @@ def test_openai_backend_against_a_real_vllm_server(tmp_path, tiny_decoder_dir):
             except OSError:
                 assert time.time() < deadline, "vLLM server did not start in 300 s"
                 time.sleep(1)
-        critic = OpenAICritic(CriticConfig(backend="openai", model="tiny-critic", base_url=f"http://127.0.0.1:{port}/v1",
-                                           max_new_tokens=8, max_concurrency=4))
+        endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", max_concurrency=4)
+        critic = OpenAICritic(CriticConfig(backend="openai", model="tiny-critic", sampling=Sampling(max_new_tokens=8),
+                                           endpoint=endpoint))
         requests = [[{"role": "user", "content": f"Review answer {i}."}] for i in range(6)]
         out = critic.generate(requests)
         assert len(out) == 6

@@ -1,31 +1,4 @@
-import torch
-from torch.testing import assert_close
-
 from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler
-from lightning_critrm.data.collate import PairCollator
-
-FEATURES = [
-    {"chosen_input_ids": [5, 6, 7], "rejected_input_ids": [5, 8]},
-    {"chosen_input_ids": [9], "rejected_input_ids": [9, 10, 11, 12]},
-]
-
-
-def test_right_padding_exact_tensors():
-    batch = PairCollator(pad_token_id=0)(FEATURES)
-    assert_close(batch["input_ids"], torch.tensor([[5, 6, 7, 0], [9, 0, 0, 0], [5, 8, 0, 0], [9, 10, 11, 12]]))
-    assert_close(batch["attention_mask"], torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]))
-    assert "margin" not in batch
-
-
-def test_left_padding_and_multiple_of_and_margin():
-    feats = [dict(f, margin=m) for f, m in zip(FEATURES, (1.0, 0.5))]
-    batch = PairCollator(pad_token_id=3, padding_side="left", pad_to_multiple_of=3)(feats)
-    assert_close(
-        batch["input_ids"],
-        torch.tensor([[3, 3, 3, 5, 6, 7], [3, 3, 3, 3, 3, 9], [3, 3, 3, 3, 5, 8], [3, 3, 9, 10, 11, 12]]),
-    )
-    assert_close(batch["attention_mask"], (batch["input_ids"] != 3).long())
-    assert_close(batch["margin"], torch.tensor([1.0, 0.5]))
 
 
 def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
@@ -55,9 +28,29 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     assert list(a) != list(b)
 
 
-def test_skip_batches_applies_to_one_iteration():
+def test_skip_batches_applies_until_changed():
     sampler = LengthGroupedBatchSampler(list(range(8)), batch_size=2, drop_last=False, lengths=[1] * 8)
     full = list(sampler)
     sampler.skip_batches = 3
-    assert list(sampler) == full[3:]
+    assert list(sampler) == full[3:] and list(sampler) == full[3:]
+    sampler.skip_batches = 0
     assert list(sampler) == full
+
+
+def test_batches_are_dealt_across_ranks_by_the_seed_alone(monkeypatch):
+    def batches_of(rank: int, uneven: str) -> tuple[list, int]:
+        monkeypatch.setattr(LengthGroupedBatchSampler, "_replicas", lambda self: (rank, 2))
+        sampler = LengthGroupedBatchSampler(EpochShuffleSampler(10, seed=3), batch_size=2, drop_last=False,
+                                            lengths=[1] * 10, mega_batch_factor=None, uneven=uneven)
+        return list(sampler), len(sampler)
+
+    monkeypatch.setattr(LengthGroupedBatchSampler, "_replicas", lambda self: (0, 1))
+    everything = list(LengthGroupedBatchSampler(EpochShuffleSampler(10, seed=3), batch_size=2, drop_last=False,
+                                                lengths=[1] * 10, mega_batch_factor=None))
+    assert len(everything) == 5
+    # Training: each rank the same number of steps; the fifth batch does not divide, it waits.
+    assert batches_of(0, "drop") == ([everything[0], everything[2]], 2)
+    assert batches_of(1, "drop") == ([everything[1], everything[3]], 2)
+    # Evaluation: every pair is seen; rank 1 repeats the first batch to keep the ranks in step.
+    assert batches_of(0, "pad") == ([everything[0], everything[2], everything[4]], 3)
+    assert batches_of(1, "pad") == ([everything[1], everything[3], everything[0]], 3)

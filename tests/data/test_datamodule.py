@@ -19,13 +19,16 @@ def test_setup_splits_by_prompt_and_batches_chosen_then_rejected(tmp_path, pairs
     assert len(dm.train_dataset) == 18 and len(dm.val_dataset) == 6  # ceil(0.25 * 24) prompts held out
     assert not set(dm.train_dataset["prompt_key"]) & set(dm.val_dataset["prompt_key"])
     batch = next(iter(dm.train_dataloader()))
-    assert batch["input_ids"].shape[0] == 8
+    assert batch.input_ids.shape[0] == 8 and batch.num_pairs == 4
     eos = dm.tokenizer.eos_token_id
-    last = batch["attention_mask"].sum(-1) - 1
-    assert all(batch["input_ids"][i, last[i]] == eos for i in range(8))
-    text = dm.tokenizer.decode(batch["input_ids"][0][batch["attention_mask"][0].bool()])
+    assert batch.input_ids.flatten()[batch.last_token_index].tolist() == [eos] * 8
+    for k, pair in enumerate(batch.ids.tolist()):  # chosen rows first, then the rejected ones
+        row = dm.train_dataset[pair]
+        assert batch.input_ids[k][batch.attention_mask[k].bool()].tolist() == row["chosen_input_ids"]
+        assert batch.input_ids[4 + k][batch.attention_mask[4 + k].bool()].tolist() == row["rejected_input_ids"]
+    text = dm.tokenizer.decode(batch.input_ids[0][batch.attention_mask[0].bool()])
     assert "Correctness: correct." in text
-    text = dm.tokenizer.decode(batch["input_ids"][4][batch["attention_mask"][4].bool()])
+    text = dm.tokenizer.decode(batch.input_ids[4][batch.attention_mask[4].bool()])
     assert "Correctness: wrong." in text
 
 
@@ -91,22 +94,24 @@ def test_shared_mtbench_pairs_with_critiques_from_columns(tmp_path, tiny_decoder
     assert len(row["chosen_input_ids"]) <= 256
     assert "[End of critique]" in dm.tokenizer.decode(row["chosen_input_ids"]) or row["truncated"]
 
-    # Train on the slice, GPT-4 critiques read from its columns.
+    # One epoch on the slice, GPT-4 critiques read from its columns: the pairs must be learnable
+    # as read (a swapped side or critique would leave the loss at chance, ln 2 = 0.693).
     import lightning as L
 
     from lightning_critrm.model import CritiqueRewardModel
 
     model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3)
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=2, val_check_interval=3,
-                        num_sanity_val_steps=0)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0)
+    L.seed_everything(0)
     trainer.fit(model, dm)
-    assert trainer.global_step == 3
-    assert 0.0 <= float(trainer.callback_metrics["val/acc"]) <= 1.0
-    assert float(trainer.callback_metrics["train/loss_step"]) > 0
+    assert trainer.global_step == 30  # 240 training pairs in batches of 8
+    assert float(trainer.callback_metrics["train/loss_epoch"]) < 0.55
+    assert float(trainer.callback_metrics["train/acc_epoch"]) > 0.75
 
 
-def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_file, tiny_decoder_dir):
+@pytest.mark.parametrize("stop_at, num_workers", [(3, 0), (5, 0), (7, 0), (7, 2)], ids=["epoch0", "epoch-end", "epoch1", "epoch1-workers"])
+def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_file, tiny_decoder_dir, stop_at, num_workers):
     import lightning as L
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
@@ -117,33 +122,35 @@ def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_f
             self.seen = []
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            self.seen.append(batch["input_ids"][:, :8].tolist())
+            # Which pairs, and every token of them: a replayed or reordered batch cannot match.
+            self.seen.append((batch.ids.tolist(), batch.input_ids.tolist()))
 
     def run(max_steps, ckpt_path=None):
         rec = Record()
         ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1, save_top_k=0)
         trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, callbacks=[rec, ckpt],
                             enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0)
-        # 18 train pairs in batches of 4: 5 batches an epoch, so step 3 is mid-epoch and
-        # step 7 is in the second epoch.
-        # An explicit ColumnMap too: the checkpoint must still load with weights_only=True.
-        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=4, columns=ColumnMap())
+        # 18 train pairs in batches of 4: 5 batches an epoch, so step 3 is mid-epoch 0 and step 7
+        # mid-epoch 1. An explicit ColumnMap too: the checkpoint must still load with weights_only=True.
+        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=4, columns=ColumnMap(), num_workers=num_workers)
         trainer.fit(CritiqueRewardModel(backbone=tiny_decoder_dir), dm, ckpt_path=ckpt_path)
         return rec.seen
 
-    uninterrupted = run(7)
+    uninterrupted = run(10)
+    assert len({tuple(ids) for ids, _ in uninterrupted[:5]}) == 5  # an epoch holds 5 different batches
+    assert uninterrupted[:5] != uninterrupted[5:]  # and the next epoch another order
     (tmp_path / "ckpt" / "last.ckpt").unlink()
-    first = run(3)
-    second = run(7, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
-    assert len(first) == 3 and len(second) == 4
+    first = run(stop_at)
+    second = run(10, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert len(first) == stop_at and len(second) == 10 - stop_at
     assert first + second == uninterrupted
 
 
 def test_require_cached_fails_fast_naming_the_critique_command(tmp_path, pairs_file, tiny_decoder_dir):
-    from lightning_critrm.critique import CriticConfig
+    from lightning_critrm.critique import CachePolicy, CriticConfig
 
     dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, critiques="generate",
-                 critic=CriticConfig(model=tiny_decoder_dir, require_cached=True))
+                 critic=CriticConfig(model=tiny_decoder_dir, cache=CachePolicy(require_cached=True)))
     with pytest.raises(RuntimeError, match=r"48 critiques are not in .*python -m lightning_critrm critique"):
         dm.prepare_data()
     with pytest.raises(RuntimeError, match="have no generated critique"):

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import lightning as L
@@ -22,8 +23,8 @@ class LengthReward(L.LightningModule):
         super().__init__()
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, attention_mask):
-        return attention_mask.sum(-1).float() + 0 * self.dummy
+    def forward(self, batch):
+        return (batch.last_token_index - batch.first_token_index + 1).float() + 0 * self.dummy
 
     def test_step(self, batch, batch_idx):
         pass
@@ -77,16 +78,27 @@ def test_stub_model_with_known_rewards_logs_exact_values(tmp_path, pairs_file, t
     assert tie["reward_chosen"] == tie["reward_rejected"]
 
 
-def test_length_sorted_batches_give_the_same_rewards(tmp_path, pairs_file, tiny_decoder_dir):
+def test_length_sorted_batches_give_the_same_rewards_row_by_row(tmp_path, pairs_file, tiny_decoder_dir):
+    from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
+    from lightning_critrm.model import CritiqueRewardModel
+    from lightning_critrm.model.reward_pass import score_batches
+
     rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
     dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none", cache_dir=str(tmp_path / "c"))
-    from lightning_critrm.model import CritiqueRewardModel
-
     model = CritiqueRewardModel(backbone=tiny_decoder_dir)
     model.configure_model()
-    sorted_scores = RewardBenchCallback(source=str(rb), batch_size=2).evaluate(None, model, dm)
-    unsorted = RewardBenchCallback(source=str(rb), batch_size=2, sort_by_length=False).evaluate(None, model, dm)
-    assert sorted_scores.subsets == unsorted.subsets
+    rewards = {}
+    for sort in (True, False):
+        evaluation = RewardBenchEval(source=str(rb), batch_size=2, sort_by_length=sort)
+        evaluation.prepare(dm.completion_encoder, generate=True)
+        batches = evaluation.batches()
+        assert [len(b) for b in batches.plan(0, 1)] == [2, 2, 2, 2, 2]
+        rewards[sort] = score_batches(model, batches, torch.device("cpu"))
+    assert sorted(rewards[True]) == list(range(10))
+    assert rewards[True] != {i: 0.0 for i in range(10)}
+    order = sorted(rewards[True])
+    torch.testing.assert_close(torch.tensor([rewards[True][i] for i in order]),
+                               torch.tensor([rewards[False][i] for i in order]), atol=1e-5, rtol=1e-5)
 
 
 def test_fit_logs_rewardbench_each_epoch_with_a_json_per_evaluation(tmp_path, pairs_file, tiny_decoder_dir):
@@ -130,23 +142,30 @@ def test_rewardbench_subcommand_on_the_shared_rows_marks_sections_partial(tmp_pa
     capsys.readouterr()
     main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(RB_PARTIAL), "--batch_size", "32"])
     out = capsys.readouterr().out
-    assert "Chat Hard" in out and "PARTIAL: 5/6 subsets, 419/456 rows" in out
-    assert "Reasoning" in out and "PARTIAL: 6/7 subsets, 984/1431 rows" in out
     record = json.loads(next((tmp_path / "run").rglob("rewardbench/*.json")).read_text())
     assert len(record["rows"]) == 1403 and len({r["id"] for r in record["rows"]}) == 1403
+    # The printed table holds exactly the accuracies the per-row rewards give.
+    chat_hard = 100 * record["sections"]["Chat Hard"]["score"]
+    assert re.search(rf"Chat Hard\s+{chat_hard:.1f}\s+419  PARTIAL: 5/6 subsets, 419/456 rows", out), out
+    hep_go = [r for r in record["rows"] if r["subset"] == "hep-go"]
+    accuracy = 100 * sum(r["reward_chosen"] > r["reward_rejected"] for r in hep_go) / len(hep_go)
+    assert re.search(rf"hep-go\s+{accuracy:.1f}\s+164", out), out
+    assert "Reasoning" in out and "PARTIAL: 6/7 subsets, 984/1431 rows" in out
 
 
 def test_missing_critiques_fail_fast_under_require_cached(tmp_path, pairs_file, tiny_decoder_dir):
-    from lightning_critrm.critique import CriticConfig
+    from lightning_critrm.critique import CachePolicy, CriticConfig, Sampling
+    from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 
     rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
     dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate",
                               cache_dir=str(tmp_path / "cache"),
-                              critic=CriticConfig(model=tiny_decoder_dir, backend="transformers", max_new_tokens=4,
-                                                  require_cached=True))
+                              critic=CriticConfig(model=tiny_decoder_dir, backend="transformers",
+                                                  sampling=Sampling(max_new_tokens=4), cache=CachePolicy(require_cached=True)))
     with pytest.raises(RuntimeError, match=r"9 of 9 critiques are not in .*lightning_critrm critique"):
-        RewardBenchCallback(source=str(rb)).prepare(None, dm)
-    RewardBenchCallback(source=str(rb)).generate_critiques(dm)  # what the `critique` subcommand runs
-    callback = RewardBenchCallback(source=str(rb))
-    callback.prepare(None, dm)
-    assert len(callback.rows) == 5 and all(c and r for c, r in callback.critiques)
+        RewardBenchEval(source=str(rb)).prepare(dm.completion_encoder, generate=True)
+    RewardBenchCallback(source=str(rb)).fill_critiques(dm.completion_encoder)  # what the `critique` subcommand runs
+    evaluation = RewardBenchEval(source=str(rb))
+    evaluation.prepare(dm.completion_encoder, generate=True)
+    assert len(evaluation.rows) == 5 and all(c and r for c, r in evaluation.critiques)
+    assert len(evaluation.sequences) == 10

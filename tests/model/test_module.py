@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from lightning_critrm.batch import RewardBatch
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.data.collate import PairCollator
 from lightning_critrm.model import CritiqueRewardModel
@@ -28,8 +29,7 @@ def test_rewards_do_not_depend_on_padding_side(request, which, pooling):
     right = PairCollator(pad_token_id=0, padding_side="right")(FEATURES)
     left = PairCollator(pad_token_id=0, padding_side="left")(FEATURES)
     with torch.no_grad():
-        r_right = model(right["input_ids"], right["attention_mask"])
-        r_left = model(left["input_ids"], left["attention_mask"])
+        r_right, r_left = model(right), model(left)
     assert r_right.shape == (4,) and r_right.dtype == torch.float32
     assert_close(r_right, r_left, atol=1e-4, rtol=1e-4)
 
@@ -38,7 +38,7 @@ def test_reward_is_fp32_under_bf16_autocast(tiny_decoder_dir):
     model = built(tiny_decoder_dir)
     batch = PairCollator(pad_token_id=0)(FEATURES)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        rewards = model(batch["input_ids"], batch["attention_mask"])
+        rewards = model(batch)
     assert rewards.dtype == torch.float32
 
 
@@ -84,7 +84,7 @@ def test_overfits_a_handful_of_pairs_to_accuracy_one(tmp_path, pairs_file, tiny_
         row = rows[prompt[0]["content"]]
         with torch.no_grad():
             r_good, r_bad = (
-                model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)).item()
+                model(RewardBatch.padded([ids], pad_token_id=0)).item()
                 for ids in (dm.formatter.encode(prompt, row[k], None).input_ids for k in ("chosen", "rejected"))
             )
         assert r_good > r_bad
@@ -97,13 +97,70 @@ def test_every_parameter_changes_after_a_few_steps(tmp_path, pairs_file, tiny_de
     trainer(3).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
     unchanged = [n for n, p in model.named_parameters() if torch.equal(before[n], p.detach())]
     assert not unchanged
-    assert "score.weight" in before
+    assert "reward_model.score.weight" in before
 
 
-@pytest.mark.parametrize("precision, checkpointing", [("bf16-mixed", False), ("32-true", True)])
-def test_bf16_mixed_and_gradient_checkpointing_train(tmp_path, pairs_file, tiny_decoder_dir, precision, checkpointing):
-    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3, gradient_checkpointing=checkpointing)
-    trainer(2, precision=precision).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
-    assert model.backbone.is_gradient_checkpointing == checkpointing
+def test_bf16_mixed_runs_the_backbone_in_bf16_and_keeps_the_head_fp32(tmp_path, pairs_file, tiny_decoder_dir):
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3)
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if not seen:  # hook once, after configure_model built the backbone
+                module.backbone.layers[0].mlp.up_proj.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+
+    trainer(2, precision="bf16-mixed", callbacks=[Spy()]).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    assert seen and set(seen) == {torch.bfloat16}  # autocast ran the backbone's matmuls in bf16
     assert model.score.weight.dtype == torch.float32
     assert torch.isfinite(model.score.weight).all()
+
+
+def test_bf16_true_trains_with_a_bf16_head_and_fp32_rewards(tmp_path, pairs_file, tiny_decoder_dir):
+    # Every parameter is bf16 here, the head included (as under FSDP's bf16 parameters): the head
+    # must still compute in fp32 instead of failing on "mat1 and mat2 must have the same dtype".
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3)
+    trainer(2, precision="bf16-true").fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    assert model.score.weight.dtype == torch.bfloat16
+    batch = PairCollator(pad_token_id=0)(FEATURES)
+    with torch.no_grad():
+        assert model(batch).dtype == torch.float32
+
+
+@pytest.mark.parametrize("checkpointing, calls_per_step", [(False, 1), (True, 2)])
+def test_gradient_checkpointing_recomputes_layers_in_backward(tmp_path, pairs_file, tiny_decoder_dir, checkpointing, calls_per_step):
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3, gradient_checkpointing=checkpointing)
+    calls = []
+
+    class Count(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if not calls:
+                calls.append(0)
+                module.backbone.layers[0].register_forward_pre_hook(lambda m, a: calls.append(1))
+
+    trainer(2, callbacks=[Count()]).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    assert model.backbone.is_gradient_checkpointing == checkpointing
+    assert len(calls) - 1 == 2 * calls_per_step  # 2 steps; checkpointing runs each layer again in backward
+
+
+def test_reward_model_state_dict_loads_into_a_hugging_face_sequence_classifier(tiny_decoder_dir, chat_tokenizer):
+    from transformers import AutoModelForSequenceClassification
+
+    model = built(tiny_decoder_dir).eval()
+    hf = AutoModelForSequenceClassification.from_pretrained(tiny_decoder_dir, num_labels=1).eval()
+    hf.load_state_dict(model.reward_model.state_dict(), strict=True)  # the same names, nothing left over
+    # transformers reads the last token that is not the pad token: right padding, pad != eos.
+    batch = PairCollator(pad_token_id=chat_tokenizer.pad_token_id)(FEATURES)
+    with torch.no_grad():
+        ours = model(batch)
+        theirs = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.squeeze(-1)
+    assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoints_from_before_the_reward_model_still_load(tiny_decoder_dir):
+    model = built(tiny_decoder_dir)
+    old = {("backbone." + k[len("reward_model.model."):]) if k.startswith("reward_model.model.") else k[len("reward_model."):]: v
+           for k, v in model.state_dict().items()}
+    assert "score.weight" in old and any(k.startswith("backbone.layers.") for k in old)
+    checkpoint = {"state_dict": old}
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"], strict=True)

@@ -1,0 +1,61 @@
+"""The interface every critic backend implements: ``generate(chat requests) -> list of Generation``.
+
+Backends live in their own modules and import this one; :mod:`lightning_critrm.critique.backends`
+picks one by name. Every local backend renders a request with the critic's own chat template and
+tokenizes it with ``add_special_tokens=False`` (the template writes BOS where the model wants it),
+so vLLM and transformers see identical token ids for the same request.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.records import Message
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One critic output. ``text`` is None when generation failed; ``error`` says why.
+    ``too_long``: the prompt (of ``prompt_tokens``) does not fit the critic's context, so the
+    same critic would fail it again; it is retried only under a larger ``max_model_len``."""
+
+    text: Optional[str]
+    error: Optional[str] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    too_long: bool = False
+
+
+def finished(text: str, prompt_tokens: int, completion_tokens: int) -> Generation:
+    text = text.strip()
+    if not text:
+        return Generation(None, "empty output", prompt_tokens, completion_tokens)
+    return Generation(text, None, prompt_tokens, completion_tokens)
+
+
+def chat_prompt_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
+    """Token ids of ``messages`` rendered for generation, with exactly one BOS if the model uses one."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = tokenizer.bos_token_id
+    # Some templates (Llama 3) write BOS themselves; others rely on the tokenizer adding it.
+    adds_bos = bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+    if adds_bos and ids[:1] != [bos]:
+        ids = [bos, *ids]
+    return ids
+
+
+class CriticBackend(ABC):
+    def __init__(self, config: CriticConfig):
+        self.config = config
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
+        """One generation per request, in request order."""
+
+    def close(self) -> None:
+        """Release the model or connections."""

@@ -1,0 +1,112 @@
+"""The critique service: one critic and the SQLite file of its critiques.
+
+Training data, the RewardBench callback and the ``score`` command all hold a
+:class:`CritiqueStore` and ask it for critiques the same way (``fill`` what is missing, then
+``lookup``), so every consumer reads critiques written by the same critic, template and cache, and
+the critic is resolved once, where the store is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Optional, Protocol
+
+from lightning_critrm.critique.backend import CriticBackend
+from lightning_critrm.critique.backends import build_backend
+from lightning_critrm.critique.cache import CritiqueCache
+from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.critique.generate import (
+    AttachResult,
+    CritiqueSummary,
+    attach_critiques,
+    fill_cache,
+    missing,
+    requests_for_completions,
+)
+from lightning_critrm.records import Message, PreferencePair
+
+# A completion to critique, as an answer to its prompt.
+Item = tuple[Sequence[Message], str]
+
+CRITIQUE_COMMAND = "python -m lightning_critrm critique --config <this config>"
+
+
+class CritiqueService(Protocol):
+    """What a consumer of critiques needs: generate the missing ones, then read them."""
+
+    def fill(
+        self, items: Iterable[Item], require_cached: Optional[bool] = None, progress: bool = True
+    ) -> CritiqueSummary: ...
+
+    def lookup(self, items: Sequence[Item]) -> list[Optional[str]]: ...
+
+
+class CritiqueStore:
+    """Critiques of one critic, generated on demand and kept in one SQLite file.
+
+    Args:
+        critic: The critic that writes (and keys) the critiques.
+        path: The SQLite file. Several stores (critics) may share one file: keys never collide.
+        backend_factory: Builds the critic's backend when something must be generated (tests
+            pass a fake one).
+    """
+
+    def __init__(
+        self,
+        critic: CriticConfig,
+        path: str | Path,
+        backend_factory: Callable[[CriticConfig], CriticBackend] = build_backend,
+    ):
+        self.critic = critic
+        self.path = Path(path)
+        self.backend_factory = backend_factory
+
+    @classmethod
+    def for_critic(cls, critic: CriticConfig, default_dir: str | Path) -> "CritiqueStore":
+        """The store ``critic.cache.path`` names, or ``<default_dir>/critiques.sqlite``."""
+        return cls(critic, critic.cache.path or Path(default_dir) / "critiques.sqlite")
+
+    def with_critic(self, critic: CriticConfig) -> "CritiqueStore":
+        """Another critic's critiques in the same file (unless that critic names its own file)."""
+        return CritiqueStore(critic, critic.cache.path or self.path, self.backend_factory)
+
+    def __repr__(self) -> str:
+        return f"CritiqueStore({self.critic.model!r} via {self.critic.backend}, {str(self.path)!r})"
+
+    def fill(
+        self, items: Iterable[Item], require_cached: Optional[bool] = None, progress: bool = True
+    ) -> CritiqueSummary:
+        """Generate the critiques of ``items`` that are missing (each distinct completion once).
+
+        ``require_cached`` (default: the critic's ``cache.require_cached``) raises instead,
+        naming the ``critique`` subcommand, so no job waits on a critic it was told not to run.
+        """
+        requests = requests_for_completions(items, self.critic)
+        if self.critic.cache.require_cached if require_cached is None else require_cached:
+            with CritiqueCache(self.path) as cache:
+                absent = len(missing(requests, cache, self.critic.engine.max_model_len))
+            if absent:
+                raise RuntimeError(
+                    f"{absent} of {len(requests)} critiques are not in {self.path} and "
+                    f"critic.cache.require_cached is true; generate them first with: {CRITIQUE_COMMAND}"
+                )
+        with CritiqueCache(self.path) as cache:
+            return fill_cache(requests, self.critic, cache, self.backend_factory, progress=progress)
+
+    def lookup(self, items: Sequence[Item]) -> list[Optional[str]]:
+        """The stored critique of each item, ``None`` where it failed or was never generated."""
+        keys = [self.critic.key(prompt, completion) for prompt, completion in items]
+        with CritiqueCache(self.path) as cache:
+            stored = cache.get_many(keys)
+        return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
+
+    def attach(self, pairs: Sequence[PreferencePair]) -> AttachResult:
+        """``pairs`` with both critiques; pairs whose critique failed are dropped and counted."""
+        with CritiqueCache(self.path) as cache:
+            return attach_critiques(pairs, self.critic, cache)
+
+
+def pair_items(pairs: Iterable[PreferencePair]) -> list[Item]:
+    """One item per completion of each pair (chosen and rejected separately, never a pair)."""
+    return [(p.prompt, c) for p in pairs for c in (p.chosen, p.rejected)]

@@ -1,0 +1,129 @@
+"""One reward pass over token sequences: how RewardBench and ``score`` get rewards.
+
+The caller hands in the model to call: ``trainer.strategy.model`` inside a run (DDP, FSDP and
+FSDP2 only gather sharded parameters inside their wrapper), or a plain module. Sequences are dealt
+out across ranks so each is scored exactly once, never padded with duplicates as a
+``DistributedSampler`` would; every rank runs the same number of forward passes (short shares add
+a one-token dummy batch), so sharded collectives never wait on a rank that has finished.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from lightning_critrm.batch import PaddingSide, RewardBatch
+
+DUMMY_ID = -1  # the id of the sequence in a padding batch; its reward is discarded
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class SequenceBatches:
+    """Batches of token sequences, each tagged with the sequences' indices (``RewardBatch.ids``).
+
+    Iterating yields this rank's share, read from ``torch.distributed`` at iteration time (so the
+    object can be built before the processes exist, e.g. as a ``predict`` data source): sequences
+    sorted by length (little padding) are dealt ``rank::world_size``, cut into batches, and padded
+    with dummy batches to the same count on every rank.
+
+    Args:
+        sequences: Token ids of each sequence.
+        batch_size: Sequences per forward pass.
+        pad_token_id: Id written into padding.
+        sort_by_length: Batch sequences of similar length together.
+        padding_side: Side to pad on.
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[Sequence[int]],
+        batch_size: int,
+        pad_token_id: int,
+        sort_by_length: bool = True,
+        padding_side: PaddingSide = "right",
+    ):
+        self.sequences = sequences
+        self.batch_size = batch_size
+        self.pad_token_id = pad_token_id
+        self.sort_by_length = sort_by_length
+        self.padding_side = padding_side
+
+    def plan(self, rank: int, world: int) -> list[list[int]]:
+        """The batches (sequence indices; empty for a dummy batch) that ``rank`` scores."""
+        order = list(range(len(self.sequences)))
+        if self.sort_by_length:
+            order.sort(key=lambda i: len(self.sequences[i]))
+        mine = order[rank::world]
+        batches = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return batches + [[]] * (self.batches_per_rank(world) - len(batches))
+
+    def batches_per_rank(self, world: int) -> int:
+        return math.ceil(math.ceil(len(self.sequences) / world) / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_rank(_world()[1])
+
+    def __iter__(self) -> Iterator[RewardBatch]:
+        for indices in self.plan(*_world()):
+            if not indices:
+                yield RewardBatch.padded([[self.pad_token_id]], self.pad_token_id, ids=[DUMMY_ID])
+                continue
+            seqs = [self.sequences[i] for i in indices]
+            yield RewardBatch.padded(seqs, self.pad_token_id, self.padding_side, ids=indices)
+
+
+def collect(ids: torch.Tensor, rewards: torch.Tensor) -> dict[int, float]:
+    """{sequence index: reward} of one batch, without the dummy sequences."""
+    return {i: r for i, r in zip(ids.tolist(), rewards.float().cpu().tolist()) if i != DUMMY_ID}
+
+
+def score_batches(
+    model: Callable[[RewardBatch], torch.Tensor],
+    batches: SequenceBatches,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "rewards",
+) -> dict[int, float]:
+    """{sequence index: reward} of this rank's share, scored in eval mode without gradients.
+    ``progress`` shows a bar counting this rank's sequences, with ETA."""
+    rank, world = _world()
+    plan = batches.plan(rank, world)
+    was_training = model.training if isinstance(model, nn.Module) else False
+    if isinstance(model, nn.Module):
+        model.eval()
+    bar = tqdm(total=sum(map(len, plan)), desc=desc, unit="seq", disable=not progress)
+    out: dict[int, float] = {}
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                out.update(collect(batch.ids, model(batch.to(device))))
+                bar.update(int((batch.ids != DUMMY_ID).sum()))
+    finally:
+        bar.close()
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    return out
+
+
+def gather_rewards(local: dict[int, float]) -> dict[int, float]:
+    """Every rank's rewards merged, on every rank (a collective under distributed runs)."""
+    rank, world = _world()
+    if world == 1:
+        return dict(local)
+    parts: list[Optional[Any]] = [None] * world
+    dist.all_gather_object(parts, local)
+    merged: dict[int, float] = {}
+    for part in parts:
+        merged.update(part or {})
+    return merged
