@@ -1,0 +1,99 @@
+"""FSDP2 (ModelParallelStrategy) on 2 CPU processes over gloo, from the command line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import REPO, arithmetic_rows, write_jsonl
+
+CONSTANT_LR = "lightning_critrm.model.schedules.ConstantLR"
+
+
+def val_losses(run_dir) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    losses = {}
+    for version in sorted((run_dir / "lightning_logs").glob("version_*")):
+        events = EventAccumulator(str(version))
+        events.Reload()
+        losses.update({e.step: e.value for e in events.Scalars("val/loss")})
+    return losses
+
+
+@pytest.fixture
+def config(tmp_path, tiny_decoder_dir):
+    # 22 pairs: 6 held out, 16 trained on in batches of 2, so 4 steps an epoch on 2 ranks and on
+    # one process that accumulates 2 batches per step: the same pairs in every optimizer step.
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", arithmetic_rows(22))
+
+    def write(name: str, **trainer) -> str:
+        values = {
+            "seed_everything": 0,
+            "trainer": {
+                "accelerator": "cpu", "devices": 2, "max_steps": 8, "log_every_n_steps": 1,
+                "enable_progress_bar": False, "enable_model_summary": False,
+                "default_root_dir": str(tmp_path / name),
+                "strategy": {"class_path": "lightning.pytorch.strategies.ModelParallelStrategy",
+                             "init_args": {"data_parallel_size": 2, "tensor_parallel_size": 1}},
+                **trainer,
+            },
+            "model": {"backbone": tiny_decoder_dir, "lr": 1e-3, "lr_scheduler": CONSTANT_LR},
+            "data": {"source": str(pairs), "batch_size": 2, "eval_batch_size": 3, "val_fraction": 0.25,
+                     "cache_dir": str(tmp_path / "cache")},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        return str(path)
+
+    return write
+
+
+def fit(config_path: str, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_critrm", "fit", "--config", config_path, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def test_fsdp2_shards_parameters_matches_one_process_and_resumes(tmp_path, config):
+    from torch.distributed.checkpoint import FileSystemReader
+
+    fit(config("fsdp2"))
+    fit(config("single", devices=1, strategy="auto", accumulate_grad_batches=2))
+    sharded, single = val_losses(tmp_path / "fsdp2"), val_losses(tmp_path / "single")
+    assert sorted(sharded) == [3, 7]  # validated at the end of each epoch (steps 4 and 8)
+    assert sharded[7] < 0.3  # it learned: the critiques state the verdict (chance: 0.693)
+    for step in sharded:  # the same optimizer steps on the same pairs: the same model
+        assert sharded[step] == pytest.approx(single[step], abs=1e-4)
+
+    # Each rank wrote its own half of every large parameter: a distributed checkpoint.
+    checkpoint = tmp_path / "fsdp2" / "checkpoints" / "last.ckpt"
+    assert sorted(p.name for p in checkpoint.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    metadata = FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
+    embed = next(v for k, v in metadata.items() if k.endswith("embed_tokens.weight") and "optimizer" not in k)
+    rows = embed.size[0]
+    assert [(c.offsets[0], c.sizes[0]) for c in embed.chunks] == [(0, (rows + 1) // 2), ((rows + 1) // 2, rows // 2)]
+
+    # Stop after epoch 0, resume from the sharded checkpoint: the same losses as without a stop.
+    fit(config("resumed", max_steps=4))
+    fit(config("resumed"), "--ckpt_path", "last")
+    resumed = val_losses(tmp_path / "resumed")
+    # (Lightning logs the validation after a restart one step later: compare the last one.)
+    assert resumed[max(resumed)] == pytest.approx(sharded[7], abs=1e-6)
+
+
+def test_head_computes_in_fp32_with_bf16_parameters(tiny_decoder_dir):
+    from lightning_critrm.batch import RewardBatch
+    from lightning_critrm.model import CritiqueRewardModel
+
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir)
+    model.configure_model()
+    model.to(torch.bfloat16)  # what FSDP's bf16 parameters and bf16-true give the head
+    rewards = model(RewardBatch.padded([[5, 6, 2], [7, 2]], pad_token_id=0))
+    assert rewards.dtype == torch.float32 and torch.isfinite(rewards).all()
