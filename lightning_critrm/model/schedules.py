@@ -31,6 +31,15 @@ class WarmupCosineLR(LambdaLR):
         self.min_lr_ratio = min_lr_ratio
         super().__init__(optimizer, self.factor)
 
+    def state_dict(self) -> dict:
+        # The horizon comes from the run that loads the state, not from the checkpoint: a run
+        # resumed with a larger max_steps must not keep the old one (its learning rate would sit
+        # at the end of the old schedule, 0 by default, for every added step).
+        state = super().state_dict()
+        for key in ("total_steps", "warmup_steps", "min_lr_ratio"):
+            state.pop(key, None)
+        return state
+
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)

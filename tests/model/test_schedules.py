@@ -19,3 +19,19 @@ def test_warmup_ratio_and_first_step_is_not_zero():
     sched = WarmupCosineLR(opt, total_steps=100, warmup_ratio=0.1)
     assert sched.warmup_steps == 10
     assert opt.param_groups[0]["lr"] > 0
+
+
+def test_a_resumed_schedule_takes_the_new_runs_horizon():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    first = WarmupCosineLR(opt, total_steps=8, warmup_steps=0)
+    for _ in range(8):
+        opt.step()
+        first.step()
+    assert opt.param_groups[0]["lr"] == 0.0  # the end of an 8-step schedule
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    longer = WarmupCosineLR(opt2, total_steps=12, warmup_steps=0)  # resumed with max_steps 12
+    longer.load_state_dict(first.state_dict())
+    assert (longer.total_steps, longer.last_epoch) == (12, 8)
+    opt2.step()
+    longer.step()
+    assert math.isclose(opt2.param_groups[0]["lr"], 0.5 * (1 + math.cos(math.pi * 9 / 12)))
