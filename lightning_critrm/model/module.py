@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from typing import Literal, Optional
 
 import lightning as L
@@ -16,11 +17,13 @@ from torchmetrics import MeanMetric
 
 from lightning_critrm.backbones import empty_backbone, load_backbone
 from lightning_critrm.batch import RewardBatch
+from lightning_critrm.model.lora import LoraSettings, add_lora, is_adapter_or_head
 from lightning_critrm.model.losses import pairwise_loss
 from lightning_critrm.model.pooling import Pooling
 from lightning_critrm.model.reward_model import RewardModel
 from lightning_critrm.model.schedules import WarmupCosineLR
 from lightning_critrm.model.sharding import (
+    consolidated_state_dict,
     fully_shard_reward_model,
     layer_classes,
     load_full_state_dict_from_rank0,
@@ -57,6 +60,7 @@ class CritiqueRewardModel(L.LightningModule):
         disable_dropout: bool = True,
         backbone_dtype: Literal["float32", "bfloat16"] = "float32",
         fsdp_layer_classes: Optional[list[str]] = None,
+        lora: Optional[LoraSettings] = None,
     ):
         """A scalar reward model over a pretrained backbone, trained with the pairwise loss.
 
@@ -78,11 +82,16 @@ class CritiqueRewardModel(L.LightningModule):
                 each become one shard unit (default: the backbone's ``_no_split_modules``, its
                 decoder layer). Parameters are built on the meta device and each rank loads only
                 its shard; with ``precision: bf16-mixed`` they compute in bf16 and reduce in fp32.
+            lora: Train LoRA adapters (``peft``) and the head instead of the whole backbone.
         """
         super().__init__()
         # Checkpoints hold plain values only, so they load with torch.load(weights_only=True); the
         # callables are recorded by the CLI's config.yaml.
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "lora"])
+        self.lora = lora
+        self.hparams["lora"] = asdict(lora) if lora is not None else None  # plain values: weights_only loads
+        # Adapter-only checkpoints leave the frozen weights out: they come from the backbone again.
+        self.strict_loading = not (lora is not None and lora.save_adapters_only)  # reset for FSDP2 below
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.reward_model: Optional[RewardModel] = None
@@ -100,17 +109,19 @@ class CritiqueRewardModel(L.LightningModule):
             self.reward_model = self._reward_model(load_backbone(self.hparams.backbone, dtype=dtype))
             return
         # FSDP2 (ModelParallelStrategy): build on the meta device, shard, then load each shard.
-        backbone = empty_backbone(self.hparams.backbone, dtype=dtype)
-        model = self._reward_model(backbone)
-        head = model.score.weight.detach().clone()  # seeded alike on every rank; rank 0's is sent
+        rng = torch.get_rng_state()
+        model = self._reward_model(empty_backbone(self.hparams.backbone, dtype=dtype))
         mesh = self.device_mesh["data_parallel"]
+        self.strict_loading = True  # sharded checkpoints hold every parameter
         mixed = self.trainer is not None and str(self.trainer.precision) == "bf16-mixed"
-        classes = layer_classes(backbone, self.hparams.fsdp_layer_classes)
+        classes = layer_classes(model.backbone, self.hparams.fsdp_layer_classes)
         fully_shard_reward_model(model, mesh, classes, param_dtype=torch.bfloat16 if mixed else None)
         full = None
         if dist.get_rank() == 0:
-            weights = load_backbone(self.hparams.backbone, dtype=dtype).state_dict()
-            full = {f"{model.base_model_prefix}.{k}": v for k, v in weights.items()} | {"score.weight": head}
+            # Built exactly as one process builds it (same random state for the head and any
+            # adapters), so a sharded run starts from the same model.
+            torch.set_rng_state(rng)
+            full = self._reward_model(load_backbone(self.hparams.backbone, dtype=dtype)).state_dict()
         load_full_state_dict_from_rank0(model, full)
         self.reward_model = model
 
@@ -123,9 +134,19 @@ class CritiqueRewardModel(L.LightningModule):
                     module.p = 0.0
         if getattr(backbone.config, "use_cache", None):
             backbone.config.use_cache = False  # no generation here; the KV cache only costs memory
+        if self.lora is not None:  # after the dropout rule: LoRA's own dropout is the user's
+            backbone = add_lora(backbone, self.lora)
         if self.hparams.gradient_checkpointing:
             backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return RewardModel(backbone, self.hparams.pooling)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The reward model's whole state dict with Hugging Face names (``model.*``, ``score.weight``),
+        on CPU: consolidated from the shards under FSDP2 (a collective: every rank calls it; rank 0
+        gets the tensors, the others an empty dict)."""
+        if self.device_mesh is not None:
+            return consolidated_state_dict(self.reward_model)
+        return {k: v.detach().cpu() for k, v in self.reward_model.state_dict().items()}
 
     @property
     def backbone(self) -> Optional[nn.Module]:
@@ -134,6 +155,15 @@ class CritiqueRewardModel(L.LightningModule):
     @property
     def score(self) -> Optional[nn.Linear]:
         return None if self.reward_model is None else self.reward_model.score
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # (A sharded checkpoint keeps every shard: the distributed loader expects them all.)
+        adapters_only = self.lora is not None and self.lora.save_adapters_only and self.device_mesh is None
+        if adapters_only and "state_dict" in checkpoint:
+            checkpoint["state_dict"] = {
+                k: v for k, v in checkpoint["state_dict"].items()
+                if not k.startswith("reward_model.") or is_adapter_or_head(k[len("reward_model."):])
+            }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Checkpoints written before RewardModel existed held `backbone.*` and `score.weight`.

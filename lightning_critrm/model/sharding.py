@@ -59,3 +59,11 @@ def load_full_state_dict_from_rank0(model: nn.Module, full_state: Optional[dict[
         raise ValueError("rank 0 must pass the full state dict")
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=True)
     set_model_state_dict(model, full_state if dist.get_rank() == 0 else {}, options=options)
+
+
+def consolidated_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The full (unsharded) state dict of a ``fully_shard``-ed model, gathered to CPU on rank 0
+    (empty on the other ranks, which must call this too: it is a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

@@ -30,7 +30,7 @@ def config(tmp_path, tiny_decoder_dir):
     # one process that accumulates 2 batches per step: the same pairs in every optimizer step.
     pairs = write_jsonl(tmp_path / "pairs.jsonl", arithmetic_rows(22))
 
-    def write(name: str, **trainer) -> str:
+    def write(name: str, model: dict | None = None, **trainer) -> str:
         values = {
             "seed_everything": 0,
             "trainer": {
@@ -41,7 +41,7 @@ def config(tmp_path, tiny_decoder_dir):
                              "init_args": {"data_parallel_size": 2, "tensor_parallel_size": 1}},
                 **trainer,
             },
-            "model": {"backbone": tiny_decoder_dir, "lr": 1e-3, "lr_scheduler": CONSTANT_LR},
+            "model": {"backbone": tiny_decoder_dir, "lr": 1e-3, "lr_scheduler": CONSTANT_LR, **(model or {})},
             "data": {"source": str(pairs), "batch_size": 2, "eval_batch_size": 3, "val_fraction": 0.25,
                      "cache_dir": str(tmp_path / "cache")},
         }
@@ -52,8 +52,14 @@ def config(tmp_path, tiny_decoder_dir):
     return write
 
 
-def fit(config_path: str, *args: str) -> None:
+SAVE_FULL = "--trainer.callbacks+=tests.model.fsdp2_callbacks.SaveFullStateDict"
+
+
+def fit(config_path: str, *args: str, full_state_dict=None) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    if full_state_dict is not None:
+        env["FULL_STATE_DICT_PATH"] = str(full_state_dict)
+        args = (*args, SAVE_FULL)
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_critrm", "fit", "--config", config_path, *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
@@ -64,13 +70,19 @@ def fit(config_path: str, *args: str) -> None:
 def test_fsdp2_shards_parameters_matches_one_process_and_resumes(tmp_path, config):
     from torch.distributed.checkpoint import FileSystemReader
 
-    fit(config("fsdp2"))
-    fit(config("single", devices=1, strategy="auto", accumulate_grad_batches=2))
+    fit(config("fsdp2"), full_state_dict=tmp_path / "fsdp2.pt")
+    fit(config("single", devices=1, strategy="auto", accumulate_grad_batches=2), full_state_dict=tmp_path / "single.pt")
     sharded, single = val_losses(tmp_path / "fsdp2"), val_losses(tmp_path / "single")
     assert sorted(sharded) == [3, 7]  # validated at the end of each epoch (steps 4 and 8)
     assert sharded[7] < 0.3  # it learned: the critiques state the verdict (chance: 0.693)
     for step in sharded:  # the same optimizer steps on the same pairs: the same model
         assert sharded[step] == pytest.approx(single[step], abs=1e-4)
+
+    # The shards consolidate into the one-process model, under Hugging Face names (for export).
+    consolidated, plain = torch.load(tmp_path / "fsdp2.pt"), torch.load(tmp_path / "single.pt")
+    assert sorted(consolidated) == sorted(plain) and "score.weight" in consolidated
+    for name, tensor in plain.items():
+        torch.testing.assert_close(consolidated[name], tensor, atol=1e-5, rtol=1e-4)
 
     # Each rank wrote its own half of every large parameter: a distributed checkpoint.
     checkpoint = tmp_path / "fsdp2" / "checkpoints" / "last.ckpt"
@@ -97,3 +109,15 @@ def test_head_computes_in_fp32_with_bf16_parameters(tiny_decoder_dir):
     model.to(torch.bfloat16)  # what FSDP's bf16 parameters and bf16-true give the head
     rewards = model(RewardBatch.padded([[5, 6, 2], [7, 2]], pad_token_id=0))
     assert rewards.dtype == torch.float32 and torch.isfinite(rewards).all()
+
+
+def test_fsdp2_with_lora_matches_one_process(tmp_path, config):
+    pytest.importorskip("peft", reason="LoRA is the optional 'lora' extra; `make test` installs it")
+    lora = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}, "lr": 1e-2}
+    fit(config("fsdp2_lora", model=lora))
+    fit(config("single_lora", model=lora, devices=1, strategy="auto", accumulate_grad_batches=2))
+    sharded, single = val_losses(tmp_path / "fsdp2_lora"), val_losses(tmp_path / "single_lora")
+    assert sorted(sharded) == [3, 7]
+    for step in sharded:
+        assert sharded[step] == pytest.approx(single[step], abs=1e-4)
+    assert sharded[7] < sharded[3] < 0.693  # the adapters and head learn
