@@ -126,6 +126,29 @@ class CritiqueRMCLI(LightningCLI):
             root = config["trainer"]["default_root_dir"] or os.getcwd()
             config["checkpoint"]["dirpath"] = os.path.join(root, "checkpoints")
 
+    def before_fit(self) -> None:
+        self._critiques_before_launch()
+
+    def _critiques_before_launch(self) -> None:
+        """With several processes, no rank may wait on the critic (a critique job outlasts the
+        process group's timeout). Lightning starts its processes inside ``fit``: this process
+        generates every missing critique first. Processes started by torchrun or SLURM exist
+        already: each checks the cache and all stop at once, naming the ``critique`` command."""
+        trainer, datamodule = self.trainer, self.datamodule
+        if trainer.world_size == 1:
+            return  # prepare_data generates what is missing
+        env = trainer.strategy.cluster_environment
+        started_elsewhere = env is not None and env.creates_processes_externally
+        if not started_elsewhere and rank_zero_only.rank != 0:
+            return
+        callbacks = [c for c in trainer.callbacks if isinstance(c, RewardBenchCallback)]
+        if datamodule.hparams.critiques == "generate":
+            datamodule.generate_critiques(require_cached=True if started_elsewhere else None)
+        for callback in callbacks:
+            callback.eval.fill_critiques(
+                datamodule.completion_encoder, require_cached=True if started_elsewhere else callback.require_cached
+            )
+
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # on every rank: it broadcasts from rank 0
         acc = self.trainer.callback_metrics.get("val/acc")

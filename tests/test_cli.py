@@ -91,14 +91,49 @@ def test_overrides_reach_the_objects_and_print_config_round_trips(tmp_path, pair
     assert cli.datamodule.hparams.backbone == tiny_decoder_dir  # linked, not set twice
 
 
+GPU_CONFIGS = {"llama3_8b_critic70b.yaml", "llama3_8b_fsdp2.yaml"}
+
+
+def built_strategy(path: str):
+    """The config's trainer.strategy instantiated as written (no accelerator needed)."""
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import Strategy
+
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(Strategy, "strategy")
+    strategy = yaml.safe_load(Path(path).read_text())["trainer"]["strategy"]
+    return parser.instantiate(parser.parse_object({"strategy": strategy})).strategy
+
+
 @pytest.mark.parametrize("path", CONF_FILES, ids=lambda p: Path(p).name)
 def test_every_shipped_config_parses_and_builds(path, tmp_path):
-    # GPU configs are built on this CPU machine with a CPU trainer; everything else as written.
-    cpu = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
-           "--trainer.precision", "32-true"]
-    cli = main(["--config", path, *cpu, "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"], run=False)
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    written = yaml.safe_load(Path(path).read_text())["trainer"]
+    common = ["--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"]
+    if Path(path).name in GPU_CONFIGS:
+        # No GPU here: the strategy is built as written, the rest with a CPU trainer.
+        strategy = built_strategy(path)
+        if isinstance(strategy, FSDPStrategy):
+            from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+            assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}  # per decoder layer
+            assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+            assert strategy._state_dict_type == "sharded"
+        else:
+            assert isinstance(strategy, ModelParallelStrategy)
+        assert written["precision"] == "bf16-mixed"  # the head's fp32 rule is tested under bf16 weights
+        common += ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
+                   "--trainer.precision", "32-true"]
+    cli = main(["--config", path, *common], run=False)
     assert isinstance(cli.model, CritiqueRewardModel) and cli.model.backbone is None  # no weights in __init__
     assert cli.datamodule.hparams.backbone == cli.model.hparams.backbone
+    if Path(path).name not in GPU_CONFIGS:  # built with its real strategy and precision
+        assert str(cli.trainer.precision) == str(written.get("precision", "32-true"))
+        expected = written.get("strategy")
+        if isinstance(expected, dict):
+            assert type(cli.trainer.strategy).__name__ == expected["class_path"].rsplit(".", 1)[1]
+            assert cli.trainer.num_devices == written["devices"]
 
 
 def test_encoder_config_trains_minilm_from_its_package(tmp_path):
@@ -202,3 +237,48 @@ def test_rewardbench_reads_only_the_checkpoint_its_config_and_the_rows(tmp_path,
     record = newest_record(tmp_path / "run")
     assert len(record["rows"]) == 5 and not record["skipped_failed_critique"]
     assert_table_matches_record(out, record)
+
+
+def multi_process_config(tmp_path, backbone, source) -> Path:
+    cfg = tiny_config(tmp_path, backbone, source)
+    config = yaml.safe_load(cfg.read_text())
+    config["trainer"].update(devices=2, strategy="ddp", max_steps=2, val_check_interval=2)
+    config["data"].update(critiques="generate", critic={"backend": "transformers", "model": backbone,
+                                                        "sampling": {"max_new_tokens": 4}})
+    cfg.write_text(yaml.safe_dump(config))
+    return cfg
+
+
+def run_module(args: list[str]):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_multi_process_fit_generates_critiques_before_its_processes_start(tmp_path, pairs_file, tiny_decoder_dir):
+    cfg = multi_process_config(tmp_path, tiny_decoder_dir, pairs_file)
+    proc = run_module(["lightning_critrm", "fit", "--config", str(cfg)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    generated = out.index("critiques: 48 requested, 0 already cached, 48 generated")
+    assert generated < out.index("Initializing distributed")  # before any process group exists
+
+
+def test_torchrun_ranks_with_missing_critiques_stop_at_once_naming_the_command(tmp_path, pairs_file, tiny_decoder_dir):
+    import socket
+    import sqlite3
+
+    cfg = multi_process_config(tmp_path, tiny_decoder_dir, pairs_file)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run_module(["torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                       "-m", "lightning_critrm", "fit", "--config", str(cfg)])
+    assert proc.returncode != 0
+    # Both ranks refuse (neither waits for the other at a barrier), and nothing was generated.
+    assert proc.stderr.count("generate them first with: python -m lightning_critrm critique") >= 2, proc.stderr[-3000:]
+    cache = tmp_path / "cache" / "critiques.sqlite"
+    assert not cache.exists() or sqlite3.connect(cache).execute("SELECT COUNT(*) FROM critiques").fetchone()[0] == 0
