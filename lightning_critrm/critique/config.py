@@ -116,6 +116,9 @@ class CriticConfig:
         model: Built-in alias, local folder or hub name (``vllm``/``transformers``), or the model
             name the endpoint serves (``openai``).
         dtype: Weights dtype for local backends (``auto``, ``float32``, ``bfloat16``, ``float16``).
+            ``auto`` is the fastest correct dtype on this machine: bf16 where the CPU or GPU has it
+            natively, else fp32 on CPUs (emulated bf16 is ~35x slower) and fp16 on GPUs. The
+            resolved dtype is what the critique cache key holds.
         template: The critic's instruction with ``{prompt}``, ``{completion}``, ``{score_rule}``.
         template_version: Name of that template; part of every cache key.
         allow_score: Ask for a final numeric score (the paper's critiques carry none).
@@ -145,6 +148,16 @@ class CriticConfig:
 
         return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
 
+    @cached_property
+    def effective_dtype(self) -> str:
+        """The dtype a local critic runs in: ``auto`` resolved for this machine. Remote critics
+        (``openai``) keep the setting as written: the local machine says nothing of theirs."""
+        if self.dtype != "auto" or self.effective_backend == "openai":
+            return self.dtype
+        from lightning_critrm.hardware import fastest_dtype, local_device
+
+        return fastest_dtype(local_device())
+
     @property
     def prompt(self) -> CriticPrompt:
         return CriticPrompt(self.template, self.template_version, self.allow_score)
@@ -163,7 +176,7 @@ class CriticConfig:
             "top_p": s.top_p,
             "max_new_tokens": s.max_new_tokens,
             "seed": s.seed,
-            "dtype": self.dtype,
+            "dtype": self.effective_dtype,
         }
 
     @cached_property  # computed once: keys are made for every completion of a data set

@@ -26,7 +26,7 @@ class TransformersCritic(CriticBackend):
 
         path = resolve_backbone(config.model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(config.dtype)).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(config.effective_dtype)).eval()
         tok = self.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         stop = self.model.generation_config.eos_token_id

@@ -36,7 +36,7 @@ class VLLMCritic(CriticBackend):
         kwargs = {
             "model": path,
             "tokenizer": path,
-            "dtype": config.dtype,
+            "dtype": config.effective_dtype,
             "seed": config.sampling.seed,
             "tensor_parallel_size": config.engine.tensor_parallel_size,
             "gpu_memory_utilization": config.engine.gpu_memory_utilization,

