@@ -9,6 +9,7 @@ ModelCheckpoint keeps ``last.ckpt`` in a fixed folder under the run root, which 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,15 +17,19 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 from lightning_critrm.evaluation.table import format_table
+from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.model import CritiqueRewardModel
+from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.reward_pass import collect, gather_rewards
+from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
 
 
 class CritiqueRMTrainer(L.Trainer):
@@ -96,6 +101,23 @@ class CritiqueRMTrainer(L.Trainer):
             print(format_table(scores))
 
 
+def _fp32_where_bf16_is_emulated(trainer: dict) -> None:
+    """A bf16 precision on a CPU without native bf16 runs ~35x slower than fp32 (emulated): train
+    in fp32 instead, with a one-line notice. GPUs and bf16-capable CPUs keep the setting."""
+    precision = str(trainer.get("precision") or "")
+    accelerator = str(trainer.get("accelerator") or "auto")
+    if "bf16" not in precision or accelerator not in ("cpu", "auto"):
+        return
+    if accelerator == "auto" and torch.cuda.is_available():
+        return
+    if not cpu_has_native_bf16():
+        trainer["precision"] = "32-true"
+        rank_zero_warn(
+            f"trainer.precision {precision} -> 32-true: this CPU has no native bf16 (no AVX-512 BF16 "
+            "or AMX), where bf16 is emulated and far slower than fp32"
+        )
+
+
 class CritiqueRMCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -121,12 +143,15 @@ class CritiqueRMCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        _fp32_where_bf16_is_emulated(config["trainer"])
         if config["checkpoint"]["dirpath"] is None:
             # A fixed folder (not the logger's version_N) so `--ckpt_path last` finds it on resume.
             root = config["trainer"]["default_root_dir"] or os.getcwd()
             config["checkpoint"]["dirpath"] = os.path.join(root, "checkpoints")
 
     def before_fit(self) -> None:
+        if not any(isinstance(c, ResumableCheckpoint) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(ResumableCheckpoint())
         self._critiques_before_launch()
 
     def _critiques_before_launch(self) -> None:
@@ -164,13 +189,22 @@ class CritiqueRMCLI(LightningCLI):
 def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). ``run=False`` only builds the objects
     (no subcommand in ``args`` then), which is how tests inspect a config."""
+    before = child_pids()  # a caller's own processes are none of ours
+    finished = False
     try:
-        return _cli(args, run)
+        cli = _cli(args, run)
+        finished = True
+        return cli
+    except SIGTERMException:
+        # Lightning stopped at the end of a batch and ResumableCheckpoint saved last.ckpt.
+        sys.exit(SIGTERM_EXIT_CODE)
     finally:
         # Multi-process runs: a gloo/NCCL group left to interpreter exit can abort the process
         # ("terminate called without an active exception") after the work is done and saved.
         if run and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        if run:  # vLLM engines, DDP ranks: nothing this command started outlives it
+            end_child_processes(spare=before, grace_s=30.0 if finished else 0.0)
 
 
 def _cli(args: Optional[list[str]], run: bool) -> CritiqueRMCLI:

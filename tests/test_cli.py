@@ -282,3 +282,18 @@ def test_torchrun_ranks_with_missing_critiques_stop_at_once_naming_the_command(t
     assert proc.stderr.count("generate them first with: python -m lightning_critrm critique") >= 2, proc.stderr[-3000:]
     cache = tmp_path / "cache" / "critiques.sqlite"
     assert not cache.exists() or sqlite3.connect(cache).execute("SELECT COUNT(*) FROM critiques").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(False, "32-true"), (True, "bf16-mixed")])
+def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch,
+                                                         native_bf16, expected):
+    import lightning_critrm.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    if not native_bf16:
+        with pytest.warns(UserWarning, match="bf16-mixed -> 32-true: this CPU has no native bf16"):
+            cli = main(["--config", str(cfg), "--trainer.precision", "bf16-mixed"], run=False)
+    else:
+        cli = main(["--config", str(cfg), "--trainer.precision", "bf16-mixed"], run=False)
+    assert str(cli.trainer.precision) == expected

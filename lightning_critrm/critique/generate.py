@@ -15,6 +15,7 @@ from lightning_critrm.critique.backends import build_backend
 from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.records import Message, PreferencePair
+from lightning_critrm.signals import sigterm_raises_systemexit
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,18 @@ def fill_cache(
     if not todo:
         return summary
     todo.sort(key=lambda r: (r.size, r.key))
+    with sigterm_raises_systemexit():  # SIGTERM runs the `finally` below: the engine shuts down
+        return _generate(todo, config, cache, backend_factory, summary, progress)
+
+
+def _generate(
+    todo: list[CritiqueRequest],
+    config: CriticConfig,
+    cache: CritiqueCache,
+    backend_factory: Callable[[CriticConfig], CriticBackend],
+    summary: CritiqueSummary,
+    progress: bool,
+) -> CritiqueSummary:
     backend = backend_factory(config)
     critic = config.identity_json()
     prompt = config.prompt

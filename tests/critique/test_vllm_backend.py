@@ -129,3 +129,48 @@ def test_a_prompt_longer_than_the_context_fails_alone(chat_tokenizer):
     assert [g.text for g in out] == ["fine", None, "fine"]
     assert "max_model_len is 64" in out[1].error
     assert out[1].too_long and out[1].prompt_tokens >= 64 and not out[0].too_long  # not retried at this length
+
+
+@needs_vllm
+def test_sigterm_during_critique_leaves_no_process_behind(tmp_path, tiny_decoder_dir):
+    import signal
+
+    import psutil
+
+    rows = [{"prompt": f"Explain {i} in detail.", "chosen": f"Answer {i}. " * 20, "rejected": f"Other {i}. " * 20}
+            for i in range(200)]
+    config = {
+        "model": {"backbone": tiny_decoder_dir},
+        "data": {
+            "source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)), "cache_dir": str(tmp_path / "cache"),
+            "critiques": "generate",
+            "critic": {"backend": "vllm", "model": tiny_decoder_dir, "dtype": "float32",
+                       "sampling": {"max_new_tokens": 256}, "engine": {"enforce_eager": True, "max_model_len": 512},
+                       "cache": {"batch_size": 8}},
+        },
+    }
+    path = tmp_path / "vllm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_critrm", "critique", "--config", str(path)],
+                            cwd=REPO, env={**os.environ, **VLLM_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen: set[int] = set()
+    deadline = time.time() + 240
+    try:
+        # Wait until the engine runs (its process exists) and the first critiques are committed.
+        while time.time() < deadline and proc.poll() is None:
+            seen |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+            if seen and (tmp_path / "cache" / "critiques.sqlite").exists():
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None and seen, "the critique run ended before the engine was up"
+        time.sleep(2)
+        seen |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0  # stopped, not finished
+    time.sleep(1)
+    survivors = [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not survivors, [psutil.Process(p).cmdline() for p in survivors]

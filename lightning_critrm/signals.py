@@ -1,0 +1,74 @@
+"""Stopping cleanly: SIGTERM (what SLURM, ``timeout`` and container runtimes send) ends a job the way
+Ctrl-C does, and no child process outlives the command that started it."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+
+
+@contextmanager
+def sigterm_raises_systemexit() -> Iterator[None]:
+    """Inside this block SIGTERM raises ``SystemExit(143)`` in the main thread, so ``finally``
+    blocks run (a vLLM critic shuts its engine processes down) instead of the process vanishing
+    and leaving them orphaned. The previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(SIGTERM_EXIT_CODE)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def child_pids() -> set[int]:
+    """Pids of the processes this one has started and that still run (children's children too)."""
+    try:
+        import psutil
+    except ImportError:
+        return set()
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def end_child_processes(spare: set[int] = frozenset(), grace_s: float = 0.0, timeout_s: float = 5.0) -> list[int]:
+    """Let the child processes not in ``spare`` exit by themselves for ``grace_s`` seconds, then
+    terminate (and after ``timeout_s`` kill) those left; returns the pids that had to be ended.
+    The last line of defence: engines and workers are shut down by their owners first."""
+    try:
+        import psutil
+    except ImportError:  # psutil is a dependency; without it there is nothing to do
+        return []
+    children = [c for c in psutil.Process().children(recursive=True) if c.pid not in spare]
+    # Only our own ranks finish by themselves; helpers such as multiprocessing's resource tracker
+    # live as long as their parent, so waiting for them would only add the grace period.
+    ranks = [c for c in children if _is_our_rank(c)]
+    _, left = psutil.wait_procs(ranks, timeout=grace_s) if grace_s and ranks else ([], ranks)
+    left = list(left) + [c for c in children if c not in ranks]
+    for child in left:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(left, timeout=timeout_s)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return [c.pid for c in left]
+
+
+def _is_our_rank(process) -> bool:
+    try:
+        return "lightning_critrm" in " ".join(process.cmdline())
+    except Exception:  # gone, or not ours to read
+        return False
