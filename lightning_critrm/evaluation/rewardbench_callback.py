@@ -68,21 +68,23 @@ class RewardBenchCallback(Callback):
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
         """
-        self.source = source
-        self.subsets = subsets
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
-        self.batch_size = batch_size
-        self.sort_by_length = sort_by_length
-        self.critic = critic
-        self.max_rows = max_rows
-        self.num_text_examples = num_text_examples
         self.require_cached = require_cached
+        # What to score and how: held once, by the evaluation the subcommand runs too.
         self.eval = RewardBenchEval(
             source, subsets, max_rows, critic, batch_size, sort_by_length, num_text_examples
         )
         self.last_scores: Optional[RewardBenchScores] = None
         self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once
+
+    @property
+    def source(self) -> str:
+        return self.eval.source
+
+    @property
+    def critic(self) -> Optional[CriticConfig]:
+        return self.eval.critic
 
     def fill_critiques(self, encoder: CompletionEncoder) -> Optional[CritiqueSummary]:
         """Generate every missing critique this callback needs (what the ``critique`` subcommand

@@ -36,21 +36,27 @@ def run_critique(config_path):
     )
 
 
-@needs_vllm
-def test_vllm_critiques_are_cached_and_a_second_run_generates_none(tmp_path, tiny_decoder_dir):
-    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}."} for i in range(10)]
+def vllm_critique_config(tmp_path, backbone: str, rows: list[dict], max_new_tokens: int):
+    """A config whose `critique` run has the tiny model write critiques through vLLM (fp32, eager)."""
     config = {
-        "model": {"backbone": tiny_decoder_dir},
+        "model": {"backbone": backbone},
         "data": {
             "source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)), "cache_dir": str(tmp_path / "cache"),
             "critiques": "generate",
-            "critic": {"backend": "vllm", "model": tiny_decoder_dir, "dtype": "float32",
-                       "sampling": {"max_new_tokens": 16}, "engine": {"enforce_eager": True, "max_model_len": 512},
-                       "cache": {"batch_size": 8}},
+            "critic": {"backend": "vllm", "model": backbone, "dtype": "float32",
+                       "sampling": {"max_new_tokens": max_new_tokens},
+                       "engine": {"enforce_eager": True, "max_model_len": 512}, "cache": {"batch_size": 8}},
         },
     }
     path = tmp_path / "vllm.yaml"
     path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@needs_vllm
+def test_vllm_critiques_are_cached_and_a_second_run_generates_none(tmp_path, tiny_decoder_dir):
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}."} for i in range(10)]
+    path = vllm_critique_config(tmp_path, tiny_decoder_dir, rows, max_new_tokens=16)
     first = run_critique(path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "20 requested, 0 already cached" in first.stdout
@@ -139,18 +145,7 @@ def test_sigterm_during_critique_leaves_no_process_behind(tmp_path, tiny_decoder
 
     rows = [{"prompt": f"Explain {i} in detail.", "chosen": f"Answer {i}. " * 20, "rejected": f"Other {i}. " * 20}
             for i in range(200)]
-    config = {
-        "model": {"backbone": tiny_decoder_dir},
-        "data": {
-            "source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)), "cache_dir": str(tmp_path / "cache"),
-            "critiques": "generate",
-            "critic": {"backend": "vllm", "model": tiny_decoder_dir, "dtype": "float32",
-                       "sampling": {"max_new_tokens": 256}, "engine": {"enforce_eager": True, "max_model_len": 512},
-                       "cache": {"batch_size": 8}},
-        },
-    }
-    path = tmp_path / "vllm.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = vllm_critique_config(tmp_path, tiny_decoder_dir, rows, max_new_tokens=256)
     proc = subprocess.Popen([sys.executable, "-m", "lightning_critrm", "critique", "--config", str(path)],
                             cwd=REPO, env={**os.environ, **VLLM_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seen: set[int] = set()
