@@ -28,8 +28,7 @@ CASES = [("float32", True), ("float32", False), ("bfloat16", True), ("bfloat16",
 
 def one_case(dtype: str, eager: bool, n: int) -> dict:
     """Runs in a fresh process: engine start, then n critiques."""
-    from lightning_critrm.critique import CriticConfig, Engine, Sampling
-    from lightning_critrm.critique.store import pair_items
+    from lightning_critrm.critique import CriticConfig, Engine, Sampling, pair_items
     from lightning_critrm.critique.vllm_backend import VLLMCritic
     from lightning_critrm.data.arithmetic import arithmetic_pairs
 

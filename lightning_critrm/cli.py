@@ -32,6 +32,24 @@ from lightning_critrm.model.reward_pass import collect, gather_rewards
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
 
 
+def fill_all_critiques(
+    datamodule: PreferenceDataModule, callbacks: list, require_cached: Optional[bool]
+) -> list[tuple[str, object]]:
+    """Generate the missing critiques of the training data and of every RewardBenchCallback;
+    returns (what, summary) per set. ``require_cached``: True raises if any is missing, False
+    always generates, None follows each one's own setting."""
+    summaries = []
+    if datamodule.hparams.critiques == "generate":
+        summaries.append(("data", datamodule.generate_critiques(require_cached=require_cached)))
+    for callback in callbacks:
+        if isinstance(callback, RewardBenchCallback):
+            own = callback.require_cached if require_cached is None else require_cached
+            summary = callback.fill_critiques(datamodule.completion_encoder, require_cached=own)
+            if summary is not None:
+                summaries.append((f"rewardbench {callback.source}", summary))
+    return summaries
+
+
 class CritiqueRMTrainer(L.Trainer):
     """Lightning's Trainer plus the ``critique`` subcommand."""
 
@@ -41,14 +59,7 @@ class CritiqueRMTrainer(L.Trainer):
         ``fit`` so the cache keys match (``critic.cache.require_cached`` is for ``fit``; this command
         is what fills the cache). Prints how many were generated, already cached and failed,
         with the critic's tokens/s."""
-        summaries = []
-        if datamodule.hparams.critiques == "generate":
-            summaries.append(("data", datamodule.generate_critiques(require_cached=False)))
-        for callback in self.callbacks:
-            if isinstance(callback, RewardBenchCallback):
-                summary = callback.fill_critiques(datamodule.completion_encoder)
-                if summary is not None:
-                    summaries.append((f"rewardbench {callback.source}", summary))
+        summaries = fill_all_critiques(datamodule, self.callbacks, require_cached=False)
         if not summaries:
             raise ValueError(
                 "nothing to critique: data.critiques is not 'generate' and no RewardBenchCallback needs critiques"
@@ -166,13 +177,7 @@ class CritiqueRMCLI(LightningCLI):
         started_elsewhere = env is not None and env.creates_processes_externally
         if not started_elsewhere and rank_zero_only.rank != 0:
             return
-        callbacks = [c for c in trainer.callbacks if isinstance(c, RewardBenchCallback)]
-        if datamodule.hparams.critiques == "generate":
-            datamodule.generate_critiques(require_cached=True if started_elsewhere else None)
-        for callback in callbacks:
-            callback.eval.fill_critiques(
-                datamodule.completion_encoder, require_cached=True if started_elsewhere else callback.require_cached
-            )
+        fill_all_critiques(datamodule, trainer.callbacks, require_cached=True if started_elsewhere else None)
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # on every rank: it broadcasts from rank 0

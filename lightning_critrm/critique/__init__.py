@@ -3,14 +3,19 @@ training and evaluation share."""
 
 from lightning_critrm.critique.cache import CritiqueCache
 from lightning_critrm.critique.config import CachePolicy, CriticConfig, Endpoint, Engine, Sampling
-from lightning_critrm.critique.generate import CritiqueSummary, attach_critiques, fill_cache, requests_for
-from lightning_critrm.critique.store import CritiqueService, CritiqueStore, pair_items
+from lightning_critrm.critique.generate import (
+    CritiqueSummary,
+    attach_critiques,
+    fill_cache,
+    pair_items,
+    requests_for,
+)
+from lightning_critrm.critique.store import CritiqueStore
 
 __all__ = [
     "CachePolicy",
     "CriticConfig",
     "CritiqueCache",
-    "CritiqueService",
     "CritiqueStore",
     "CritiqueSummary",
     "Endpoint",

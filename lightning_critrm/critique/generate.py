@@ -62,9 +62,18 @@ class CritiqueSummary:
         )
 
 
+# A completion to critique, as an answer to its prompt.
+Item = tuple[Sequence[Message], str]
+
+
+def pair_items(pairs: Iterable[PreferencePair]) -> list[Item]:
+    """One item per completion of each pair (chosen and rejected separately, never a pair)."""
+    return [(p.prompt, c) for p in pairs for c in (p.chosen, p.rejected)]
+
+
 def requests_for(pairs: Sequence[PreferencePair], config: CriticConfig) -> list[CritiqueRequest]:
     """One request per distinct completion (chosen and rejected separately, never a pair)."""
-    return requests_for_completions(((p.prompt, c) for p in pairs for c in (p.chosen, p.rejected)), config)
+    return requests_for_completions(pair_items(pairs), config)
 
 
 def requests_for_completions(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional
 
 from lightning_critrm.critique.backend import CriticBackend
 from lightning_critrm.critique.backends import build_backend
@@ -19,27 +19,15 @@ from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.critique.generate import (
     AttachResult,
     CritiqueSummary,
+    Item,
     attach_critiques,
     fill_cache,
     missing,
     requests_for_completions,
 )
-from lightning_critrm.records import Message, PreferencePair
-
-# A completion to critique, as an answer to its prompt.
-Item = tuple[Sequence[Message], str]
+from lightning_critrm.records import PreferencePair
 
 CRITIQUE_COMMAND = "python -m lightning_critrm critique --config <this config>"
-
-
-class CritiqueService(Protocol):
-    """What a consumer of critiques needs: generate the missing ones, then read them."""
-
-    def fill(
-        self, items: Iterable[Item], require_cached: Optional[bool] = None, progress: bool = True
-    ) -> CritiqueSummary: ...
-
-    def lookup(self, items: Sequence[Item]) -> list[Optional[str]]: ...
 
 
 class CritiqueStore:
@@ -83,15 +71,14 @@ class CritiqueStore:
         naming the ``critique`` subcommand, so no job waits on a critic it was told not to run.
         """
         requests = requests_for_completions(items, self.critic)
-        if self.critic.cache.require_cached if require_cached is None else require_cached:
-            with CritiqueCache(self.path) as cache:
-                absent = len(missing(requests, cache, self.critic.engine.max_model_len))
-            if absent:
-                raise RuntimeError(
-                    f"{absent} of {len(requests)} critiques are not in {self.path} and "
-                    f"critic.cache.require_cached is true; generate them first with: {CRITIQUE_COMMAND}"
-                )
         with CritiqueCache(self.path) as cache:
+            if self.critic.cache.require_cached if require_cached is None else require_cached:
+                absent = len(missing(requests, cache, self.critic.engine.max_model_len))
+                if absent:
+                    raise RuntimeError(
+                        f"{absent} of {len(requests)} critiques are not in {self.path} and "
+                        f"critic.cache.require_cached is true; generate them first with: {CRITIQUE_COMMAND}"
+                    )
             return fill_cache(requests, self.critic, cache, self.backend_factory, progress=progress)
 
     def lookup(self, items: Sequence[Item]) -> list[Optional[str]]:
@@ -106,7 +93,3 @@ class CritiqueStore:
         with CritiqueCache(self.path) as cache:
             return attach_critiques(pairs, self.critic, cache)
 
-
-def pair_items(pairs: Iterable[PreferencePair]) -> list[Item]:
-    """One item per completion of each pair (chosen and rejected separately, never a pair)."""
-    return [(p.prompt, c) for p in pairs for c in (p.chosen, p.rejected)]

@@ -13,7 +13,7 @@ from typing import Optional
 
 from lightning_critrm.batch import PaddingSide
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary
-from lightning_critrm.critique.store import Item
+from lightning_critrm.critique.generate import Item
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.records import Message
 

@@ -86,10 +86,12 @@ class RewardBenchCallback(Callback):
     def critic(self) -> Optional[CriticConfig]:
         return self.eval.critic
 
-    def fill_critiques(self, encoder: CompletionEncoder) -> Optional[CritiqueSummary]:
+    def fill_critiques(
+        self, encoder: CompletionEncoder, require_cached: Optional[bool] = False
+    ) -> Optional[CritiqueSummary]:
         """Generate every missing critique this callback needs (what the ``critique`` subcommand
         runs, so a later ``fit`` with ``require_cached`` finds them); None when critiques are off."""
-        return self.eval.fill_critiques(encoder, require_cached=False)
+        return self.eval.fill_critiques(encoder, require_cached=require_cached)
 
     def prepare(self, trainer: L.Trainer) -> None:
         """Rows, critiques (rank 0 generates missing ones while the others wait) and token ids."""

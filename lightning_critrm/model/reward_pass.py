@@ -75,7 +75,11 @@ class SequenceBatches:
         return self.batches_per_rank(_world()[1])
 
     def __iter__(self) -> Iterator[RewardBatch]:
-        for indices in self.plan(*_world()):
+        return self.build(self.plan(*_world()))
+
+    def build(self, plan: list[list[int]]) -> Iterator[RewardBatch]:
+        """The batches of a ``plan`` (from :meth:`plan`), one at a time."""
+        for indices in plan:
             if not indices:
                 yield RewardBatch.padded([[self.pad_token_id]], self.pad_token_id, ids=[DUMMY_ID])
                 continue
@@ -106,7 +110,7 @@ def score_batches(
     out: dict[int, float] = {}
     try:
         with torch.no_grad():
-            for batch in batches:
+            for batch in batches.build(plan):
                 out.update(collect(batch.ids, model(batch.to(device))))
                 bar.update(int((batch.ids != DUMMY_ID).sum()))
     finally:
