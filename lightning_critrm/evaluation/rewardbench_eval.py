@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_critrm.critique import CriticConfig, CritiqueSummary
 from lightning_critrm.data.completion_encoder import CompletionEncoder
@@ -61,9 +62,10 @@ class RewardBenchEval:
         self.sort_by_length = sort_by_length
         self.num_text_examples = num_text_examples
         self.rows: Optional[list[RewardBenchRow]] = None
-        self.sequences: list[list[int]] = []  # chosen then rejected of each row
-        self.critiques: list[tuple[Optional[str], Optional[str]]] = []
-        self.skipped_ids: list[str] = []
+        self.scored: list[int] = []  # index (in rows) of each row with sequences
+        self.sequences: list[list[int]] = []  # chosen then rejected of each scored row
+        self.critiques: list[tuple[Optional[str], Optional[str]]] = []  # of each scored row
+        self.without_critique: list[str] = []  # ids of the rows that cannot be scored
 
     # -- preparing ----------------------------------------------------------------------------
     def load_rows(self) -> list[RewardBenchRow]:
@@ -85,7 +87,8 @@ class RewardBenchEval:
         self, encoder: CompletionEncoder, generate: bool, require_cached: Optional[bool] = None
     ) -> None:
         """Load rows, get their critiques (``generate``: fill missing ones first; only one
-        process should) and tokenize them. Rows whose critique failed are skipped and reported."""
+        process should) and tokenize them. A row whose critique failed is not scored: it counts as
+        wrong, and the table and the record say how many there were."""
         if self.rows is not None:
             return
         encoder = encoder.for_evaluation(self.critic)
@@ -93,24 +96,23 @@ class RewardBenchEval:
         items = self.items(rows)
         if generate:
             summary = encoder.fill(items, require_cached)
-            if summary is not None:
-                rank_zero_info(f"rewardbench {self.source}: {summary}")
+            if summary is not None and rank_zero_only.rank == 0:
+                log.info(f"rewardbench {self.source}: {summary}")
         critiques = encoder.critiques(items)
-        self.rows, self.sequences, self.critiques, self.skipped_ids = [], [], [], []
+        self.rows, self.scored, self.sequences, self.critiques, self.without_critique = rows, [], [], [], []
         for i, row in enumerate(rows):
             c_crit, r_crit = critiques[2 * i], critiques[2 * i + 1]
             if encoder.reads_critiques and (c_crit is None or r_crit is None):
-                self.skipped_ids.append(row.id)  # a failed critique: reported, never scored without it
+                self.without_critique.append(row.id)  # never scored without the critique it was trained to read
                 continue
-            self.rows.append(row)
+            self.scored.append(i)
             self.critiques.append((c_crit, r_crit))
             self.sequences.append(encoder.encode(row.prompt, row.chosen, c_crit))
             self.sequences.append(encoder.encode(row.prompt, row.rejected, r_crit))
-        if self.skipped_ids:
+        if self.without_critique and rank_zero_only.rank == 0:
             log.warning(
-                "rewardbench: %d rows skipped, their critique failed: %s",
-                len(self.skipped_ids),
-                self.skipped_ids[:10],
+                f"rewardbench: {len(self.without_critique)} row(s) have no critique (its generation failed) and "
+                f"count as wrong: {self.without_critique[:10]}"
             )
         self.pad_token_id = encoder.pad_token_id
         self.padding_side = encoder.padding_side
@@ -123,12 +125,15 @@ class RewardBenchEval:
 
     # -- scoring ------------------------------------------------------------------------------
     def row_rewards(self, rewards: dict[int, float]) -> RowRewards:
-        """Per-row (index, chosen reward, rejected reward) from rewards by sequence index."""
+        """Per-row (index, chosen reward, rejected reward) from rewards by sequence index, for every
+        row; NaN for a row without its critique."""
         if sorted(rewards) != list(range(len(self.sequences))):
             raise RuntimeError(
                 f"{len(rewards)} of {len(self.sequences)} sequences scored: each must be scored once"
             )
-        return [(i, rewards[2 * i], rewards[2 * i + 1]) for i in range(len(self.rows))]
+        by_row = {row: (rewards[2 * k], rewards[2 * k + 1]) for k, row in enumerate(self.scored)}
+        nan = float("nan")
+        return [(i, *by_row.get(i, (nan, nan))) for i in range(len(self.rows))]
 
     def score(self, rewards: RowRewards) -> RewardBenchScores:
         return score((self.rows[i].subset, r_c, r_r) for i, r_c, r_r in rewards)
@@ -142,13 +147,14 @@ class RewardBenchEval:
             "sections": {name: asdict(s) for name, s in scores.sections.items()},
             "subsets": scores.subsets,
             "rows_per_subset": scores.rows,
-            "skipped_failed_critique": self.skipped_ids,
+            "without_critique_counted_wrong": self.without_critique,
             "rows": [
                 {
                     "id": self.rows[i].id,
                     "subset": self.rows[i].subset,
-                    "reward_chosen": r_c,
-                    "reward_rejected": r_r,
+                    # None (JSON null), not NaN: a row without its critique has no reward
+                    "reward_chosen": None if math.isnan(r_c) else r_c,
+                    "reward_rejected": None if math.isnan(r_r) else r_r,
                 }
                 for i, r_c, r_r in rewards
             ],
@@ -164,6 +170,7 @@ class RewardBenchEval:
                 metrics[f"rewardbench/{section.name}"] = section.score
         if scores.overall is not None:
             metrics["rewardbench/overall"] = scores.overall
+        metrics["rewardbench/rows_without_critique"] = float(len(self.without_critique))
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
             experiment = getattr(logger, "experiment", None)
@@ -175,13 +182,15 @@ class RewardBenchEval:
         path.write_text(json.dumps(self.record(scores, rewards, step), indent=1))
         overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
         partial = " (partial: see the sections)" if scores.partial else ""
-        rank_zero_info(f"rewardbench step {step}: overall {overall}{partial}; details in {path}")
+        if rank_zero_only.rank == 0:
+            log.info(f"rewardbench step {step}: overall {overall}{partial}; details in {path}")
         return path
 
     def examples(self, rewards: RowRewards) -> str:
         blocks = []
-        for i, r_c, r_r in rewards[: self.num_text_examples]:
-            row, (c_crit, r_crit) = self.rows[i], self.critiques[i]
+        critiques = dict(zip(self.scored, self.critiques))
+        for i, r_c, r_r in [r for r in rewards if r[0] in critiques][: self.num_text_examples]:
+            row, (c_crit, r_crit) = self.rows[i], critiques[i]
             blocks.append(
                 f"**{row.subset} / {row.id}**\n\n*prompt:* {row.prompt[-1]['content'][:500]}\n\n"
                 f"*chosen* (reward {r_c:.3f}): {row.chosen[:500]}\n\n*critique:* {(c_crit or '-')[:500]}\n\n"

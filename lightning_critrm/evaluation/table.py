@@ -18,10 +18,19 @@ def format_table(scores: RewardBenchScores) -> str:
         lines.append(f"{name:<28} {value:>8} {section.rows_present:>6}{note}")
         for subset in SECTIONS[name]:
             if subset in scores.subsets:
-                lines.append(f"  {subset:<26} {100 * scores.subsets[subset]:>8.1f} {scores.rows[subset]:>6}")
+                lines.append(_subset_line(scores, subset, subset))
     others = sorted(set(scores.subsets) - {s for members in SECTIONS.values() for s in members})
     for subset in others:
-        lines.append(f"  {subset + ' (no section)':<26} {100 * scores.subsets[subset]:>8.1f} {scores.rows[subset]:>6}")
+        lines.append(_subset_line(scores, subset, subset + " (no section)"))
     overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
     lines.append(f"{'overall':<28} {overall:>8}" + ("  PARTIAL: mean of the sections scored above" if scores.partial else ""))
+    unscored = sum(scores.unscored.values())
+    if unscored:
+        lines.append(f"{unscored} row(s) had no critique (its generation failed) and count as wrong")
     return "\n".join(lines)
+
+
+def _subset_line(scores: RewardBenchScores, subset: str, label: str) -> str:
+    line = f"  {label:<26} {100 * scores.subsets[subset]:>8.1f} {scores.rows[subset]:>6}"
+    missing = scores.unscored.get(subset)
+    return line + (f"  ({missing} without critique, counted wrong)" if missing else "")

@@ -78,6 +78,41 @@ def test_stub_model_with_known_rewards_logs_exact_values(tmp_path, pairs_file, t
     assert tie["reward_chosen"] == tie["reward_rejected"]
 
 
+def test_a_row_whose_critique_failed_counts_as_wrong_and_is_shown(tmp_path, pairs_file, tiny_decoder_dir):
+    # Rows 1, 2 and 4 are right by length. Row 2's critique fails: without it the row cannot be
+    # scored as training formats inputs, so it counts as wrong rather than vanishing (which
+    # would have left hep-go at 1/2 instead of the 1/3 every row gives).
+    from lightning_critrm.critique import CriticConfig
+    from lightning_critrm.critique.backend import CriticBackend, Generation
+    from lightning_critrm.evaluation.table import format_table
+
+    class FailsOnP2(CriticBackend):
+        def generate(self, requests):
+            return [Generation(None, "empty output") if "p2" in m[0]["content"] else Generation("fine", None, 3, 1)
+                    for m in requests]
+
+    rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate",
+                              critic=CriticConfig(model=tiny_decoder_dir), cache_dir=str(tmp_path / "cache"))
+    dm.critique_store.backend_factory = FailsOnP2
+    logger = Capture()
+    callback = RewardBenchCallback(source=str(rb), batch_size=3)
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
+                        default_root_dir=str(tmp_path))
+    trainer.test(LengthReward(), datamodule=dm, verbose=False)
+    logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith("rewardbench/")}
+    assert logged["rewardbench/hep-go"] == pytest.approx(1 / 3)
+    assert logged["rewardbench/rows_without_critique"] == 1.0
+    record = json.loads(next((tmp_path / "rewardbench").glob("*.json")).read_text())
+    assert record["without_critique_counted_wrong"] == ["2"] and len(record["rows"]) == 5
+    row2 = next(r for r in record["rows"] if r["id"] == "2")
+    assert row2["reward_chosen"] is None and row2["reward_rejected"] is None
+    table = format_table(callback.eval.score(callback.eval.row_rewards(
+        {i: v for i, v in enumerate([7.0, 1.0, 1.0, 7.0, 7.0, 1.0, 1.0, 1.0])})))
+    assert "  hep-go                         33.3      3  (1 without critique, counted wrong)" in table
+    assert table.endswith("1 row(s) had no critique (its generation failed) and count as wrong")
+
+
 def test_length_sorted_batches_give_the_same_rewards_row_by_row(tmp_path, pairs_file, tiny_decoder_dir):
     from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
     from lightning_critrm.model import CritiqueRewardModel

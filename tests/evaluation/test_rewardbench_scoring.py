@@ -43,3 +43,12 @@ def test_overall_is_the_mean_of_four_complete_sections():
     rows = {s: SUBSET_ROWS[s] for s in acc}
     scores = score_accuracies(acc, rows)
     assert scores.overall == pytest.approx((1.0 + 0.5 + 0.0 + 0.25) / 4) and not scores.partial
+
+
+def test_rows_without_rewards_count_as_wrong_and_are_counted():
+    nan = float("nan")
+    scores = score([("hep-go", 2.0, 1.0), ("hep-go", 2.0, 1.0), ("hep-go", 1.0, 2.0), ("hep-go", nan, nan),
+                    ("hep-cpp", 3.0, 0.0)])
+    assert scores.subsets == {"hep-go": 0.5, "hep-cpp": 1.0} and scores.rows == {"hep-go": 4, "hep-cpp": 1}
+    assert scores.unscored == {"hep-go": 1}
+    assert scores.sections["Reasoning"].score == pytest.approx(0.75)  # (0.5 * 164 + 1.0 * 164) / 328
