@@ -1,16 +1,20 @@
 """Any OpenAI-compatible chat endpoint: hosted critics, or ``vllm serve`` on another machine.
 
-Requests run concurrently (bounded), and 429 / 5xx answers, timeouts and dropped connections are
-retried with exponential backoff (honouring ``Retry-After``). The API key is read from the
+Requests run concurrently (bounded), and 429 / 5xx answers, timeouts, dropped or cut-off connections
+and malformed JSON are retried with exponential backoff (honouring ``Retry-After``), at most
+``endpoint.max_retries`` times; what still fails is recorded failed and retried by the next run. An
+HTTP 400 saying the prompt exceeds the model's context is recorded as too long and not retried. The API key is read from the
 environment variable the config names; the key itself is never stored in the config object, the
 saved config.yaml, hyperparameters or logs.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
+import re
 import socket
 import time
 import urllib.error
@@ -21,9 +25,19 @@ from typing import Optional
 
 from lightning_critrm.critique.backend import CriticBackend, Generation, finished
 from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.errors import InputError
 from lightning_critrm.records import Message
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# How vLLM and OpenAI word a prompt over the model's context in an HTTP 400.
+CONTEXT_ERROR = re.compile(r"maximum context length|context length|too long|longer than the maximum", re.I)
+
+
+def _read_error_body(err: urllib.error.HTTPError) -> str:
+    try:
+        return err.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return ""
 
 
 class OpenAICritic(CriticBackend):
@@ -33,7 +47,7 @@ class OpenAICritic(CriticBackend):
         if config.endpoint.api_key_env:
             self._api_key = os.environ.get(config.endpoint.api_key_env)
             if not self._api_key:
-                raise RuntimeError(
+                raise InputError(
                     f"critic.endpoint.api_key_env names {config.endpoint.api_key_env!r}, but that environment "
                     f"variable is not set; export it before running"
                 )
@@ -70,16 +84,24 @@ class OpenAICritic(CriticBackend):
                 usage = payload.get("usage") or {}
                 return finished(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
             except urllib.error.HTTPError as err:
-                error = f"HTTP {err.code}: {err.read()[:200].decode(errors='replace')}"
+                detail = _read_error_body(err)
+                error = f"HTTP {err.code}: {detail[:200]}"
+                if err.code == 400 and CONTEXT_ERROR.search(detail):
+                    # The prompt does not fit the served model's context: the same server fails
+                    # it again, so it is recorded like vLLM's too-long prompts and not retried (a
+                    # server with a longer context reports another model entry: other keys).
+                    return Generation(None, error, too_long=True)
                 if err.code not in RETRY_STATUS:
                     break
                 header = err.headers.get("Retry-After") if err.headers else None
                 retry_after = float(header) if header and header.replace(".", "", 1).isdigit() else None
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as err:
+                # Timeouts, refused or dropped connections, a response cut off midway.
                 error = f"{type(err).__name__}: {err}"
-            except (KeyError, IndexError, ValueError) as err:
-                error = f"malformed response: {err}"
-                break
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                # Not the JSON of a chat completion (a proxy's error page, a truncated body):
+                # retried like a dropped connection, within the same bound.
+                error = f"malformed response: {type(err).__name__}: {err}"
             if attempt < cfg.endpoint.max_retries:
                 delay = retry_after if retry_after is not None else self.backoff_s * 2**attempt
                 time.sleep(delay * (1 + 0.1 * random.random()))

@@ -5,6 +5,7 @@ import yaml
 from lightning_critrm.cli import main
 from lightning_critrm.critique import CriticConfig, Endpoint
 from lightning_critrm.critique.openai_backend import OpenAICritic
+from lightning_critrm.errors import InputError
 
 ASK = [[{"role": "user", "content": "[Response]\nfour\n\n[Critique]"}]]
 
@@ -37,9 +38,56 @@ def test_client_errors_are_not_retried(fake_chat_server):
     assert "HTTP 400" in out[0].error and len(fake_chat_server.requests) == 1
 
 
+@pytest.mark.parametrize("fault", ["slow", "drop", "429", "500", "malformed"])
+def test_each_fault_is_retried_within_the_bound_and_then_answered(fake_chat_server, fault):
+    fake_chat_server.faults = [fault, fault]
+    out = critic(fake_chat_server, max_retries=2, timeout_s=0.5).generate(ASK)
+    assert out[0].text == "Critique: four looks right.", out[0].error
+    assert len(fake_chat_server.requests) == 3
+
+
+def test_faults_through_the_store_lose_nothing_and_retry_only_what_can_succeed(fake_chat_server, tmp_path):
+    # A burst of every fault over 6 requests, two retries each: whatever still fails is recorded,
+    # and the next run generates exactly those; the over-long prompt is recorded as too long
+    # (HTTP 400 from the server's context check) and never sent again.
+    from lightning_critrm.critique.cache import CritiqueCache
+    from lightning_critrm.critique.store import CritiqueStore
+
+    prompt = ({"role": "user", "content": "Q"},)
+    items = [(prompt, f"answer {i}") for i in range(5)] + [(prompt, "TOO-LONG " * 50)]
+    config = CriticConfig(backend="openai", model="m", sampling=dict_sampling(),
+                          endpoint=Endpoint(base_url=fake_chat_server.url, max_retries=2, timeout_s=0.5,
+                                            max_concurrency=1))
+    fake_chat_server.faults = ["500", "500", "500", "drop", "malformed", "429", "slow", "slow", "slow"]
+    store = CritiqueStore(config, tmp_path / "c.sqlite", backend_factory=fast_backend)
+    first = store.fill(items, progress=False)
+    # One request at a time, 3 attempts each: 500/500/500, drop/malformed/429 and slow/slow/slow use up
+    # three requests' bounds; two answer at once; the over-long one fails at its first attempt.
+    assert (first.generated, first.failed) == (2, 4) and len(fake_chat_server.requests) == 3 * 3 + 2 + 1
+    sent = len(fake_chat_server.requests)
+    second = store.fill(items, progress=False)
+    assert (second.generated, second.failed, second.too_long) == (3, 0, 1)
+    assert len(fake_chat_server.requests) - sent == 3  # the over-long prompt was not sent again
+    assert store.lookup(items)[:5] == [f"Critique: answer {i} looks right." for i in range(5)]
+    with CritiqueCache(tmp_path / "c.sqlite") as cache:
+        assert cache.count("ok") == 5 and cache.count("failed") == 1
+
+
+def dict_sampling():
+    from lightning_critrm.critique.config import Sampling
+
+    return Sampling(max_new_tokens=8)
+
+
+def fast_backend(config):
+    backend = OpenAICritic(config)
+    backend.backoff_s = 0.01
+    return backend
+
+
 def test_missing_key_variable_is_a_clear_error(monkeypatch, fake_chat_server):
     monkeypatch.delenv("LCRM_NO_SUCH_KEY", raising=False)
-    with pytest.raises(RuntimeError, match="LCRM_NO_SUCH_KEY"):
+    with pytest.raises(InputError, match="LCRM_NO_SUCH_KEY"):
         critic(fake_chat_server, api_key_env="LCRM_NO_SUCH_KEY")
 
 
