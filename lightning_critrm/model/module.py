@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from torchmetrics import MeanMetric
 
 from lightning_critrm.backbones import empty_backbone, load_backbone
 from lightning_critrm.batch import RewardBatch
+from lightning_critrm.errors import NonFiniteError
 from lightning_critrm.model.lora import LoraSettings, add_lora, is_adapter_or_head
 from lightning_critrm.model.losses import pairwise_loss
 from lightning_critrm.model.pooling import Pooling
@@ -28,6 +30,8 @@ from lightning_critrm.model.sharding import (
     layer_classes,
     load_full_state_dict_from_rank0,
 )
+
+log = logging.getLogger(__name__)
 
 # Called as optimizer(params, lr) and lr_scheduler(optimizer, total_steps): the CLI configures the
 # remaining arguments, the model supplies these.
@@ -61,6 +65,7 @@ class CritiqueRewardModel(L.LightningModule):
         backbone_dtype: Literal["float32", "bfloat16"] = "float32",
         fsdp_layer_classes: Optional[list[str]] = None,
         lora: Optional[LoraSettings] = None,
+        max_nonfinite_batches: int = 0,
     ):
         """A scalar reward model over a pretrained backbone, trained with the pairwise loss.
 
@@ -83,6 +88,10 @@ class CritiqueRewardModel(L.LightningModule):
                 decoder layer). Parameters are built on the meta device and each rank loads only
                 its shard; with ``precision: bf16-mixed`` they compute in bf16 and reduce in fp32.
             lora: Train LoRA adapters (``peft``) and the head instead of the whole backbone.
+            max_nonfinite_batches: A training batch whose loss or a reward is NaN or infinite is
+                skipped (no update, though the step counts; a warning names the step and the pairs; TensorBoard
+                ``train/nonfinite_batches_skipped``) up to this many times in a run; the next one
+                stops the run with an error naming them. 0: stop at the first.
         """
         super().__init__()
         # Checkpoints hold plain values only, so they load with torch.load(weights_only=True); the
@@ -99,6 +108,7 @@ class CritiqueRewardModel(L.LightningModule):
         self.val_metrics = _StageMetrics()
         self.test_metrics = _StageMetrics()
         self._batch_started = 0.0
+        self._nonfinite_skipped = 0  # training batches skipped so far (kept in checkpoints)
 
     # -- building -----------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -157,6 +167,7 @@ class CritiqueRewardModel(L.LightningModule):
         return None if self.reward_model is None else self.reward_model.score
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nonfinite_batches_skipped"] = self._nonfinite_skipped
         # (A sharded checkpoint keeps every shard: the distributed loader expects them all.)
         adapters_only = self.lora is not None and self.lora.save_adapters_only and self.device_mesh is None
         if adapters_only and "state_dict" in checkpoint:
@@ -166,6 +177,7 @@ class CritiqueRewardModel(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._nonfinite_skipped = int(checkpoint.get("nonfinite_batches_skipped", 0))
         # Checkpoints written before RewardModel existed held `backbone.*` and `score.weight`.
         state = checkpoint.get("state_dict", {})
         if self.reward_model is not None and any(k.startswith(("backbone.", "score.")) for k in state):
@@ -181,10 +193,12 @@ class CritiqueRewardModel(L.LightningModule):
         """Rewards [N] (fp32) of the sequences of ``batch``."""
         return self.reward_model(batch)
 
-    def _pair_step(self, batch: RewardBatch, metrics: _StageMetrics, stage: str) -> torch.Tensor:
+    def _pair_step(self, batch: RewardBatch, metrics: _StageMetrics, stage: str) -> Optional[torch.Tensor]:
         rewards = self(batch)
         r_c, r_r = batch.split_pairs(rewards)
         loss = pairwise_loss(r_c, r_r, batch.margin, self.hparams.center_rewards_coef)
+        if stage == "train" and not self._finite_or_skip(loss, rewards, batch):
+            return None  # Lightning skips backward and the optimizer step
         rewards, gap = rewards.detach(), (r_c - r_r).detach()
         # Calling a metric (forward) accumulates it for the epoch and returns this batch's value,
         # so the same objects serve per-step (train) and per-epoch (val) logging.
@@ -204,8 +218,37 @@ class CritiqueRewardModel(L.LightningModule):
             self.log("train/reward_std", rewards.std(), on_step=True, on_epoch=False)
         return loss
 
-    def training_step(self, batch: RewardBatch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: RewardBatch, batch_idx: int) -> Optional[torch.Tensor]:
         return self._pair_step(batch, self.train_metrics, "train")
+
+    def _finite_or_skip(self, loss: torch.Tensor, rewards: torch.Tensor, batch: RewardBatch) -> bool:
+        """True for a finite batch. Otherwise skip it (False) within ``max_nonfinite_batches`` or
+        stop, naming the step and the pairs. Every rank decides alike: a batch skipped on one rank
+        and trained on another would hang the gradient all-reduce."""
+        bad = ~torch.isfinite(rewards.detach())
+        flag = (bad.any() | ~torch.isfinite(loss.detach())).float().reshape(1)
+        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if not flag.item():
+            return True
+        n = batch.num_pairs
+        pair_ids = batch.ids.tolist()
+        named = sorted({pair_ids[k % n] for k in bad.nonzero().flatten().tolist()}) or pair_ids
+        where = (
+            f"non-finite loss or reward at step {self.global_step} (epoch {self.current_epoch}); training pairs "
+            f"{named} of data.source (rank {self.global_rank}; indices of the training set)"
+        )
+        limit = self.hparams.max_nonfinite_batches
+        if self._nonfinite_skipped >= limit:
+            raise NonFiniteError(
+                f"{where}. Stopped rather than train on it ({self._nonfinite_skipped} such batches skipped, "
+                f"model.max_nonfinite_batches={limit}). Lower model.lr, train in fp32, or allow skipping "
+                "with model.max_nonfinite_batches"
+            )
+        self._nonfinite_skipped += 1
+        log.warning(f"{where}: batch skipped ({self._nonfinite_skipped} of at most {limit})")
+        self.log("train/nonfinite_batches_skipped", float(self._nonfinite_skipped), on_step=True, on_epoch=False)
+        return False
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._batch_started = time.perf_counter()

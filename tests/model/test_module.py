@@ -164,3 +164,54 @@ def test_checkpoints_from_before_the_reward_model_still_load(tiny_decoder_dir):
     checkpoint = {"state_dict": old}
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
+
+
+class PoisonBatches(L.Callback):
+    """Makes the rewards of the first pair NaN in the given training batches (by batch index)."""
+
+    def __init__(self, batches):
+        self.batches, self.active, self.seen_ids = set(batches), False, {}
+
+    def setup(self, trainer, pl_module, stage):
+        def poison(module, args, output):
+            if self.active:
+                output = output.clone()
+                output[0] = float("nan")
+            return output
+
+        pl_module.reward_model.register_forward_hook(poison)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.active = batch_idx in self.batches
+        if self.active:
+            self.seen_ids[batch_idx] = (trainer.global_step, batch.ids[0].item())
+        self.weights = getattr(self, "weights", []) + [
+            torch.cat([p.detach().flatten() for p in pl_module.parameters()]).clone()
+        ]
+
+
+def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_the_pair(tmp_path, pairs_file, tiny_decoder_dir):
+    from lightning_critrm.errors import NonFiniteError
+
+    model = built(tiny_decoder_dir, lr=1e-3)
+    poison = PoisonBatches({2})
+    with pytest.raises(NonFiniteError) as error:
+        trainer(4, callbacks=[poison]).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    step, pair = poison.seen_ids[2]
+    assert step == 2
+    assert f"non-finite loss or reward at step 2 (epoch 0); training pairs [{pair}] of data.source" in str(error.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # no update was made from it
+
+
+def test_nonfinite_batches_are_skipped_within_the_limit(tmp_path, pairs_file, tiny_decoder_dir, caplog):
+    model = built(tiny_decoder_dir, lr=1e-3, max_nonfinite_batches=2)
+    poison = PoisonBatches({1, 3})
+    fit = trainer(4, callbacks=[poison])
+    fit.fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    assert fit.global_step == 4 and all(torch.isfinite(p).all() for p in model.parameters())
+    w = poison.weights  # at the start of batches 0..3: batches 1 and 3 changed nothing
+    assert not torch.equal(w[0], w[1]) and torch.equal(w[1], w[2]) and not torch.equal(w[2], w[3])
+    assert torch.equal(w[3], torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert "batch skipped (1 of at most 2)" in caplog.text and "batch skipped (2 of at most 2)" in caplog.text
+    assert f"at step 3 (epoch 0); training pairs [{poison.seen_ids[3][1]}]" in caplog.text
+    assert model._nonfinite_skipped == 2
