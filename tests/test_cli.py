@@ -40,7 +40,8 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     assert list(run.glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     out = capsys.readouterr().out
-    assert "validation accuracy:" in out and "on 6 pairs" in out
+    assert "validation accuracy: 1.000 on 6 held-out pairs at step 4: the share of pairs" in out
+    assert f"next: score it on RewardBench: python -m lightning_critrm rewardbench --config {cfg} --ckpt_path " in out
 
     # The critiques state the verdict: 4 steps suffice to tell every held-out pair apart.
     assert float(cli.trainer.callback_metrics["val/acc"]) == 1.0
@@ -49,7 +50,9 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     resumed = main(["fit", "--config", str(cfg), "--ckpt_path", "last", "--trainer.max_steps", "6"])
     assert resumed.trainer.global_step == 6  # continued from 4, did not restart at 0
 
+    capsys.readouterr()
     validated = main(["validate", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
+    assert re.search(r"^val/acc 1\.0000, val/loss \d\.\d{4}, val/margin_mean ", capsys.readouterr().out, re.M)  # ours
     tested = main(["test", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
     assert float(validated["val/acc"]) == 1.0 and float(tested["test/acc"]) == 1.0
     assert float(validated["val/loss"]) == float(tested["test/loss"])  # no test_source: the same pairs
@@ -198,7 +201,7 @@ def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tm
     assert_table_matches_record(capsys.readouterr().out, newest_record(run))
     records = sorted(run.rglob("rewardbench/*.json"))
     assert len(records) == 2  # the configured callback did not score the rows a second time
-    assert all(not json.loads(p.read_text())["skipped_failed_critique"] for p in records)
+    assert all(not json.loads(p.read_text())["without_critique_counted_wrong"] for p in records)
 
 
 def newest_record(run: Path) -> dict:
@@ -235,7 +238,7 @@ def test_rewardbench_reads_only_the_checkpoint_its_config_and_the_rows(tmp_path,
     out = capsys.readouterr().out
     assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated" in caplog.text  # training critic
     record = newest_record(tmp_path / "run")
-    assert len(record["rows"]) == 5 and not record["skipped_failed_critique"]
+    assert len(record["rows"]) == 5 and not record["without_critique_counted_wrong"]
     assert_table_matches_record(out, record)
 
 
@@ -260,7 +263,7 @@ def run_module(args: list[str]):
 
 def test_a_multi_process_fit_generates_critiques_before_its_processes_start(tmp_path, pairs_file, tiny_decoder_dir):
     cfg = multi_process_config(tmp_path, tiny_decoder_dir, pairs_file)
-    proc = run_module(["lightning_critrm", "fit", "--config", str(cfg)])
+    proc = run_module(["lightning_critrm", "fit", "--config", str(cfg), "--show_logs"])  # one stream, in order
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     generated = out.index("critiques: 48 requested, 0 already cached, 48 generated")
@@ -286,14 +289,12 @@ def test_torchrun_ranks_with_missing_critiques_stop_at_once_naming_the_command(t
 
 @pytest.mark.parametrize("native_bf16, expected", [(False, "32-true"), (True, "bf16-mixed")])
 def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch,
-                                                         native_bf16, expected):
+                                                         native_bf16, expected, capsys):
     import lightning_critrm.cli as cli_module
 
     monkeypatch.setattr(cli_module, "cpu_has_native_bf16", lambda: native_bf16)
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
-    if not native_bf16:
-        with pytest.warns(UserWarning, match="bf16-mixed -> 32-true: this CPU has no native bf16"):
-            cli = main(["--config", str(cfg), "--trainer.precision", "bf16-mixed"], run=False)
-    else:
-        cli = main(["--config", str(cfg), "--trainer.precision", "bf16-mixed"], run=False)
+    cli = main(["--config", str(cfg), "--trainer.precision", "bf16-mixed"], run=False)
     assert str(cli.trainer.precision) == expected
+    notice = "note: trainer.precision bf16-mixed -> 32-true: this CPU has no native bf16"
+    assert (notice in capsys.readouterr().out) == (not native_bf16)

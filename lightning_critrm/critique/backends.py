@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lightning_critrm.critique.backend import CriticBackend
 from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.errors import InputError
 
 
 def build_backend(config: CriticConfig) -> CriticBackend:
@@ -21,4 +22,4 @@ def build_backend(config: CriticConfig) -> CriticBackend:
         from lightning_critrm.critique.openai_backend import OpenAICritic
 
         return OpenAICritic(config)
-    raise ValueError(f"unknown critic backend {config.backend!r}")
+    raise InputError(f"unknown critic backend {config.backend!r}")

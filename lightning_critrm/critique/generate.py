@@ -10,6 +10,7 @@ from typing import Optional
 
 from tqdm.auto import tqdm
 
+from lightning_critrm import console
 from lightning_critrm.critique.backend import CriticBackend
 from lightning_critrm.critique.backends import build_backend
 from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
@@ -154,7 +155,7 @@ def _generate(
     backend = backend_factory(config)
     critic = config.identity_json()
     prompt = config.prompt
-    bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress)
+    bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress, file=console.progress_stream())
     try:
         for start in range(0, len(todo), config.cache.batch_size):
             batch = todo[start : start + config.cache.batch_size]

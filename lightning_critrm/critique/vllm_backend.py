@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.critique.backend import CriticBackend, Generation, chat_prompt_ids, finished
 from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.errors import MissingExtraError
 from lightning_critrm.records import Message
 
 MISSING_VLLM = (
@@ -29,7 +30,7 @@ class VLLMCritic(CriticBackend):
         try:
             import vllm
         except ImportError as err:
-            raise ImportError(MISSING_VLLM) from err
+            raise MissingExtraError(MISSING_VLLM) from err
         from transformers import AutoTokenizer
 
         path = resolve_backbone(config.model)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from lightning_critrm.errors import InputError
 from lightning_critrm.records import PreferencePair
 
 _ANSWER_STYLES = (
@@ -83,7 +84,7 @@ def builtin_pairs(spec: str, seed: int = 0) -> list[PreferencePair]:
     """``arithmetic`` (480 pairs) or ``arithmetic:N`` (the first N of the same sequence)."""
     name, _, count = spec.partition(":")
     if name not in BUILTIN_SETS:
-        raise ValueError(f"unknown built-in data set {name!r}; known: {sorted(BUILTIN_SETS)}")
+        raise InputError(f"unknown built-in data set {name!r}; known: {sorted(BUILTIN_SETS)}")
     if count and not count.isdigit():
-        raise ValueError(f"built-in data set size must be a whole number, got {count!r} in {spec!r}")
+        raise InputError(f"built-in data set size must be a whole number, got {count!r} in {spec!r}")
     return BUILTIN_SETS[name](seed=seed, **({"num_pairs": int(count)} if count else {}))

@@ -15,6 +15,7 @@ from lightning_critrm.batch import PaddingSide
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary
 from lightning_critrm.critique.generate import Item
 from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.errors import InputError
 from lightning_critrm.records import Message
 
 
@@ -62,7 +63,7 @@ class CompletionEncoder:
         elif self.store is not None:
             store = self.store
         else:
-            raise ValueError(
+            raise InputError(
                 "training reads critiques from data columns, which this evaluation set does not have: "
                 "give the evaluation a critic (the one that wrote the training critiques)"
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
@@ -29,9 +29,11 @@ from lightning_critrm.data.tokenized_cache import (
     TokenizedStats,
     build_or_load,
     cache_key,
+    critique_contents,
     describe,
     tokenizer_identity,
 )
+from lightning_critrm.errors import InputError, NotReadyError
 from lightning_critrm.prompts import (
     DEFAULT_CRITIQUE_TEMPLATE,
     DEFAULT_CRITIQUE_TEMPLATE_VERSION,
@@ -54,6 +56,7 @@ class PreferenceDataModule(L.LightningDataModule):
         test_source: Optional[str] = None,
         test_split: str = "test",
         columns: Optional[ColumnMap] = None,
+        on_bad_row: Literal["error", "skip"] = "error",
         critiques: CritiqueMode = "columns",
         critic: Optional[CriticConfig] = None,
         critique_template: str = DEFAULT_CRITIQUE_TEMPLATE,
@@ -85,6 +88,9 @@ class PreferenceDataModule(L.LightningDataModule):
             test_split: Split of a hub ``test_source``.
             columns: Which source columns hold prompt, chosen, rejected, the critiques and an
                 optional margin. Conversational rows (lists of ``{"role", "content"}``) work too.
+            on_bad_row: ``error``: a row that cannot be read stops the run, naming its file, line and
+                field; ``skip``: it is left out, and every skipped row is reported by line, in the
+                log and in TensorBoard (text ``data/<source>_skipped_rows``).
             critiques: ``columns``: read one critique per completion from the critique columns;
                 ``generate``: have ``critic`` write one per completion (cached; missing ones are
                 generated in ``prepare_data`` or by the ``critique`` subcommand); ``none``: train a
@@ -110,6 +116,13 @@ class PreferenceDataModule(L.LightningDataModule):
                 ``~/.cache/lightning_critrm``).
         """
         super().__init__()
+        # Settings checked here, before any data is read or a critic starts.
+        if not 0.0 <= val_fraction < 1.0:
+            raise InputError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        for name, value in (("max_train_pairs", max_train_pairs), ("max_val_pairs", max_val_pairs),
+                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length)):
+            if value is not None and value < 1:
+                raise InputError(f"data.{name} must be >= 1, got {value}")
         self.save_hyperparameters(ignore=["columns", "critic"])
         self.columns = columns or ColumnMap()
         self.critic = (critic or CriticConfig()) if critiques == "generate" else critic
@@ -145,36 +158,42 @@ class PreferenceDataModule(L.LightningDataModule):
     def cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else cache_root()
 
-    def _read(self, source: str, split: str) -> tuple[list, int]:
-        """Pairs of ``source`` with critiques as configured, and how many were dropped for a
-        failed critique."""
+    def _read(self, source: str, split: str) -> tuple[list, int, list[str]]:
+        """Pairs of ``source`` with critiques as configured, how many were dropped for a failed
+        critique, and the rows skipped as bad (``on_bad_row: skip``)."""
         mode = self.hparams.critiques
-        pairs = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed)
+        skipped = [] if self.hparams.on_bad_row == "skip" else None
+        pairs = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed, skipped)
         if mode != "generate":
-            return pairs, 0
+            return pairs, 0, skipped or []
         attached = self.critique_store.attach(pairs)
         if attached.missing:
-            raise RuntimeError(
+            raise NotReadyError(
                 f"{attached.missing} pair(s) of {source} have no generated critique in "
                 f"{self.critique_store.path}; run: python -m lightning_critrm critique --config <this config>"
             )
-        return attached.pairs, attached.dropped_failed
+        return attached.pairs, attached.dropped_failed, skipped or []
 
     def _tokenized(self, source: str, split: str):
-        key = cache_key(
-            {
-                "source": sources.source_fingerprint(source, split),
-                "columns": self.columns,
-                "critiques": self.hparams.critiques,
-                "critic": self.critic.identity() if self.hparams.critiques == "generate" else None,
-                "critique_format": self.critique_format,
-                "max_length": self.hparams.max_length,
-                "tokenizer": tokenizer_identity(self.tokenizer),
-                # The built-in sets are generated from the seed; files and hub data are not.
-                "seed": self.hparams.seed if source.startswith(sources.BUILTIN_PREFIX) else None,
-            }
-        )
-        return build_or_load(partial(self._read, source, split), self.formatter, key, self.cache_dir)
+        parts = {
+            "source": sources.source_fingerprint(source, split),
+            "columns": self.columns,
+            "on_bad_row": self.hparams.on_bad_row,
+            "critiques": self.hparams.critiques,
+            "critique_format": self.critique_format,
+            "max_length": self.hparams.max_length,
+            "tokenizer": tokenizer_identity(self.tokenizer),
+            # The built-in sets are generated from the seed; files and hub data are not.
+            "seed": self.hparams.seed if source.startswith(sources.BUILTIN_PREFIX) else None,
+        }
+        loader = partial(self._read, source, split)
+        if self.hparams.critiques == "generate":
+            # Generated critiques are read (a lookup per completion, fast next to tokenizing) and
+            # their contents enter the key: another or a refilled critique store is another entry.
+            loaded = loader()
+            parts["critiques_read"] = critique_contents(loaded[0], loaded[1])
+            loader = lambda: loaded  # noqa: E731
+        return build_or_load(loader, self.formatter, cache_key(parts), self.cache_dir)
 
     def _sources(self) -> list[tuple[str, str]]:
         hp = self.hparams
@@ -189,12 +208,14 @@ class PreferenceDataModule(L.LightningDataModule):
         ``False``.
         """
         if self.critique_store is None:
-            raise ValueError("critique generation needs data.critiques: generate (and a data.critic)")
+            raise InputError("critique generation needs data.critiques: generate (and a data.critic)")
         items = []
         for source, split in self._sources():
-            items.extend(pair_items(sources.read_pairs(source, self.columns, False, split, self.hparams.seed)))
+            skipped = [] if self.hparams.on_bad_row == "skip" else None  # reported when tokenized
+            items.extend(pair_items(sources.read_pairs(source, self.columns, False, split, self.hparams.seed, skipped)))
         summary = self.critique_store.fill(items, require_cached, progress)
-        rank_zero_info(str(summary))
+        if rank_zero_only.rank == 0:
+            log.info(str(summary))
         return summary
 
     @cached_property
@@ -248,7 +269,14 @@ class PreferenceDataModule(L.LightningDataModule):
             f"val: {len(self.val_dataset)} pairs over {val_prompts} prompts; "
             f"critiques: {self.hparams.critiques}"
         )
-        rank_zero_info("\n".join(lines))
+        if rank_zero_only.rank == 0:
+            log.info("\n".join(lines))
+            for name, s in self.stats.items():
+                if s.rows_skipped:
+                    log.warning(
+                        f"{name}: {len(s.rows_skipped)} bad row(s) skipped (data.on_bad_row: skip):\n"
+                        + "\n".join(f"  {row}" for row in s.rows_skipped)
+                    )
         logger = self.trainer.logger if self.trainer is not None else None
         if logger is not None:
             metrics = {"data/train_pairs": len(self.train_dataset), "data/val_pairs": len(self.val_dataset)}
@@ -256,6 +284,10 @@ class PreferenceDataModule(L.LightningDataModule):
                 metrics[f"data/{name}_pairs_truncated"] = s.pairs_truncated
                 metrics[f"data/{name}_pairs_dropped"] = s.pairs_dropped_identical
                 metrics[f"data/{name}_pairs_dropped_failed_critique"] = s.pairs_dropped_failed_critique
+                metrics[f"data/{name}_rows_skipped"] = len(s.rows_skipped)
+                add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
+                if s.rows_skipped and add_text is not None:  # TensorBoard
+                    add_text(f"data/{name}_skipped_rows", "\n".join(f"    {row}" for row in s.rows_skipped), 0)
             logger.log_metrics(metrics, step=0)
 
     # -- loaders ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+from lightning_critrm.errors import InputError
 from lightning_critrm.prompts import CritiqueFormat, render_plain_conversation
 from lightning_critrm.records import Message
 
@@ -60,12 +61,12 @@ class SequenceFormatter:
         elif tokenizer.eos_token_id is not None:
             self.end = [tokenizer.eos_token_id]
         else:
-            raise ValueError(
+            raise InputError(
                 f"tokenizer {tokenizer.name_or_path!r} has neither an EOS token nor trailing "
                 f"special tokens: there is no token to read the reward at"
             )
         if max_length < len(self.leading) + len(self.end) + 2:
-            raise ValueError(f"max_length={max_length} is too small to hold any text")
+            raise InputError(f"data.max_length={max_length} is too small to hold any text")
 
     # -- text ---------------------------------------------------------------------------------
     def render_prompt(self, prompt: Sequence[Message]) -> str:

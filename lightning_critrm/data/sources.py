@@ -20,8 +20,9 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from lightning_critrm.errors import MissingInputError
 from lightning_critrm.records import ColumnMap, PreferencePair, RecordError, normalize_row
 
 BUILTIN_PREFIX = "builtin:"
@@ -39,25 +40,59 @@ def local_files(source: str) -> list[Path]:
     else:
         files = [Path(p) for p in sorted(glob.glob(source))]
     if not files:
-        raise FileNotFoundError(f"no data file matches {source!r} (looked from {os.getcwd()})")
+        raise MissingInputError(f"no data file matches {source!r} (looked from {os.getcwd()})")
     return files
 
 
 def rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
-    """Yield (location, raw row) for each row of a local file; locations are 1-based lines/rows."""
+    """Yield (location, raw row) for each row of a local file; locations are 1-based lines/rows.
+    A row that cannot be read (bad JSON or UTF-8 on a ``.jsonl`` line) comes as a
+    :class:`RecordError` in place of the row, so a caller may skip it; problems with the whole file
+    (missing, unreadable, empty, not a list) raise."""
+    try:
+        count = 0
+        for where, row in _rows_of_file(path):
+            count += 1
+            yield where, row
+    except PermissionError:
+        raise MissingInputError(f"{path}: cannot be read (permission denied)") from None
+    except IsADirectoryError:
+        raise MissingInputError(f"{path}: is a folder, not a data file") from None
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: no such file") from None
+    if count == 0:
+        raise RecordError(f"{path}: holds no rows (the file is empty)")
+
+
+def _rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
+        # Read as bytes: a line that is not UTF-8 is then one bad row with its line number, not a
+        # UnicodeDecodeError from deep inside the reader.
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
                 where = f"{path}: line {lineno}"
                 try:
-                    yield where, json.loads(line)
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield where, RecordError(f"{where}: not valid UTF-8 (byte {err.start + 1} of the line)")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    yield where, json.loads(line.rstrip("\r\n"))  # columns of a cut line stay on it
                 except json.JSONDecodeError as err:
-                    raise RecordError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+                    yield where, RecordError(f"{where}: not valid JSON ({err.msg} at column {err.colno})")
     elif path.suffix == ".json":
+        raw = path.read_bytes()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            raise RecordError(f"{path}: line {line}: not valid UTF-8") from None
+        if not text.strip():
+            return
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as err:
             raise RecordError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -67,9 +102,16 @@ def rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
         for i, row in enumerate(data):
             yield f"{path}: row {i}", row
     elif path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            if isinstance(err, (PermissionError, FileNotFoundError, IsADirectoryError)):
+                raise
+            raise RecordError(f"{path}: not a readable parquet file ({err})") from None
+        for i, row in enumerate(table.to_pylist()):
             yield f"{path}: row {i}", row
     else:
         raise RecordError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
@@ -85,9 +127,15 @@ def _hub_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
 
 
 def read_pairs(
-    source: str, columns: ColumnMap, with_critiques: bool, split: str = "train", seed: int = 0
+    source: str,
+    columns: ColumnMap,
+    with_critiques: bool,
+    split: str = "train",
+    seed: int = 0,
+    skipped: Optional[list[str]] = None,
 ) -> list[PreferencePair]:
-    """All preference pairs of ``source``; the first bad row raises a :class:`RecordError`."""
+    """All preference pairs of ``source``. The first bad row raises a :class:`RecordError`, or,
+    given a ``skipped`` list, is left out and its error message appended to that list."""
     if source.startswith(BUILTIN_PREFIX):
         from lightning_critrm.data.arithmetic import builtin_pairs
 
@@ -98,9 +146,18 @@ def read_pairs(
         rows = _hub_rows(source, split)
     pairs = []
     for where, row in rows:
-        if not isinstance(row, dict):
-            raise RecordError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        pairs.append(normalize_row(row, columns, where, with_critiques))
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            if not isinstance(row, dict):
+                raise RecordError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            pairs.append(normalize_row(row, columns, where, with_critiques))
+        except RecordError as err:
+            if skipped is None:
+                raise
+            skipped.append(str(err))
+    if not pairs:
+        raise RecordError(f"{source}: no usable preference pair" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
     return pairs
 
 

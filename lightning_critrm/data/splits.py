@@ -8,6 +8,8 @@ import random
 from collections.abc import Sequence
 from typing import Optional
 
+from lightning_critrm.errors import InputError
+
 
 def split_by_prompt(
     prompt_keys: Sequence[str], val_fraction: float, seed: int
@@ -20,13 +22,13 @@ def split_by_prompt(
     (at least one when ``val_fraction > 0``) go to validation.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise InputError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
     distinct = sorted(set(prompt_keys), key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
     n_val = math.ceil(val_fraction * len(distinct)) if val_fraction > 0 else 0
     if n_val >= len(distinct) and n_val > 0:
-        raise ValueError(
+        raise InputError(
             f"only {len(distinct)} distinct prompt(s): cannot hold out {val_fraction:.0%} of them "
-            f"and keep any for training; give a separate val_source instead"
+            f"and keep any for training; give a separate data.val_source instead"
         )
     val_keys = set(distinct[:n_val])
     train = [i for i, k in enumerate(prompt_keys) if k not in val_keys]
@@ -43,7 +45,7 @@ def subsample(indices: Sequence[int], max_items: Optional[int], seed: int) -> li
     if max_items is None or max_items >= len(indices):
         return list(indices)
     if max_items < 1:
-        raise ValueError(f"max_train_pairs must be >= 1, got {max_items}")
+        raise InputError(f"data.max_train_pairs and data.max_val_pairs must be >= 1, got {max_items}")
     order = list(indices)
     random.Random(seed).shuffle(order)
     return sorted(order[:max_items])

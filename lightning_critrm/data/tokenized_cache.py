@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lightning_critrm.atomic_folder import atomic_folder
 from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class TokenizedStats:
     pairs_truncated: int
     pairs_dropped_identical: int
     pairs_dropped_failed_critique: int = 0
+    rows_skipped: list[str] = field(default_factory=list)  # bad rows left out, by location
 
     @property
     def pairs_kept(self) -> int:
@@ -48,6 +49,18 @@ def tokenizer_identity(tokenizer) -> dict:
         "template": hashlib.sha1(str(template).encode()).hexdigest()[:12],
         "specials": str(sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items())),
     }
+
+
+def critique_contents(pairs, dropped_failed: int) -> str:
+    """Fingerprint of the critiques a set of pairs carries. Generated critiques live in a SQLite
+    file that can be swapped, regenerated or filled in later; keying on what was read (not on
+    the file's name) means a tokenized entry never holds other critiques than the store."""
+    h = hashlib.sha1(str(dropped_failed).encode())
+    for pair in pairs:
+        for critique in (pair.chosen_critique, pair.rejected_critique):
+            h.update((critique or "").encode())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def cache_key(parts: dict) -> str:
@@ -76,28 +89,20 @@ def build_or_load(
     pairs_loader, formatter: SequenceFormatter, key: str, cache_dir: Path
 ) -> tuple["datasets.Dataset", TokenizedStats]:  # noqa: F821
     """The tokenized pairs for ``key``: loaded from ``cache_dir`` or built from ``pairs_loader()``,
-    which returns (pairs, number dropped for a failed critique)."""
+    which returns (pairs, number dropped for a failed critique, bad rows skipped). The key must
+    cover everything that changes the token ids, generated critiques included
+    (:func:`critique_contents`)."""
     import datasets
 
     folder = cache_dir / "tokenized" / key
-    loaded = None
     if (folder / "stats.json").exists():
+        log.debug("loading tokenized pairs from %s", folder)
         stats = TokenizedStats(**json.loads((folder / "stats.json").read_text()))
-        if stats.pairs_dropped_failed_critique:
-            # A later `critique` run may have generated some of the missing critiques. A stored
-            # critique is never replaced, so the failures only shrink: the same count means the
-            # same pairs, and the entry still holds (permanent failures, such as prompts too long
-            # for the critic, would otherwise re-tokenize the data set on every run).
-            loaded = pairs_loader()
-            if loaded[1] != stats.pairs_dropped_failed_critique:
-                shutil.rmtree(folder, ignore_errors=True)
-        if folder.exists():
-            log.info("loading tokenized pairs from %s", folder)
-            return datasets.load_from_disk(str(folder / "data")), stats
+        return datasets.load_from_disk(str(folder / "data")), stats
 
-    pairs, dropped_failed = loaded or pairs_loader()
+    pairs, dropped_failed, skipped = pairs_loader()
     if not pairs:
-        raise ValueError("the data source holds no preference pairs")
+        raise InputError("the data source holds no preference pairs with a critique")
     table = {
         "prompt": [json.dumps(list(p.prompt), ensure_ascii=False) for p in pairs],
         "prompt_key": [p.prompt_key() for p in pairs],
@@ -122,6 +127,7 @@ def build_or_load(
         pairs_truncated=int(sum(ds["truncated"])),
         pairs_dropped_identical=int(len(ds) - sum(ds["keep"])),
         pairs_dropped_failed_critique=dropped_failed,
+        rows_skipped=list(skipped),
     )
     ds = ds.filter(lambda keep: keep, input_columns="keep", desc="dropping identical pairs")
     with atomic_folder(folder, complete_marker="stats.json") as tmp:

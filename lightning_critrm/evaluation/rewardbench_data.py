@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from lightning_critrm.data import sources
+from lightning_critrm.errors import InputError
 from lightning_critrm.records import Message, RecordError
 
 HUB_NAME = "allenai/reward-bench"
@@ -28,6 +29,8 @@ class RewardBenchRow:
 
 
 def _row(raw: Any, where: str) -> RewardBenchRow:
+    if isinstance(raw, RecordError):  # a line that is not JSON or not UTF-8
+        raise raw
     if not isinstance(raw, dict):
         raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     for field in FIELDS:
@@ -61,13 +64,17 @@ def load_rewardbench(source: str = HUB_NAME, subsets: Optional[Sequence[str]] = 
     """Rows of ``source`` (a local file/glob/folder, or a hub name with optional ``:split``),
     restricted to ``subsets`` when given. Duplicate ids are an error: each row counts once."""
     wanted = set(subsets) if subsets else None
-    rows, seen = [], {}
+    rows, seen, present = [], {}, set()
     for where, raw in _raw_rows(source):
         row = _row(raw, where)
+        present.add(row.subset)
         if wanted is not None and row.subset not in wanted:
             continue
         if row.id in seen:
             raise RecordError(f"{where}: field 'id': {row.id} already appeared at {seen[row.id]}")
         seen[row.id] = where
         rows.append(row)
+    unknown = sorted((wanted or set()) - present)
+    if unknown:
+        raise InputError(f"subsets {unknown} are not in {source}; it has: {', '.join(sorted(present))}")
     return rows

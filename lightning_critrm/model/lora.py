@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from lightning_critrm.errors import MissingExtraError
+
 MISSING_PEFT = "LoRA needs peft, an optional extra: pip install 'lightning_critrm[lora]'"
 
 
@@ -41,7 +43,7 @@ def add_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError as err:
-        raise ImportError(MISSING_PEFT) from err
+        raise MissingExtraError(MISSING_PEFT) from err
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
 
 
 class ResumableCheckpoint(L.Callback):
@@ -22,7 +25,8 @@ class ResumableCheckpoint(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.training:
             path = self._save(trainer)
-            rank_zero_info(f"SIGTERM at step {trainer.global_step}: saved {path}; resume with --ckpt_path last")
+            if rank_zero_only.rank == 0:
+                log.info(f"SIGTERM at step {trainer.global_step}: saved {path}; resume with --ckpt_path last")
 
     def __init__(self):
         self._saved_at_step: int | None = None  # of the last checkpoint written, by anyone

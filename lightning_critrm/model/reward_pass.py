@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from lightning_critrm import console
 from lightning_critrm.batch import PaddingSide, RewardBatch
 
 DUMMY_ID = -1  # the id of the sequence in a padding batch; its reward is discarded
@@ -106,7 +107,7 @@ def score_batches(
     was_training = model.training if isinstance(model, nn.Module) else False
     if isinstance(model, nn.Module):
         model.eval()
-    bar = tqdm(total=sum(map(len, plan)), desc=desc, unit="seq", disable=not progress)
+    bar = tqdm(total=sum(map(len, plan)), desc=desc, unit="seq", disable=not progress, file=console.progress_stream())
     out: dict[int, float] = {}
     try:
         with torch.no_grad():

@@ -15,19 +15,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lightning_critrm.errors import InputError
+
 
 def layer_classes(backbone: nn.Module, names: Optional[Sequence[str]] = None) -> tuple[type[nn.Module], ...]:
     """The classes each FSDP unit is made of: ``names`` if given, else the backbone's own
     ``_no_split_modules`` (``LlamaDecoderLayer`` for Llama-style models)."""
     wanted = set(names or getattr(backbone, "_no_split_modules", None) or ())
     if not wanted:
-        raise ValueError(
+        raise InputError(
             f"{type(backbone).__name__} names no decoder layer class (_no_split_modules); "
             "set model.fsdp_layer_classes to the class names to shard one by one"
         )
     found = {type(m) for m in backbone.modules() if type(m).__name__ in wanted}
     if not found:
-        raise ValueError(f"no module of class {sorted(wanted)} in {type(backbone).__name__}")
+        raise InputError(f"model.fsdp_layer_classes: no module of class {sorted(wanted)} in {type(backbone).__name__}")
     return tuple(sorted(found, key=lambda c: c.__name__))
 
 

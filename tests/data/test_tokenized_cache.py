@@ -1,28 +1,52 @@
-from lightning_critrm.data.formatting import SequenceFormatter
-from lightning_critrm.data.tokenized_cache import build_or_load
-from lightning_critrm.records import PreferencePair
+import pytest
 
-PAIRS = [PreferencePair(({"role": "user", "content": f"Q{i}"},), f"good {i}", f"bad {i}") for i in range(4)]
+from lightning_critrm.critique import CachePolicy, CriticConfig
+from lightning_critrm.critique.backend import CriticBackend, Generation
+from lightning_critrm.data import PreferenceDataModule, tokenized_cache
 
 
-def test_an_entry_with_failed_critiques_is_rebuilt_only_when_they_change(tmp_path, chat_tokenizer):
-    formatter = SequenceFormatter(chat_tokenizer, 128, None)
-    loads = []
+class WordCritic(CriticBackend):
+    """Writes '<word> critique' for every completion."""
 
-    def loader(dropped):
-        def load():
-            loads.append(dropped)
-            return PAIRS[: 4 - dropped], dropped
-        return load
+    word = "first"
 
-    ds, stats = build_or_load(loader(1), formatter, "k", tmp_path)
-    assert len(ds) == 3 and stats.pairs_dropped_failed_critique == 1 and stats.pairs_read == 4
-    sentinel = tmp_path / "tokenized" / "k" / "sentinel"
-    sentinel.touch()
-    again, _ = build_or_load(loader(1), formatter, "k", tmp_path)  # same failures: the entry holds
-    assert len(again) == 3 and loads == [1, 1] and sentinel.exists()  # read to check, not rebuilt
-    fixed, stats = build_or_load(loader(0), formatter, "k", tmp_path)  # a critique was generated since
-    assert len(fixed) == 4 and stats.pairs_dropped_failed_critique == 0 and loads == [1, 1, 0]
-    assert not sentinel.exists()  # rebuilt
-    build_or_load(loader(0), formatter, "k", tmp_path)
-    assert loads == [1, 1, 0]  # nothing dropped: loaded without reading the source
+    def generate(self, requests):
+        return [Generation(f"{WordCritic.word} critique", None, 5, 2) for _ in requests]
+
+
+def module(tmp_path, pairs_file, backbone, store: str) -> PreferenceDataModule:
+    critic = CriticConfig(model=backbone, cache=CachePolicy(path=str(tmp_path / store)))
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=backbone, cache_dir=str(tmp_path / "cache"),
+                              critiques="generate", critic=critic, val_fraction=0.25)
+    dm.critique_store.backend_factory = WordCritic
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def first_text(dm) -> str:
+    return dm.tokenizer.decode(dm.train_dataset[0]["chosen_input_ids"])
+
+
+def test_the_entry_keys_on_the_critiques_read_so_a_swapped_store_is_never_mixed_up(
+    tmp_path, pairs_file, tiny_decoder_dir, monkeypatch
+):
+    import shutil
+
+    WordCritic.word = "first"
+    assert "first critique" in first_text(module(tmp_path, pairs_file, tiny_decoder_dir, "a.sqlite"))
+    WordCritic.word = "second"
+    assert "second critique" in first_text(module(tmp_path, pairs_file, tiny_decoder_dir, "b.sqlite"))
+    # The same file name with other contents (a regenerated or copied store): other tokens.
+    assert not (tmp_path / "b.sqlite-wal").exists()
+    shutil.copy(tmp_path / "b.sqlite", tmp_path / "a.sqlite")
+    assert "second critique" in first_text(module(tmp_path, pairs_file, tiny_decoder_dir, "a.sqlite"))
+
+    def boom(*args, **kwargs):
+        raise AssertionError("retokenized")
+
+    monkeypatch.setattr(tokenized_cache, "_encode_rows", boom)  # unchanged critiques: the entry holds
+    assert "second critique" in first_text(module(tmp_path, pairs_file, tiny_decoder_dir, "a.sqlite"))
+    WordCritic.word = "third"
+    with pytest.raises(AssertionError, match="retokenized"):
+        module(tmp_path, pairs_file, tiny_decoder_dir, "c.sqlite")
