@@ -2,7 +2,6 @@
 import pytest
 import yaml
 
-from lightning_critrm.cli import main
 from lightning_critrm.critique import CriticConfig, Endpoint
 from lightning_critrm.critique.openai_backend import OpenAICritic
 from lightning_critrm.errors import InputError
@@ -91,12 +90,21 @@ def test_missing_key_variable_is_a_clear_error(monkeypatch, fake_chat_server):
         critic(fake_chat_server, api_key_env="LCRM_NO_SUCH_KEY")
 
 
-def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, monkeypatch, fake_chat_server, pairs_file, tiny_decoder_dir):
+def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_chat_server, pairs_file, tiny_decoder_dir):
+    # Run as a user runs it (a process of its own, so its log file is written too), then read every
+    # file under tmp_path: run folder, config.yaml, hparams, checkpoints, TensorBoard events, logs,
+    # the critique cache and the tokenized cache.
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
     secret = "sk-test-NEVER-WRITE-7f3a9c"
-    monkeypatch.setenv("LCRM_TEST_API_KEY", secret)
     config = {
         "trainer": {"accelerator": "cpu", "max_steps": 2, "val_check_interval": 2, "check_val_every_n_epoch": None,
-                    "enable_progress_bar": False, "default_root_dir": str(tmp_path / "run"), "log_every_n_steps": 1},
+                    "default_root_dir": str(tmp_path / "run"), "log_every_n_steps": 1},
         "model": {"backbone": tiny_decoder_dir},
         "data": {
             "source": str(pairs_file), "batch_size": 4, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache"),
@@ -108,15 +116,20 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, monkeypa
     }
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    cli = main(["fit", "--config", str(cfg)])
-    assert cli.trainer.global_step == 2
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "LCRM_TEST_API_KEY": secret}
+    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert secret not in done.stdout + done.stderr
     assert fake_chat_server.auth_headers and set(fake_chat_server.auth_headers) == {f"Bearer {secret}"}
     assert len(fake_chat_server.requests) == 48  # 24 pairs x 2 completions, one request each
-    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
-    assert any(p.name == "config.yaml" for p in written) and any("tfevents" in p.name for p in written)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    names = {p.name for p in written}
+    assert {"config.yaml", "hparams.yaml", "last.ckpt", "fit.log", "critiques.sqlite", "stats.json"} <= names, names
+    assert any("tfevents" in n for n in names) and any(n.endswith(".arrow") for n in names)
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
     saved = yaml.safe_load(next(p for p in written if p.name == "config.yaml").read_text())
     assert saved["data"]["critic"]["endpoint"]["api_key_env"] == "LCRM_TEST_API_KEY"
-    text = cli.datamodule.tokenizer.decode(cli.datamodule.train_dataset[0]["chosen_input_ids"])
-    assert "looks right." in text  # the generated critique is what the RM reads
+    with sqlite3.connect(tmp_path / "cache" / "critiques.sqlite") as conn:  # the critiques the RM read
+        assert conn.execute("SELECT COUNT(*) FROM critiques WHERE critique LIKE '%looks right.'").fetchone()[0] == 48
