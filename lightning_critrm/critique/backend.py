@@ -28,13 +28,14 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     too_long: bool = False
+    context: int = 0  # the context length the critic ran with, where it can cut a generation (vLLM)
 
 
-def finished(text: str, prompt_tokens: int, completion_tokens: int) -> Generation:
+def finished(text: str, prompt_tokens: int, completion_tokens: int, context: int = 0) -> Generation:
     text = text.strip()
     if not text:
-        return Generation(None, "empty output", prompt_tokens, completion_tokens)
-    return Generation(text, None, prompt_tokens, completion_tokens)
+        return Generation(None, "empty output", prompt_tokens, completion_tokens, context=context)
+    return Generation(text, None, prompt_tokens, completion_tokens, context=context)
 
 
 def chat_prompt_ids(tokenizer, messages: Sequence[Message]) -> list[int]:

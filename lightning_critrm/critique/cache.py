@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS critiques (
     completion_tokens INTEGER,
     seconds REAL,
     created_at REAL NOT NULL,
-    too_long INTEGER NOT NULL DEFAULT 0
+    too_long INTEGER NOT NULL DEFAULT 0,
+    context INTEGER NOT NULL DEFAULT 0
 )
 """
 # The fingerprint each critic had when it last wrote here, for jobs that read critiques where the
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     recorded_at REAL NOT NULL
 )
 """
-_COLUMNS = "key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds, too_long"
+_COLUMNS = "key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds, too_long, context"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class CritiqueRow:
     completion_tokens: int = 0
     seconds: float = 0.0
     too_long: bool = False  # failed because the prompt does not fit the critic's context
+    context: int = 0  # context length of the critic that wrote it, where that can cut a generation
 
 
 class CritiqueCache:
@@ -69,8 +71,9 @@ class CritiqueCache:
         self._conn.execute(_SCHEMA)
         self._conn.execute(_FINGERPRINTS)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(critiques)")}
-        if "too_long" not in columns:  # a cache written before the column existed: keep its rows
-            self._conn.execute("ALTER TABLE critiques ADD COLUMN too_long INTEGER NOT NULL DEFAULT 0")
+        for column in ("too_long", "context"):  # a cache written before the column existed: keep its rows
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE critiques ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._conn.close()
@@ -82,19 +85,23 @@ class CritiqueCache:
         self.close()
 
     def put_batch(self, rows: Sequence[CritiqueRow]) -> None:
-        """Store a batch atomically. A key stored as ``ok`` is never overwritten."""
+        """Store a batch atomically. A key stored as ``ok`` is kept, unless the new row was written
+        under another context length (see ``generate.usable``)."""
         now = time.time()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(
-                f"INSERT INTO critiques ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO critiques ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET status=excluded.status, critique=excluded.critique, "
                 "error=excluded.error, critic=excluded.critic, prompt_tokens=excluded.prompt_tokens, "
                 "completion_tokens=excluded.completion_tokens, seconds=excluded.seconds, "
-                "too_long=excluded.too_long, created_at=excluded.created_at WHERE critiques.status != 'ok'",
+                "too_long=excluded.too_long, context=excluded.context, created_at=excluded.created_at "
+                # A failed row is replaced; so is one written under another context length (only
+                # regenerated when that length changes its text: generate.usable).
+                "WHERE critiques.status != 'ok' OR critiques.context != excluded.context",
                 [
                     (r.key, r.status, r.critique, r.error, r.critic, r.prompt_tokens, r.completion_tokens, r.seconds,
-                     int(r.too_long), now)
+                     int(r.too_long), r.context, now)
                     for r in rows
                 ],
             )
@@ -113,7 +120,7 @@ class CritiqueCache:
             for row in self._conn.execute(
                 f"SELECT {_COLUMNS} FROM critiques WHERE key IN ({marks})", chunk
             ):
-                found[row[0]] = CritiqueRow(*row[:-1], too_long=bool(row[-1]))
+                found[row[0]] = CritiqueRow(*row[:-2], too_long=bool(row[-2]), context=row[-1])
         return found
 
     def recorded_fingerprint(self, critic: str) -> Optional[str]:

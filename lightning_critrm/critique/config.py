@@ -52,7 +52,9 @@ class Engine:
         gpu_memory_utilization: vLLM's share of accelerator memory (KV cache on CPU builds is set
             by ``VLLM_CPU_KVCACHE_SPACE`` instead).
         max_model_len: vLLM context length (default: the model's). Prompts that do not fit fail
-            alone and are retried only once this is raised above their length.
+            alone and are retried only once this is raised above their length. Not part of the
+            cache key: a critique it cut (one that reached the context's end), or one a smaller
+            value would cut, is written again; every other critique is kept.
         enforce_eager: vLLM without graph capture (faster start, slower decode).
         enable_prefix_caching: Let vLLM reuse the shared instruction prefix across requests.
         generation_batch_size: Sequences per ``generate`` call of the transformers backend.

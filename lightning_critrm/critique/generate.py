@@ -116,10 +116,26 @@ def _plan(
 
 def _retry(row: CritiqueRow, max_model_len: Optional[int]) -> bool:
     if row.status == "ok":
-        return False
+        return not usable(row, max_model_len)
     if row.too_long:
         return max_model_len is not None and max_model_len > row.prompt_tokens
     return True
+
+
+def usable(row: CritiqueRow, max_model_len: Optional[int]) -> bool:
+    """Whether a stored critique is what a critic with context ``max_model_len`` writes.
+
+    The context length is not in the key (raising it must keep every critique it does not
+    change), but it can cut a generation that reaches the context's end. A critique that reached
+    it (``prompt + completion == context``) holds only under that same context; one that ended
+    before it holds under any context it fits in. ``None`` (the model's own length, fixed by the
+    model's fingerprint) keeps what it wrote, except a cut critique, which is written again."""
+    if row.status != "ok" or not row.context:
+        return row.status == "ok"
+    used = row.prompt_tokens + row.completion_tokens
+    if used >= row.context:  # cut by the context
+        return max_model_len == row.context
+    return max_model_len is None or used <= max_model_len
 
 
 def fill_cache(
@@ -173,6 +189,7 @@ def _generate(
                     completion_tokens=g.completion_tokens,
                     seconds=elapsed / len(batch),
                     too_long=g.too_long,
+                    context=g.context,
                 )
                 for r, g in zip(batch, outputs)
             ]
@@ -191,6 +208,11 @@ def _generate(
     return summary
 
 
+def current(stored: dict[str, CritiqueRow], max_model_len: Optional[int]) -> dict[str, CritiqueRow]:
+    """The stored rows that still hold under ``max_model_len`` (failed ones included)."""
+    return {k: r for k, r in stored.items() if r.status != "ok" or usable(r, max_model_len)}
+
+
 @dataclass(frozen=True)
 class AttachResult:
     pairs: list[PreferencePair]
@@ -207,7 +229,7 @@ def attach_critiques(
     ``missing`` counts pairs whose critiques were never generated.
     """
     keys = [(config.key(p.prompt, p.chosen), config.key(p.prompt, p.rejected)) for p in pairs]
-    stored = cache.get_many(k for pair in keys for k in pair)
+    stored = current(cache.get_many(k for pair in keys for k in pair), config.engine.max_model_len)
     out, failed, absent = [], 0, 0
     for pair, (kc, kr) in zip(pairs, keys):
         rc, rr = stored.get(kc), stored.get(kr)

@@ -23,6 +23,7 @@ from lightning_critrm.critique.generate import (
     CritiqueSummary,
     Item,
     attach_critiques,
+    current,
     fill_cache,
     missing,
     requests_for_completions,
@@ -112,9 +113,10 @@ class CritiqueStore:
 
     def lookup(self, items: Sequence[Item]) -> list[Optional[str]]:
         """The stored critique of each item, ``None`` where it failed or was never generated."""
-        keys = [self.resolved.key(prompt, completion) for prompt, completion in items]
+        critic = self.resolved
+        keys = [critic.key(prompt, completion) for prompt, completion in items]
         with CritiqueCache(self.path) as cache:
-            stored = cache.get_many(keys)
+            stored = current(cache.get_many(keys), critic.engine.max_model_len)
         return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
 
     def attach(self, pairs: Sequence[PreferencePair]) -> AttachResult:

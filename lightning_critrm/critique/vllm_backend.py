@@ -70,7 +70,7 @@ class VLLMCritic(CriticBackend):
         if todo:
             outputs = self.llm.generate([{"prompt_token_ids": ids[i]} for i in todo], self.sampling, use_tqdm=False)
             for i, o in zip(todo, outputs):
-                results[i] = finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids))
+                results[i] = finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids), limit)
         return results  # type: ignore[return-value]
 
     def close(self) -> None:

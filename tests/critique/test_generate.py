@@ -5,6 +5,7 @@ import pytest
 from lightning_critrm.critique import CriticConfig, CritiqueCache, attach_critiques, fill_cache, requests_for
 from lightning_critrm.critique.backend import CriticBackend, Generation
 from lightning_critrm.critique.config import CachePolicy, Engine, Sampling
+from lightning_critrm.critique.generate import current, requests_for_completions
 from lightning_critrm.critique.transformers_backend import TransformersCritic
 from lightning_critrm.records import PreferencePair
 
@@ -119,3 +120,40 @@ def test_transformers_backend_is_greedy_ordered_and_batch_independent(tiny_decod
     assert all(g.completion_tokens <= 8 for g in once)
     assert critic.generate(requests) == once  # greedy: reruns reproduce
     assert [critic.generate([r])[0] for r in requests] == once  # padding does not change results
+
+
+class ContextCritic(CriticBackend):
+    """Writes like vLLM under a context of ``engine.max_model_len``: a prompt of ``prompt_len``
+    tokens (the number in the completion) gets min(max_new_tokens, context - prompt) tokens."""
+
+    def generate(self, requests):
+        context, wanted = self.config.engine.max_model_len, self.config.sampling.max_new_tokens
+        out = []
+        for messages in requests:
+            prompt = int(messages[0]["content"].split("[Response]\n")[1].split(" ")[0])
+            if prompt >= context:
+                out.append(Generation(None, "too long", prompt, too_long=True, context=context))
+                continue
+            n = min(wanted, context - prompt)
+            out.append(Generation(f"{n} tokens under {context}", None, prompt, n, context=context))
+        return out
+
+
+def test_the_context_length_rewrites_only_the_critiques_it_changes(tmp_path):
+    # prompt 90: cut at 100 (10 of 48 tokens); prompt 20: ends before any context here (68 tokens)
+    items = [(({"role": "user", "content": "Q"},), f"{n} tokens of prompt") for n in (90, 20)]
+
+    def fill(context):
+        config = CriticConfig(sampling=Sampling(max_new_tokens=48), engine=Engine(max_model_len=context))
+        with CritiqueCache(tmp_path / "c.sqlite") as cache:
+            summary = fill_cache(requests_for_completions(items, config), config, cache, ContextCritic, progress=False)
+        keys = [config.key(*item) for item in items]
+        with CritiqueCache(tmp_path / "c.sqlite") as cache:
+            stored = current(cache.get_many(keys), context)
+        return summary.generated, [stored[k].critique if k in stored else None for k in keys]
+
+    assert fill(100) == (2, ["10 tokens under 100", "48 tokens under 100"])
+    assert fill(100) == (0, ["10 tokens under 100", "48 tokens under 100"])  # nothing to redo
+    assert fill(200) == (1, ["48 tokens under 200", "48 tokens under 100"])  # the cut one, longer now
+    assert fill(80) == (0, [None, "48 tokens under 100"])  # 20 + 48 fits 80: kept; 90 is too long now
+    assert fill(60) == (1, [None, "40 tokens under 60"])  # now 20 + 48 would be cut at 60
