@@ -266,11 +266,15 @@ class CritiqueRMCLI(LightningCLI):
         ckpt = trainer.checkpoint_callback
         if ckpt is not None and ckpt.last_model_path:
             print(f"last checkpoint: {ckpt.last_model_path}")
-            config = " ".join(f"--config {shlex.quote(str(c))}" for c in self.config["fit"].get("config") or [])
-            print(
-                "next: score it on RewardBench: python -m lightning_critrm rewardbench "
-                f"{config} --ckpt_path {shlex.quote(ckpt.last_model_path)}".replace("  ", " ")
-            )
+        command = "python -m lightning_critrm"
+        config = "".join(f" --config {shlex.quote(str(c))}" for c in self.config["fit"].get("config") or [])
+        if self.datamodule.hparams.critiques != "none":  # the paper's comparison, on the same pairs
+            root = shlex.quote(f"{str(trainer.default_root_dir).rstrip('/')}_none")
+            print(f"next: the same run without critiques: {command} fit{config} --data.critiques none "
+                  f"--trainer.default_root_dir {root}")
+        if ckpt is not None and ckpt.last_model_path:
+            print(f"next: score it on RewardBench: {command} rewardbench{config} "
+                  f"--ckpt_path {shlex.quote(ckpt.last_model_path)}")
 
     def after_validate(self) -> None:
         self._print_metrics("val/")

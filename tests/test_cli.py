@@ -42,6 +42,8 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     out = capsys.readouterr().out
     assert "validation accuracy: 1.000 on 6 held-out pairs at step 4: the share of pairs" in out
     assert f"next: score it on RewardBench: python -m lightning_critrm rewardbench --config {cfg} --ckpt_path " in out
+    assert (f"next: the same run without critiques: python -m lightning_critrm fit --config {cfg} --data.critiques none "
+            f"--trainer.default_root_dir {tmp_path / 'run'}_none") in out
 
     # The critiques state the verdict: 4 steps suffice to tell every held-out pair apart.
     assert float(cli.trainer.callback_metrics["val/acc"]) == 1.0

@@ -109,6 +109,10 @@ class CritiqueRewardModel(L.LightningModule):
         self.test_metrics = _StageMetrics()
         self._batch_started = 0.0
         self._nonfinite_skipped = 0  # training batches skipped so far (kept in checkpoints)
+        # The random state the model is built from (head, adapters), taken here, right after the
+        # CLI's seed_everything: whatever runs before configure_model (a vLLM critic in
+        # prepare_data reseeds the process) must not change the model a seed gives.
+        self._init_rng_state = torch.get_rng_state()
 
     # -- building -----------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -116,10 +120,11 @@ class CritiqueRewardModel(L.LightningModule):
             return
         dtype = getattr(torch, self.hparams.backbone_dtype)
         if self.device_mesh is None:
+            torch.set_rng_state(self._init_rng_state)
             self.reward_model = self._reward_model(load_backbone(self.hparams.backbone, dtype=dtype))
             return
         # FSDP2 (ModelParallelStrategy): build on the meta device, shard, then load each shard.
-        rng = torch.get_rng_state()
+        rng = self._init_rng_state
         model = self._reward_model(empty_backbone(self.hparams.backbone, dtype=dtype))
         mesh = self.device_mesh["data_parallel"]
         self.strict_loading = True  # sharded checkpoints hold every parameter

@@ -215,3 +215,19 @@ def test_nonfinite_batches_are_skipped_within_the_limit(tmp_path, pairs_file, ti
     assert "batch skipped (1 of at most 2)" in caplog.text and "batch skipped (2 of at most 2)" in caplog.text
     assert f"at step 3 (epoch 0); training pairs [{poison.seen_ids[3][1]}]" in caplog.text
     assert model._nonfinite_skipped == 2
+
+
+def test_the_model_a_seed_gives_does_not_depend_on_what_ran_before_configure_model(tiny_decoder_dir):
+    # A vLLM critic in prepare_data reseeds the process; the quickstart then trained another model
+    # from empty caches (val acc 0.550) than from filled ones (0.625) with the same seed.
+    L.seed_everything(0)
+    first = CritiqueRewardModel(backbone=tiny_decoder_dir)
+    L.seed_everything(0)
+    second = CritiqueRewardModel(backbone=tiny_decoder_dir)
+    first.configure_model()
+    after_first = torch.rand(3)  # training's own randomness (dropout, if on) continues from here
+    torch.manual_seed(1234)  # what a critic engine may do in between
+    torch.rand(10)
+    second.configure_model()
+    assert torch.equal(first.score.weight, second.score.weight)
+    assert torch.equal(torch.rand(3), after_first)
