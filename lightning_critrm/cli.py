@@ -25,10 +25,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_critrm import console
+from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import (
     USER_ERROR_EXIT_CODE,
     InputError,
+    MissingInputError,
     paragraph,
     traceback_requested,
     user_error_in,
@@ -40,6 +42,8 @@ from lightning_critrm.evaluation.table import format_table
 from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
+from lightning_critrm.model.export import export_reward_model, recipe_of
+from lightning_critrm.model.lora import merge_lora
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.reward_pass import collect, gather_rewards
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
@@ -125,9 +129,52 @@ class CritiqueRMTrainer(L.Trainer):
             print(format_table(scores))
 
 
+    def export(self, model: L.LightningModule, datamodule: PreferenceDataModule, ckpt_path: str, out: str) -> None:
+        """Write a checkpoint as a Hugging Face folder that loads with
+        ``transformers.AutoModelForSequenceClassification`` and gives the trainer's rewards for the
+        same formatted text: safetensors weights (LoRA adapters merged), config, tokenizer, and a
+        model card; ``config.json`` records how inputs are formatted and critiqued. Written
+        atomically: the folder appears whole or not at all.
+
+        Args:
+            ckpt_path: Checkpoint to export: ``last``, a ``.ckpt`` file, or the folder of a sharded
+                (FSDP2) checkpoint.
+            out: The folder to write (must not exist).
+        """
+        path = Path(ckpt_path)
+        if ckpt_path == "last" and self.checkpoint_callback is not None:
+            path = Path(self.checkpoint_callback.dirpath) / "last.ckpt"
+        if not path.exists():
+            raise MissingInputError(f"--ckpt_path {ckpt_path}: no such checkpoint ({path})")
+        checkpoint = load_checkpoint_state(path)
+        model.configure_model()  # the pretrained backbone (LoRA: its frozen weights), then the checkpoint
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
+        if model.lora is not None:
+            merge_lora(model.reward_model.backbone)
+        export_reward_model(model.reward_model, resolve_backbone(model.hparams.backbone), datamodule.tokenizer,
+                            Path(out), recipe_of(model, datamodule))
+        if self.is_global_zero:
+            print(f"exported {path} to {out}: AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
+
+
 @rank_zero_only
 def rank_zero_print(*args) -> None:
     print(*args, flush=True)
+
+
+def load_checkpoint_state(path: Path) -> dict:
+    """A checkpoint as one dict on CPU: a file, or the folder of a sharded (FSDP2, torch
+    distributed checkpoint) save, consolidated without a process group."""
+    if path.is_dir():
+        import tempfile
+
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+        with tempfile.TemporaryDirectory() as tmp:
+            dcp_to_torch_save(path, Path(tmp) / "full.pt")
+            return torch.load(Path(tmp) / "full.pt", map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _fp32_where_bf16_is_emulated(trainer: dict) -> None:
@@ -172,6 +219,7 @@ class CritiqueRMCLI(LightningCLI):
             **LightningCLI.subcommands(),
             "critique": {"model", "datamodule"},
             "rewardbench": {"model", "datamodule"},
+            "export": {"model", "datamodule"},
         }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -59,3 +59,19 @@ def add_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
 def is_adapter_or_head(name: str) -> bool:
     """Whether a reward model parameter is trained under LoRA (the ``score`` head included)."""
     return "lora_" in name or name == "score.weight" or name.endswith(".score.weight")
+
+
+def merge_lora(backbone: nn.Module) -> nn.Module:
+    """Fold every adapter into the layer it adapts and put the plain layer back, in place: the
+    backbone then has the parameter names and shapes of the pretrained model."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError as err:
+        raise MissingExtraError(MISSING_PEFT) from err
+    adapted = [(name, module) for name, module in backbone.named_modules() if isinstance(module, BaseTunerLayer)]
+    for name, module in adapted:
+        module.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent = backbone.get_submodule(parent_name) if parent_name else backbone
+        setattr(parent, child, module.get_base_layer())
+    return backbone

@@ -17,7 +17,7 @@ class FakeChatServer:
         # Faults to play, one per request, before answering normally: "slow" (answers after
         # slow_s), "drop" (cuts the response off midway), "429", "500", "malformed" (200, not JSON).
         self.faults: list[str] = []
-        self.slow_s = 2.0
+        self.slow_s = 6.0
         self.requests: list[dict] = []
         self.auth_headers: list[str] = []
         # What GET /v1/models lists: (id, root) per served model, as vLLM reports them.

@@ -40,7 +40,7 @@ def test_client_errors_are_not_retried(fake_chat_server):
 @pytest.mark.parametrize("fault", ["slow", "drop", "429", "500", "malformed"])
 def test_each_fault_is_retried_within_the_bound_and_then_answered(fake_chat_server, fault):
     fake_chat_server.faults = [fault, fault]
-    out = critic(fake_chat_server, max_retries=2, timeout_s=0.5).generate(ASK)
+    out = critic(fake_chat_server, max_retries=2, timeout_s=2.0).generate(ASK)
     assert out[0].text == "Critique: four looks right.", out[0].error
     assert len(fake_chat_server.requests) == 3
 
@@ -55,7 +55,7 @@ def test_faults_through_the_store_lose_nothing_and_retry_only_what_can_succeed(f
     prompt = ({"role": "user", "content": "Q"},)
     items = [(prompt, f"answer {i}") for i in range(5)] + [(prompt, "TOO-LONG " * 50)]
     config = CriticConfig(backend="openai", model="m", sampling=dict_sampling(),
-                          endpoint=Endpoint(base_url=fake_chat_server.url, max_retries=2, timeout_s=0.5,
+                          endpoint=Endpoint(base_url=fake_chat_server.url, max_retries=2, timeout_s=2.0,
                                             max_concurrency=1))
     fake_chat_server.faults = ["500", "500", "500", "drop", "malformed", "429", "slow", "slow", "slow"]
     store = CritiqueStore(config, tmp_path / "c.sqlite", backend_factory=fast_backend)

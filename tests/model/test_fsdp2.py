@@ -92,6 +92,19 @@ def test_fsdp2_shards_parameters_matches_one_process_and_resumes(tmp_path, confi
     rows = embed.size[0]
     assert [(c.offsets[0], c.sizes[0]) for c in embed.chunks] == [(0, (rows + 1) // 2), ((rows + 1) // 2, rows // 2)]
 
+    # The sharded checkpoint exports (consolidated without a process group) to the same weights.
+    from safetensors.torch import load_file
+
+    from lightning_critrm.cli import main
+
+    out = tmp_path / "exported"
+    main(["export", "--config", config("fsdp2"), "--ckpt_path", str(checkpoint), "--out", str(out),
+          "--trainer.devices", "1", "--trainer.strategy", "auto"])
+    exported = load_file(out / "model.safetensors")
+    assert sorted(exported) == sorted(consolidated)
+    for name, tensor in consolidated.items():
+        assert torch.equal(exported[name], tensor.float()), name  # (the tiny tokenizer has its own pad)
+
     # Stop after epoch 0, resume from the sharded checkpoint: the same losses as without a stop.
     fit(config("resumed", max_steps=4))
     fit(config("resumed"), "--ckpt_path", "last")

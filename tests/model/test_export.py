@@ -1,0 +1,91 @@
+"""A trained model leaves the project as a plain Hugging Face folder with the same rewards."""
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from lightning_critrm.batch import RewardBatch
+from lightning_critrm.cli import main
+from tests.test_cli import tiny_config
+
+
+def pad_is_eos_copy(tmp_path, backbone: str) -> str:
+    """The tiny decoder with a tokenizer that pads with its EOS, as SmolLM2's and many chat models' do."""
+    folder = tmp_path / "pad_is_eos"
+    shutil.copytree(backbone, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["pad_token"] = "<|im_end|>"
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    special = folder / "special_tokens_map.json"
+    if special.exists():
+        values = json.loads(special.read_text())
+        values["pad_token"] = "<|im_end|>"
+        special.write_text(json.dumps(values))
+    return str(folder)
+
+
+def exported_rewards(out, sequences: list[list[int]]) -> torch.Tensor:
+    """Rewards from the exported folder alone, through transformers, right-padded with its pad token."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    hf = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    pad = AutoTokenizer.from_pretrained(out).pad_token_id
+    width = max(map(len, sequences))
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+    with torch.no_grad():
+        return hf(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+
+
+def trainer_rewards(cli, sequences: list[list[int]]) -> torch.Tensor:
+    model = cli.model.eval()
+    with torch.no_grad():
+        return model(RewardBatch.padded(sequences, pad_token_id=cli.datamodule.pad_token_id))
+
+
+@pytest.mark.parametrize("pad", ["own pad token", "pads with EOS"])
+def test_the_export_loads_as_a_sequence_classifier_with_the_trainers_rewards(tmp_path, pairs_file, tiny_decoder_dir, pad):
+    backbone = tiny_decoder_dir if pad == "own pad token" else pad_is_eos_copy(tmp_path, tiny_decoder_dir)
+    cfg = tiny_config(tmp_path, backbone, pairs_file)
+    cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
+    out = tmp_path / "exported"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out)])
+
+    data = cli.datamodule
+    sequences = [data.val_dataset[i][k] for i in range(4) for k in ("chosen_input_ids", "rejected_input_ids")]
+    assert len({len(s) for s in sequences}) > 1  # padded batches: the pooling rule is exercised
+    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
+
+    files = {p.name for p in out.iterdir()}
+    assert "model.safetensors" in files and "README.md" in files and not any(f.endswith(".bin") for f in files)
+    config = json.loads((out / "config.json").read_text())
+    recipe = config["lightning_critrm"]
+    assert recipe["critiques"] == "columns" and recipe["scoring_token"] == "eos" and recipe["max_length"] == 1024
+    assert "{critique}" in recipe["critique_template"]
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
+    assert (config["pad_token_id"] != data.tokenizer.eos_token_id) and (
+        (tokenizer_config["pad_token"] == "<|reward_pad|>") == (pad == "pads with EOS"))
+    assert not list(tmp_path.glob("exported.tmp-*"))  # written atomically: nothing left beside it
+
+    with pytest.raises(ValueError, match="already exists"):
+        main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out)])
+
+
+def test_a_lora_checkpoint_exports_merged(tmp_path, pairs_file, tiny_decoder_dir):
+    pytest.importorskip("peft", reason="LoRA is the optional 'lora' extra; `make test` installs it")
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    config = yaml.safe_load(cfg.read_text())
+    config["model"].update(lr=1e-2, lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    cfg.write_text(yaml.safe_dump(config))
+    cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "3"])
+    assert "lora_B" in " ".join(torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+    out = tmp_path / "merged"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out)])
+    from safetensors.torch import load_file
+
+    assert not any("lora" in name for name in load_file(out / "model.safetensors"))
+    sequences = [cli.datamodule.val_dataset[i]["chosen_input_ids"] for i in range(4)]
+    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
