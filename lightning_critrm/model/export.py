@@ -104,8 +104,10 @@ def recipe_of(module, datamodule) -> dict:
     hp = datamodule.hparams
     critic: Optional[dict] = None
     if hp.critiques == "generate" and datamodule.critic is not None:
+        # Everything that keys its critiques (so a scorer can write the same ones), nothing about
+        # where it ran: no endpoint, no key variable, no cache path.
         critic = {k: v for k, v in datamodule.critic.as_dict().items() if k in (
-            "backend", "model", "dtype", "template_version", "allow_score", "sampling")}
+            "backend", "model", "dtype", "template", "template_version", "allow_score", "sampling")}
     return json.loads(json.dumps({
         "backbone": module.hparams.backbone,
         "critiques": hp.critiques,

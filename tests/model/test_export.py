@@ -89,3 +89,20 @@ def test_a_lora_checkpoint_exports_merged(tmp_path, pairs_file, tiny_decoder_dir
     assert not any("lora" in name for name in load_file(out / "model.safetensors"))
     sequences = [cli.datamodule.val_dataset[i]["chosen_input_ids"] for i in range(4)]
     torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
+
+
+def test_the_recipe_records_the_critic_that_keys_the_critiques_and_nothing_of_where_it_ran(tmp_path, pairs_file, tiny_decoder_dir):
+    from lightning_critrm.critique import CriticConfig, Endpoint
+    from lightning_critrm.data import PreferenceDataModule
+    from lightning_critrm.model import CritiqueRewardModel
+    from lightning_critrm.model.export import recipe_of
+
+    critic = CriticConfig(backend="openai", model="served-critic",
+                          endpoint=Endpoint(base_url="http://10.0.0.1:8000/v1", api_key_env="SECRET_KEY_VAR"))
+    data = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate", critic=critic,
+                                cache_dir=str(tmp_path / "cache"))
+    recipe = recipe_of(CritiqueRewardModel(backbone=tiny_decoder_dir), data)
+    assert recipe["critic"]["model"] == "served-critic" and recipe["critic"]["template"] == critic.template
+    assert recipe["critic"]["sampling"]["max_new_tokens"] == critic.sampling.max_new_tokens
+    text = json.dumps(recipe)
+    assert "10.0.0.1" not in text and "SECRET_KEY_VAR" not in text and "endpoint" not in text
