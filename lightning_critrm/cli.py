@@ -351,12 +351,17 @@ def run_command_line() -> None:
         sys.exit(USER_ERROR_EXIT_CODE)
 
 
-def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
+def main(args: Optional[list[str]] = None, run: bool = True) -> Optional[CritiqueRMCLI]:
     """Run the CLI on ``args`` (default: ``sys.argv``). ``run=False`` only builds the objects
     (no subcommand in ``args`` then), which is how tests inspect a config."""
     before = child_pids()  # a caller's own processes are none of ours
     finished = False
     try:
+        argv = sys.argv[1:] if args is None else list(args)
+        if run and argv[:1] == ["score"]:
+            _score(argv[1:])
+            finished = True
+            return None
         cli = _cli(args, run)
         finished = True
         return cli
@@ -375,6 +380,25 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> CritiqueRMCLI:
         if run:  # vLLM engines, DDP ranks: nothing this command started outlives it
             end_child_processes(spare=before, grace_s=30.0 if finished else 0.0)
         console.restore_terminal()
+
+
+def _score(argv: list[str]) -> None:
+    """``score``: not a Trainer entry point (it reads an exported folder, no config), so it has
+    its own parser; ``score --help`` lists its options."""
+    from jsonargparse import ArgumentParser
+
+    from lightning_critrm.score import score
+
+    parser = ArgumentParser(prog="python -m lightning_critrm score", description=score.__doc__.split("\n\n")[0])
+    parser.add_function_arguments(score, as_group=False)
+    options = parser.parse_args(argv)
+    values = {k: v for k, v in options.as_dict().items() if k != "config"}
+    log = Path(f"{values['output']}.log")
+    if console.send_other_output_to(log):  # a vLLM critic's logs, if critiques are generated
+        print(f"other libraries' output: {log} (LIGHTNING_CRITRM_SHOW_LOGS=1 shows it here)")
+    else:
+        console.show_package_logs()
+    score(**values)
 
 
 def _cli(args: Optional[list[str]], run: bool) -> CritiqueRMCLI:

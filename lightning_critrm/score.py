@@ -1,0 +1,175 @@
+"""``python -m lightning_critrm score``: rewards from an exported reward model, for new rows.
+
+Reads only the exported folder and the rows: no training data, no checkpoint, no config file. The
+folder's ``config.json`` says how its inputs were made (``lightning_critrm`` recipe); a model that
+read generated critiques gets them from the same critic (template, sampling and model), missing
+ones generated and cached in the same SQLite cache as training uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from lightning_critrm import console
+from lightning_critrm.backbones import cache_root
+from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique.store import CritiqueStore
+from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.data.sources import local_files, rows_of_file
+from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.prompts import CritiqueFormat
+from lightning_critrm.records import ColumnMap, RecordError, normalize_row
+
+
+def score(
+    model: str,
+    input: str,
+    output: str,
+    batch_size: int = 16,
+    cache_dir: Optional[str] = None,
+    device: str = "auto",
+    critic_base_url: Optional[str] = None,
+    critic_api_key_env: Optional[str] = None,
+) -> None:
+    """Score rows with a reward model written by ``export``, and write one JSON line per row.
+
+    Rows (``.jsonl``/``.json``/``.parquet``) hold a ``prompt`` (a string or chat messages) and either
+    a ``completion`` (scored alone: ``reward``) or ``chosen`` and ``rejected`` (a pair:
+    ``reward_chosen``, ``reward_rejected`` and ``preferred``). A model that read critiques from
+    data columns needs them here too (``critique``, or ``chosen_critique`` and
+    ``rejected_critique``); one that read generated critiques gets them from its recorded critic.
+    A row whose critique failed gets ``null`` rewards and the ``error``. The output file is
+    written whole or not at all.
+
+    Args:
+        model: Folder written by ``python -m lightning_critrm export``.
+        input: Rows to score.
+        output: JSON lines to write, one per input row, in input order.
+        batch_size: Sequences per forward pass.
+        cache_dir: Where generated critiques are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
+            ``~/.cache/lightning_critrm``, as in training).
+        device: ``auto`` (a GPU where there is one), ``cpu`` or ``cuda``.
+        critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
+            backend): the export records what the critic is, never where it ran.
+        critic_api_key_env: Environment variable holding that endpoint's API key.
+    """
+    folder = Path(model)
+    if not (folder / "config.json").exists():
+        raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
+    recipe = json.loads((folder / "config.json").read_text()).get("lightning_critrm")
+    if not recipe:
+        raise InputError(f"--model {model}: config.json has no `lightning_critrm` recipe; export it with this tool")
+    rows = read_score_rows(input, needs_critiques=recipe["critiques"] == "columns")
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    critique_format = (
+        CritiqueFormat(recipe["critique_template"], recipe["critique_template_version"])
+        if recipe["critiques"] != "none" else None
+    )
+    formatter = SequenceFormatter(tokenizer, recipe["max_length"], critique_format)
+    items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
+    endpoint = {"base_url": critic_base_url, "api_key_env": critic_api_key_env}
+    critiques = _critiques(recipe, rows, items, Path(cache_dir) if cache_dir else cache_root(), endpoint)
+
+    sequences: list[Optional[list[int]]] = [
+        None if critique_format is not None and critique is None else formatter.encode(prompt, completion, critique).input_ids
+        for (prompt, completion), critique in zip(items, critiques)
+    ]
+    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    net = AutoModelForSequenceClassification.from_pretrained(folder).to(target).eval()
+    rewards = _rewards(net, sequences, tokenizer.pad_token_id, batch_size, target)
+    _write(Path(output), rows, rewards)
+    scored = sum(r is not None for r in rewards)
+    print(f"scored {scored} of {len(rewards)} completions in {len(rows)} rows: {output}")
+
+
+def read_score_rows(source: str, needs_critiques: bool) -> list[dict[str, Any]]:
+    """Rows as ``{"raw", "prompt", "completions", "critiques"}``; errors name the file, line and field."""
+    rows = []
+    for path in local_files(source):
+        for where, raw in rows_of_file(path):
+            if isinstance(raw, RecordError):
+                raise raw
+            if not isinstance(raw, dict):
+                raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+            pair = "chosen" in raw or "rejected" in raw
+            if not pair and "completion" not in raw:
+                raise RecordError(f"{where}: field 'completion': missing (or give 'chosen' and 'rejected')")
+            # A single completion is read as a pair with itself, through the one row normalizer.
+            columns = ColumnMap() if pair else ColumnMap(chosen="completion", rejected="completion",
+                                                         chosen_critique="critique", rejected_critique="critique")
+            record = normalize_row(raw, columns, where, with_critiques=needs_critiques)
+            completions = [record.chosen, record.rejected] if pair else [record.chosen]
+            critiques = [record.chosen_critique, record.rejected_critique] if pair else [record.chosen_critique]
+            rows.append({"raw": raw, "prompt": list(record.prompt), "completions": completions, "critiques": critiques})
+    return rows
+
+
+def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path, endpoint: dict) -> list[Optional[str]]:
+    if recipe["critiques"] == "none":
+        return [None] * len(items)
+    if recipe["critiques"] == "columns":
+        return [c for row in rows for c in row["critiques"]]
+    values = dict(recipe["critic"])
+    if values.get("backend") == "openai":
+        if not endpoint["base_url"]:
+            raise InputError(
+                f"this model read critiques by the endpoint critic {values.get('model')!r}: give --critic_base_url "
+                "(and --critic_api_key_env if it needs a key)"
+            )
+        values["endpoint"] = {k: v for k, v in endpoint.items() if v}
+    critic = CriticConfig.from_dict(values)
+    store = CritiqueStore.for_critic(critic, cache_dir)
+    store.fill(items, require_cached=False)
+    return store.lookup(items)
+
+
+def _rewards(net, sequences: Sequence[Optional[list[int]]], pad: int, batch_size: int, device) -> list[Optional[float]]:
+    order = sorted((i for i, s in enumerate(sequences) if s is not None), key=lambda i: len(sequences[i]))
+    rewards: list[Optional[float]] = [None] * len(sequences)
+    with torch.no_grad(), tqdm(total=len(order), desc="scoring", unit="seq", file=console.progress_stream()) as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(sequences[i]) for i in batch)
+            ids = torch.tensor([sequences[i] + [pad] * (width - len(sequences[i])) for i in batch], device=device)
+            mask = torch.tensor([[1] * len(sequences[i]) + [0] * (width - len(sequences[i])) for i in batch], device=device)
+            logits = net(input_ids=ids, attention_mask=mask).logits.float()[:, 0]
+            for i, value in zip(batch, logits.tolist()):
+                rewards[i] = value
+            bar.update(len(batch))
+    return rewards
+
+
+def _write(path: Path, rows: list[dict], rewards: list[Optional[float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    position = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                values = rewards[position : position + len(row["completions"])]
+                position += len(row["completions"])
+                out = dict(row["raw"])
+                if None in values:
+                    out["error"] = "no critique: its generation failed (see the critique cache)"
+                if len(values) == 1:
+                    out["reward"] = values[0]
+                else:
+                    out["reward_chosen"], out["reward_rejected"] = values
+                    if None not in values:
+                        gap = values[0] - values[1]
+                        out["preferred"] = "chosen" if gap > 0 else "rejected" if gap < 0 else "tie"
+                fh.write(json.dumps(out, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+

@@ -1,0 +1,92 @@
+"""`score` reads only an exported folder and the rows, with critiques as the model was trained."""
+
+import json
+import sys
+
+import pytest
+import torch
+import yaml
+
+from lightning_critrm.cli import main
+from tests.conftest import write_jsonl
+from tests.critique.conftest import fake_chat_server  # noqa: F401  (the fixture)
+from tests.test_cli import tiny_config
+
+
+def reference_rewards(out, formatter, items):
+    from tests.model.test_export import exported_rewards
+
+    return exported_rewards(out, [formatter.encode(p, c, crit).input_ids for p, c, crit in items])
+
+
+def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
+    model = tmp_path / "rm"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(model)])
+    pairs = [json.loads(line) for line in pairs_file.read_text().splitlines()[:3]]
+    singles = [{"prompt": r["prompt"], "completion": r["chosen"], "critique": r["chosen_critique"], "id": i}
+               for i, r in enumerate(pairs)]
+    for name, rows in (("pairs", pairs), ("singles", singles)):
+        src, out = write_jsonl(tmp_path / f"{name}.jsonl", rows), tmp_path / f"{name}.scored.jsonl"
+        main(["score", "--model", str(model), "--input", str(src), "--output", str(out)])
+        scored = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [{k: v for k, v in s.items() if not k.startswith(("reward", "preferred"))} for s in scored] == rows
+        formatter = cli.datamodule.formatter
+        if name == "pairs":
+            items = [(({"role": "user", "content": r["prompt"]},), r[k], r[f"{k}_critique"]) for r in rows for k in ("chosen", "rejected")]
+            got = [v for s in scored for v in (s["reward_chosen"], s["reward_rejected"])]
+            assert all(s["preferred"] == ("chosen" if s["reward_chosen"] > s["reward_rejected"] else "rejected") for s in scored)
+        else:
+            items = [(({"role": "user", "content": r["prompt"]},), r["completion"], r["critique"]) for r in rows]
+            got = [s["reward"] for s in scored]
+        torch.testing.assert_close(torch.tensor(got), reference_rewards(model, formatter, items), atol=1e-4, rtol=1e-4)
+    assert "scored 3 of 3 completions in 3 rows" in capsys.readouterr().out
+
+
+def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them_cached(
+    tmp_path, pairs_file, tiny_decoder_dir, fake_chat_server, monkeypatch,  # noqa: F811 (the imported fixture)
+):
+    monkeypatch.setenv("LIGHTNING_CRITRM_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    config = yaml.safe_load(cfg.read_text())
+    config["data"].update(critiques="generate", critic={"backend": "openai", "model": "served-critic",
+                                                        "endpoint": {"base_url": fake_chat_server.url}})
+    config["data"]["cache_dir"] = str(tmp_path / "cache")
+    cfg.write_text(yaml.safe_dump(config))
+    cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
+    model = tmp_path / "rm"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(model)])
+    rows = [{"prompt": "What is 2 + 2?", "completion": "It is 4."}, {"prompt": "What is 3 + 3?", "completion": "It is 7."}]
+    src, out = write_jsonl(tmp_path / "new.jsonl", rows), tmp_path / "new.scored.jsonl"
+    sent = len(fake_chat_server.requests)
+    with pytest.raises(ValueError, match="give --critic_base_url"):  # the export records no endpoint
+        main(["score", "--model", str(model), "--input", str(src), "--output", str(out)])
+    served = ["--critic_base_url", fake_chat_server.url]
+    main(["score", "--model", str(model), "--input", str(src), "--output", str(out), *served])
+    assert len(fake_chat_server.requests) - sent == 2  # one critique per new completion, by the recorded critic
+    assert {r["model"] for r in fake_chat_server.requests[sent:]} == {"served-critic"}
+    first = [json.loads(line)["reward"] for line in out.read_text().splitlines()]
+    main(["score", "--model", str(model), "--input", str(src), "--output", str(out), *served])
+    assert len(fake_chat_server.requests) - sent == 2  # cached: nothing asked again
+    assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == first
+    items = [(({"role": "user", "content": r["prompt"]},), r["completion"], f"Critique: {r['completion']} looks right.")
+             for r in rows]
+    torch.testing.assert_close(torch.tensor(first), reference_rewards(model, cli.datamodule.formatter, items), atol=1e-4, rtol=1e-4)
+
+
+def test_score_rows_errors_name_the_line_and_field(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch, capsys):
+    from lightning_critrm.cli import run_command_line
+
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    main(["fit", "--config", str(cfg), "--trainer.max_steps", "1"])
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(tmp_path / "rm")])
+    src = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q", "completion": "A", "critique": "ok"}, {"prompt": "Q"}])
+    monkeypatch.setattr(sys, "argv", ["lightning_critrm", "score", "--model", str(tmp_path / "rm"), "--input", str(src),
+                                      "--output", str(tmp_path / "o.jsonl")])
+    with pytest.raises(SystemExit) as exit_info:
+        run_command_line()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {src}: line 2: field 'completion': missing (or give 'chosen' and 'rejected')")
+    assert not (tmp_path / "o.jsonl").exists()
