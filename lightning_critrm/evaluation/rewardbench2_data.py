@@ -1,0 +1,85 @@
+"""RewardBench 2 rows: the hub's ``allenai/reward-bench-2`` (split ``test``) or local files in its
+layout: ``id, prompt, chosen (list), rejected (list), num_correct, subset`` (``total_completions``
+checked when present). Errors name the file, the row and the field, as for v1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from lightning_critrm.data import sources
+from lightning_critrm.errors import InputError
+from lightning_critrm.records import Message, RecordError
+
+HUB_NAME_V2 = "allenai/reward-bench-2"
+HUB_SPLIT_V2 = "test"
+
+
+@dataclass(frozen=True)
+class RewardBench2Row:
+    id: str
+    subset: str
+    prompt: tuple[Message, ...]
+    completions: tuple[str, ...]  # the correct ones first
+    num_correct: int
+
+
+def _texts(raw: dict, field: str, where: str) -> list[str]:
+    value = raw[field]
+    if not isinstance(value, list) or not value or not all(isinstance(t, str) and t.strip() for t in value):
+        raise RecordError(f"{where}: field '{field}': expected a non-empty list of non-empty strings")
+    return value
+
+
+def _row(raw: Any, where: str) -> RewardBench2Row:
+    if isinstance(raw, RecordError):
+        raise raw
+    if not isinstance(raw, dict):
+        raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    for field in ("id", "prompt", "chosen", "rejected", "subset", "num_correct"):
+        if field not in raw or raw[field] is None:
+            raise RecordError(f"{where}: field '{field}': missing")
+    if not isinstance(raw["prompt"], str) or not isinstance(raw["subset"], str):
+        bad = "prompt" if not isinstance(raw["prompt"], str) else "subset"
+        raise RecordError(f"{where}: field '{bad}': expected a string, got {type(raw[bad]).__name__}")
+    chosen, rejected = _texts(raw, "chosen", where), _texts(raw, "rejected", where)
+    if raw["num_correct"] != len(chosen) or isinstance(raw["num_correct"], bool):
+        raise RecordError(f"{where}: field 'num_correct': {raw['num_correct']!r}, but 'chosen' holds {len(chosen)}")
+    total = raw.get("total_completions")
+    if total is not None and total != len(chosen) + len(rejected):
+        raise RecordError(f"{where}: field 'total_completions': {total!r}, but there are {len(chosen) + len(rejected)}")
+    return RewardBench2Row(str(raw["id"]), raw["subset"], ({"role": "user", "content": raw["prompt"]},),
+                           tuple(chosen + rejected), len(chosen))
+
+
+def _raw_rows(source: str) -> Iterator[tuple[str, Any]]:
+    if sources.is_local(source):
+        for path in sources.local_files(source):
+            yield from sources.rows_of_file(path)
+        return
+    import datasets
+
+    name, _, split = source.partition(":")
+    for i, row in enumerate(datasets.load_dataset(name, split=split or HUB_SPLIT_V2)):
+        yield f"{source}: row {i}", row
+
+
+def load_rewardbench2(source: str = HUB_NAME_V2, subsets: Optional[Sequence[str]] = None) -> list[RewardBench2Row]:
+    """Rows of ``source`` (local files, or a hub name with optional ``:split``), restricted to
+    ``subsets`` when given. Duplicate ids within a subset are an error: each prompt counts once."""
+    wanted = set(subsets) if subsets else None
+    rows, seen, present = [], {}, set()
+    for where, raw in _raw_rows(source):
+        row = _row(raw, where)
+        present.add(row.subset)
+        if wanted is not None and row.subset not in wanted:
+            continue
+        if (row.subset, row.id) in seen:
+            raise RecordError(f"{where}: field 'id': {row.id} already appeared at {seen[(row.subset, row.id)]}")
+        seen[(row.subset, row.id)] = where
+        rows.append(row)
+    unknown = sorted((wanted or set()) - present)
+    if unknown:
+        raise InputError(f"subsets {unknown} are not in {source}; it has: {', '.join(sorted(present))}")
+    return rows
