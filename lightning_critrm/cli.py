@@ -36,8 +36,8 @@ from lightning_critrm.errors import (
     user_error_in,
 )
 from lightning_critrm.evaluation import RewardBenchCallback
-from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
-from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
+from lightning_critrm.evaluation.rewardbench2_eval import format_table_v2
+from lightning_critrm.evaluation.rewardbench_callback import evaluation_for
 from lightning_critrm.evaluation.table import format_table
 from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.model import CritiqueRewardModel
@@ -90,10 +90,11 @@ class CritiqueRMTrainer(L.Trainer):
         model: L.LightningModule,
         datamodule: PreferenceDataModule,
         ckpt_path: Optional[str] = None,
-        source: str = HUB_NAME,
+        source: Optional[str] = None,
         subsets: Optional[list[str]] = None,
         batch_size: int = 16,
         max_rows: Optional[int] = None,
+        version: int = 1,
     ) -> None:
         """Score a checkpoint on RewardBench and print accuracy by subset and section, with
         partial sections marked; the per-row rewards go to a JSON file in the run folder. Reads
@@ -104,15 +105,17 @@ class CritiqueRMTrainer(L.Trainer):
 
         Args:
             ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
-            source: ``allenai/reward-bench`` or local RewardBench files.
+            source: RewardBench rows: the version's hub set by default (``allenai/reward-bench``,
+                ``allenai/reward-bench-2``) or local files.
             subsets: Only these subsets.
             batch_size: Sequences per forward pass.
             max_rows: Score only the first N rows.
+            version: 1 (RewardBench) or 2 (RewardBench 2: best-of-4 and the Ties metric).
         """
         configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
         critic = next((c.critic for c in configured if c.critic is not None), None)
         self.callbacks = [c for c in self.callbacks if not isinstance(c, RewardBenchCallback)]
-        evaluation = RewardBenchEval(source, subsets, max_rows, critic, batch_size)
+        evaluation = evaluation_for(version, source, subsets, max_rows, critic, batch_size)
         # Worker processes of a multi-device run start inside predict() and find the critiques cached.
         encoder = datamodule.completion_encoder
         evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)
@@ -126,7 +129,7 @@ class CritiqueRMTrainer(L.Trainer):
             rows = evaluation.row_rewards(rewards)
             scores = evaluation.score(rows)
             evaluation.report(self, log_dir, scores, rows)
-            print(format_table(scores))
+            print(format_table_v2(scores) if version == 2 else format_table(scores))
 
 
     def export(self, model: L.LightningModule, datamodule: PreferenceDataModule, ckpt_path: str, out: str) -> None:

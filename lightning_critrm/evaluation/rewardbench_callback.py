@@ -10,13 +10,17 @@ once across ranks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lightning_critrm.critique import CriticConfig, CritiqueSummary
 from lightning_critrm.data.completion_encoder import CompletionEncoder
+from lightning_critrm.errors import InputError
+from lightning_critrm.evaluation.rewardbench2_data import HUB_NAME_V2
+from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
+from lightning_critrm.evaluation.rewardbench2_scoring import RewardBench2Scores
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 from lightning_critrm.evaluation.rewardbench_scoring import RewardBenchScores
@@ -34,10 +38,19 @@ def completion_encoder(trainer: L.Trainer) -> CompletionEncoder:
     return encoder
 
 
+def evaluation_for(version: int, source: Optional[str], *args) -> RewardBenchEval | RewardBench2Eval:
+    """The evaluation of RewardBench ``version`` (1 or 2), on its hub set unless ``source`` says otherwise."""
+    if version == 2:
+        return RewardBench2Eval(source or HUB_NAME_V2, *args)
+    if version != 1:
+        raise InputError(f"RewardBench version must be 1 or 2, got {version}")
+    return RewardBenchEval(source or HUB_NAME, *args)
+
+
 class RewardBenchCallback(Callback):
     def __init__(
         self,
-        source: str = HUB_NAME,
+        source: Optional[str] = None,
         subsets: Optional[list[str]] = None,
         every_n_epochs: int = 1,
         every_n_steps: Optional[int] = None,
@@ -47,12 +60,16 @@ class RewardBenchCallback(Callback):
         max_rows: Optional[int] = None,
         num_text_examples: int = 3,
         require_cached: Optional[bool] = None,
+        version: Literal[1, 2] = 1,
     ):
-        """RewardBench accuracy by subset, section and overall, logged as ``rewardbench/*``.
+        """RewardBench accuracy by subset, section and overall, logged as ``rewardbench/*``; with
+        ``version: 2``, RewardBench 2 (best-of-4, the Ties metric) as ``rewardbench2/*``.
 
         Args:
-            source: ``allenai/reward-bench`` (split ``filtered``; ``name:split`` for another) or local
-                ``.jsonl``/``.json``/``.parquet`` files with ``id, prompt, chosen, rejected, subset``.
+            source: v1: ``allenai/reward-bench`` (split ``filtered``; ``name:split`` for another) or
+                local ``.jsonl``/``.json``/``.parquet`` files with ``id, prompt, chosen, rejected, subset``.
+                v2: ``allenai/reward-bench-2`` (split ``test``) or local files in its layout
+                (``chosen`` and ``rejected`` lists, ``num_correct``). Default: the version's hub set.
             subsets: Only these subsets (default: every subset in ``source``). Missing subsets are
                 reported, and their sections marked partial.
             every_n_epochs: Evaluate at the end of every n-th training epoch (0: never).
@@ -67,15 +84,15 @@ class RewardBenchCallback(Callback):
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
+            version: 1 (RewardBench) or 2 (RewardBench 2). Run both with two callbacks.
         """
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
         self.require_cached = require_cached
         # What to score and how: held once, by the evaluation the subcommand runs too.
-        self.eval = RewardBenchEval(
-            source, subsets, max_rows, critic, batch_size, sort_by_length, num_text_examples
-        )
-        self.last_scores: Optional[RewardBenchScores] = None
+        self.eval = evaluation_for(version, source, subsets, max_rows, critic, batch_size, sort_by_length,
+                                   num_text_examples)
+        self.last_scores: Optional[RewardBenchScores | RewardBench2Scores] = None
         self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once
 
     @property

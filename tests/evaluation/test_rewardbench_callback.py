@@ -204,3 +204,75 @@ def test_missing_critiques_fail_fast_under_require_cached(tmp_path, pairs_file, 
     evaluation.prepare(dm.completion_encoder, generate=True)
     assert len(evaluation.rows) == 5 and all(c and r for c, r in evaluation.critiques)
     assert len(evaluation.sequences) == 10
+
+
+def test_fit_with_the_v2_callback_logs_rewardbench2_each_epoch_and_the_subcommand_prints_v2(
+    tmp_path, pairs_file, tiny_decoder_dir, capsys
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import REPO
+    from tests.test_cli import tiny_config
+
+    fixture = REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl"
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    config = yaml.safe_load(cfg.read_text())
+    config["trainer"].update(max_steps=-1, max_epochs=2, val_check_interval=None, check_val_every_n_epoch=1)
+    config["trainer"]["callbacks"] = [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
+                                       "init_args": {"source": str(fixture), "version": 2, "batch_size": 5}}]
+    config["data"]["critiques"] = "none"
+    cfg.write_text(yaml.safe_dump(config))
+    cli = main(["fit", "--config", str(cfg)])
+    events = EventAccumulator(cli.trainer.log_dir).Reload()
+    steps = sorted({e.step for e in events.Scalars("rewardbench2/overall")})
+    assert len(steps) == 2 and steps[-1] == cli.trainer.global_step  # the end of each of the 2 epochs
+    for subset in ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties"):
+        assert len(events.Scalars(f"rewardbench2/{subset}")) == 2, subset
+    records = sorted(Path(cli.trainer.log_dir).glob("rewardbench2/*.json"))
+    assert len(records) == 2
+    record = json.loads(records[-1].read_text())
+    assert [len(r["scores"]) for r in record["rows"]] == [4, 4, 4, 4, 4, 3, 5]  # every completion scored once
+    # The record's scores give the logged numbers through the official rules.
+    from lightning_critrm.evaluation.rewardbench2_scoring import score_v2
+
+    again = score_v2((r["subset"], r["id"], r["scores"], r["num_correct"]) for r in record["rows"])
+    assert again.overall == pytest.approx(events.Scalars("rewardbench2/overall")[-1].value, abs=1e-6)
+
+    capsys.readouterr()
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(fixture), "--version", "2"])
+    out = capsys.readouterr().out
+    assert re.search(r"^Ties\s+\d+\.\d\s+2  PARTIAL: 2/102 prompts$", out, re.M), out
+    assert re.search(r"^overall\s+\d+\.\d  PARTIAL: mean of the subsets scored above$", out, re.M), out
+
+
+def test_v2_critiques_every_completion_with_the_training_critic_and_a_failed_one_counts_zero(
+    tmp_path, pairs_file, tiny_decoder_dir
+):
+    from lightning_critrm.critique import CriticConfig
+    from lightning_critrm.critique.backend import CriticBackend, Generation
+    from tests.conftest import REPO
+
+    asked = []
+
+    class Critic(CriticBackend):  # fails on the Math prompt's third completion
+        def generate(self, requests):
+            asked.extend(requests)
+            return [Generation(None, "empty output") if "17 * 3 = 54." in m[0]["content"] else Generation("fine", None, 3, 1)
+                    for m in requests]
+
+    fixture = REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl"
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate",
+                              critic=CriticConfig(model=tiny_decoder_dir), cache_dir=str(tmp_path / "cache"))
+    dm.critique_store.backend_factory = Critic
+    logger = Capture()
+    callback = RewardBenchCallback(source=str(fixture), version=2, batch_size=4)
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
+                        default_root_dir=str(tmp_path))
+    trainer.test(LengthReward(), datamodule=dm, verbose=False)
+    # 48 for the data module's own pairs (test() prepares them), then 4 + 4 + 4 + 4 + 4 + 3 + 5 completions, once each
+    assert len(asked) == 48 + 28
+    logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith("rewardbench2/")}
+    assert logged["rewardbench2/Math"] == 0.0 and logged["rewardbench2/rows_without_critique"] == 1.0
+    record = json.loads(next((tmp_path / "rewardbench2").glob("*.json")).read_text())
+    assert record["without_critique_counted_zero"] == ["3"]
+    assert next(r for r in record["rows"] if r["id"] == "3")["scores"] == [None] * 4
