@@ -1,8 +1,9 @@
 """The batch the reward model reads: the one place where a batch's layout is defined.
 
 Collators build a :class:`RewardBatch`; the model reads each reward at the indices the batch gives
-and never infers the layout from padding. Today's layout is padded rows (``RewardBatch.padded``);
-a packed, padding-free layout is another constructor of the same type, with no model change.
+and never infers the layout from padding. Two layouts: padded rows (``RewardBatch.padded``) and
+packed rows (``RewardBatch.packed``: several sequences per row, no padding between them), read by
+the same model code.
 """
 
 from __future__ import annotations
@@ -83,6 +84,64 @@ class RewardBatch:
             position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
             first_token_index=first,
             last_token_index=last,
+            num_pairs=num_pairs,
+            margin=None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
+            ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),
+        )
+
+    @classmethod
+    def packed(
+        cls,
+        sequences: Sequence[Sequence[int]],
+        pad_token_id: int,
+        row_tokens: Optional[int] = None,
+        num_pairs: int = 0,
+        margin: Optional[Sequence[float]] = None,
+        ids: Optional[Sequence[int]] = None,
+    ) -> "RewardBatch":
+        """Several sequences per row, without padding between them: each row holds up to
+        ``row_tokens`` tokens (default: the longest sequence), filled longest first. Position ids
+        restart at 0 for every sequence, and there is no attention mask: transformers (5.x) reads
+        the restarts as sequence boundaries and attends within each sequence only (for models
+        whose attention goes through ``masking_utils``, such as Llama-style decoders). Rows are
+        padded at their end only, as a sequence of their own."""
+        if not sequences:
+            raise ValueError("a batch needs at least one sequence")
+        if num_pairs and len(sequences) != 2 * num_pairs:
+            raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
+        if any(not s for s in sequences):
+            raise ValueError("a batch's sequences must not be empty")
+        capacity = max(row_tokens or 0, max(len(s) for s in sequences))
+        rows: list[list[int]] = []  # sequence indices per row
+        fill: list[int] = []
+        for k in sorted(range(len(sequences)), key=lambda k: -len(sequences[k])):  # first fit, longest first
+            row = next((r for r, used in enumerate(fill) if used + len(sequences[k]) <= capacity), None)
+            if row is None:
+                rows.append([])
+                fill.append(0)
+                row = len(rows) - 1
+            rows[row].append(k)
+            fill[row] += len(sequences[k])
+        width = max(fill)
+        input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        first = [0] * len(sequences)
+        for r, members in enumerate(rows):
+            column = 0
+            for k in members:
+                n = len(sequences[k])
+                input_ids[r, column : column + n] = torch.as_tensor(sequences[k], dtype=torch.long)
+                position_ids[r, column : column + n] = torch.arange(n)
+                first[k] = r * width + column
+                column += n
+            position_ids[r, column:] = torch.arange(width - column)  # the tail: a sequence of its own
+        first_index = torch.tensor(first, dtype=torch.long)
+        return cls(
+            input_ids=input_ids,
+            attention_mask=None,
+            position_ids=position_ids,
+            first_token_index=first_index,
+            last_token_index=first_index + torch.tensor([len(s) - 1 for s in sequences], dtype=torch.long),
             num_pairs=num_pairs,
             margin=None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
             ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_critrm.cli import main
@@ -300,3 +301,19 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, pairs_file, 
     assert str(cli.trainer.precision) == expected
     notice = "note: trainer.precision bf16-mixed -> 32-true: this CPU has no native bf16"
     assert (notice in capsys.readouterr().out) == (not native_bf16)
+
+
+def test_packing_trains_the_same_model_on_fewer_positions(tmp_path, pairs_file, tiny_decoder_dir):
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    runs = {}
+    for packing in (False, True):
+        cli = main(["fit", "--config", str(cfg), "--data.packing", str(packing).lower(), "--data.packing_row_tokens", "256",
+                    "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}")])
+        batch = next(iter(cli.datamodule.train_dataloader()))
+        runs[packing] = (cli.trainer.callback_metrics, dict(cli.model.named_parameters()), batch)
+    (plain, plain_params, padded), (packed_metrics, packed_params, packed) = runs[False], runs[True]
+    assert packed.attention_mask is None and packed.input_ids.shape[0] < padded.input_ids.shape[0]  # rows shared
+    assert packed.num_positions <= padded.num_positions
+    assert float(packed_metrics["val/loss"]) == pytest.approx(float(plain["val/loss"]), abs=1e-4)
+    for name, param in plain_params.items():
+        torch.testing.assert_close(packed_params[name], param, atol=1e-4, rtol=1e-3, msg=name)

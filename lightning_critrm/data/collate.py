@@ -30,6 +30,9 @@ class PairCollator:
             sequence lies).
         padding_side: ``right`` or ``left``; rewards are the same either way.
         pad_to_multiple_of: Round ``T`` up to a multiple of this (tensor-core friendly shapes).
+        pack: Lay the sequences out packed instead (``RewardBatch.packed``: several per row, no
+            padding between sequences).
+        row_tokens: Tokens per packed row (default: the batch's longest sequence).
     """
 
     def __init__(
@@ -37,13 +40,26 @@ class PairCollator:
         pad_token_id: int,
         padding_side: PaddingSide = "right",
         pad_to_multiple_of: Optional[int] = None,
+        pack: bool = False,
+        row_tokens: Optional[int] = None,
     ):
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.pack = pack
+        self.row_tokens = row_tokens
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> RewardBatch:
         seqs = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
+        if self.pack:
+            return RewardBatch.packed(
+                seqs,
+                self.pad_token_id,
+                self.row_tokens,
+                num_pairs=len(features),
+                margin=[f["margin"] for f in features] if "margin" in features[0] else None,
+                ids=[f["index"] for f in features] if "index" in features[0] else None,
+            )
         return RewardBatch.padded(
             seqs,
             self.pad_token_id,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_critrm.batch import RewardBatch
+from lightning_critrm.errors import InputError
 from lightning_critrm.model.pooling import Pooling, gather_hidden, reward_positions
 
 
@@ -44,6 +45,12 @@ class RewardModel(nn.Module):
 
     def forward(self, batch: RewardBatch) -> torch.Tensor:
         """Rewards [N], fp32, one per sequence of ``batch``."""
+        if batch.attention_mask is None and not self._takes_position_ids:
+            # Without position ids a packed row would be one long sequence attending across its parts.
+            raise InputError(
+                f"packed batches need a backbone that reads position ids; {type(self.backbone).__name__} does not: "
+                "set data.packing: false"
+            )
         kwargs = {"position_ids": batch.position_ids} if self._takes_position_ids else {}
         hidden = self.backbone(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs

@@ -231,3 +231,33 @@ def test_the_model_a_seed_gives_does_not_depend_on_what_ran_before_configure_mod
     second.configure_model()
     assert torch.equal(first.score.weight, second.score.weight)
     assert torch.equal(torch.rand(3), after_first)
+
+
+def test_packed_rows_give_the_padded_rewards_and_gradients(tiny_decoder_dir):
+    torch.manual_seed(0)
+    model = built(tiny_decoder_dir).eval()
+    sequences = [torch.randint(4, 300, (n,)).tolist() + [2] for n in (30, 5, 17, 1, 44, 9, 12, 3)]
+    padded = RewardBatch.padded(sequences, pad_token_id=0, num_pairs=4)
+    packed = RewardBatch.packed(sequences, pad_token_id=0, num_pairs=4)
+    assert packed.input_ids.shape[0] < padded.input_ids.shape[0]  # several sequences share a row
+    assert packed.num_positions < padded.num_positions and packed.num_tokens == padded.num_tokens
+    grads = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        rewards = model(batch)
+        chosen, rejected = batch.split_pairs(rewards)
+        (-(torch.nn.functional.logsigmoid(chosen - rejected)).mean()).backward()
+        grads.append((rewards.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    assert_close(grads[1][0], grads[0][0], atol=1e-5, rtol=1e-5)
+    assert grads[0][1].keys() == grads[1][1].keys() and len(grads[0][1]) > 10
+    for name, grad in grads[0][1].items():
+        assert_close(grads[1][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_packed_row_holds_sequences_whole_with_positions_restarting():
+    batch = RewardBatch.packed([[5, 6, 2], [7, 2], [8, 9, 10, 2]], pad_token_id=0, row_tokens=6)
+    # longest first: row 0 = [8 9 10 2 | 7 2], row 1 = [5 6 2 | pad pad pad]
+    assert batch.input_ids.tolist() == [[8, 9, 10, 2, 7, 2], [5, 6, 2, 0, 0, 0]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 1, 2]]
+    assert batch.attention_mask is None
+    assert batch.first_token_index.tolist() == [6, 4, 0] and batch.last_token_index.tolist() == [8, 5, 3]
