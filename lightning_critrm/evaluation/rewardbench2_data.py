@@ -4,12 +4,11 @@ checked when present). Errors name the file, the row and the field, as for v1.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from lightning_critrm.data import sources
-from lightning_critrm.errors import InputError
+from lightning_critrm.evaluation.rewardbench_data import select_rows
 from lightning_critrm.records import Message, RecordError
 
 HUB_NAME_V2 = "allenai/reward-bench-2"
@@ -53,33 +52,7 @@ def _row(raw: Any, where: str) -> RewardBench2Row:
                            tuple(chosen + rejected), len(chosen))
 
 
-def _raw_rows(source: str) -> Iterator[tuple[str, Any]]:
-    if sources.is_local(source):
-        for path in sources.local_files(source):
-            yield from sources.rows_of_file(path)
-        return
-    import datasets
-
-    name, _, split = source.partition(":")
-    for i, row in enumerate(datasets.load_dataset(name, split=split or HUB_SPLIT_V2)):
-        yield f"{source}: row {i}", row
-
-
 def load_rewardbench2(source: str = HUB_NAME_V2, subsets: Optional[Sequence[str]] = None) -> list[RewardBench2Row]:
     """Rows of ``source`` (local files, or a hub name with optional ``:split``), restricted to
     ``subsets`` when given. Duplicate ids within a subset are an error: each prompt counts once."""
-    wanted = set(subsets) if subsets else None
-    rows, seen, present = [], {}, set()
-    for where, raw in _raw_rows(source):
-        row = _row(raw, where)
-        present.add(row.subset)
-        if wanted is not None and row.subset not in wanted:
-            continue
-        if (row.subset, row.id) in seen:
-            raise RecordError(f"{where}: field 'id': {row.id} already appeared at {seen[(row.subset, row.id)]}")
-        seen[(row.subset, row.id)] = where
-        rows.append(row)
-    unknown = sorted((wanted or set()) - present)
-    if unknown:
-        raise InputError(f"subsets {unknown} are not in {source}; it has: {', '.join(sorted(present))}")
-    return rows
+    return select_rows(source, HUB_SPLIT_V2, _row, subsets, key=lambda row: (row.subset, row.id))

@@ -24,6 +24,7 @@ from lightning_critrm.evaluation.rewardbench2_scoring import (
     RewardBench2Scores,
     score_v2,
 )
+from lightning_critrm.evaluation.rewardbench_eval import evaluation_critiques
 from lightning_critrm.model.reward_pass import SequenceBatches
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,7 @@ class RewardBench2Eval:
         encoder = encoder.for_evaluation(self.critic)
         rows = self.load_rows()
         items = self.items(rows)
-        if generate:
-            summary = encoder.fill(items, require_cached)
-            if summary is not None and rank_zero_only.rank == 0:
-                log.info(f"rewardbench2 {self.source}: {summary}")
-        critiques = encoder.critiques(items)
+        critiques = evaluation_critiques(encoder, items, generate, require_cached, f"rewardbench2 {self.source}")
         self.rows, self.scored, self.sequences, self.without_critique = rows, [], [], []
         position = 0
         for i, row in enumerate(rows):

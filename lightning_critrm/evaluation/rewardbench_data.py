@@ -6,9 +6,9 @@ errors name the file, the row and the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from lightning_critrm.data import sources
 from lightning_critrm.errors import InputError
@@ -17,6 +17,7 @@ from lightning_critrm.records import Message, RecordError
 HUB_NAME = "allenai/reward-bench"
 HUB_SPLIT = "filtered"
 FIELDS = ("id", "prompt", "chosen", "rejected", "subset")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def _row(raw: Any, where: str) -> RewardBenchRow:
     )
 
 
-def _raw_rows(source: str) -> Iterator[tuple[str, Any]]:
+def raw_rows(source: str, default_split: str) -> Iterator[tuple[str, Any]]:
+    """(location, raw row) of a local file/glob/folder, or of a hub name with optional ``:split``."""
     if sources.is_local(source):
         for path in sources.local_files(source):
             yield from sources.rows_of_file(path)
@@ -56,25 +58,38 @@ def _raw_rows(source: str) -> Iterator[tuple[str, Any]]:
     import datasets
 
     name, _, split = source.partition(":")
-    for i, row in enumerate(datasets.load_dataset(name, split=split or HUB_SPLIT)):
+    for i, row in enumerate(datasets.load_dataset(name, split=split or default_split)):
         yield f"{source}: row {i}", row
 
 
-def load_rewardbench(source: str = HUB_NAME, subsets: Optional[Sequence[str]] = None) -> list[RewardBenchRow]:
-    """Rows of ``source`` (a local file/glob/folder, or a hub name with optional ``:split``),
-    restricted to ``subsets`` when given. Duplicate ids are an error: each row counts once."""
+def select_rows(
+    source: str,
+    default_split: str,
+    parse: Callable[[Any, str], T],
+    subsets: Optional[Sequence[str]],
+    key: Callable[[T], Hashable],
+) -> list[T]:
+    """The rows of ``source`` parsed by ``parse`` (which names the location of any error), only
+    those of ``subsets`` when given (each must be present). A ``key`` seen twice is an error: each
+    row counts once."""
     wanted = set(subsets) if subsets else None
     rows, seen, present = [], {}, set()
-    for where, raw in _raw_rows(source):
-        row = _row(raw, where)
+    for where, raw in raw_rows(source, default_split):
+        row = parse(raw, where)
         present.add(row.subset)
         if wanted is not None and row.subset not in wanted:
             continue
-        if row.id in seen:
-            raise RecordError(f"{where}: field 'id': {row.id} already appeared at {seen[row.id]}")
-        seen[row.id] = where
+        if key(row) in seen:
+            raise RecordError(f"{where}: field 'id': {row.id} already appeared at {seen[key(row)]}")
+        seen[key(row)] = where
         rows.append(row)
     unknown = sorted((wanted or set()) - present)
     if unknown:
         raise InputError(f"subsets {unknown} are not in {source}; it has: {', '.join(sorted(present))}")
     return rows
+
+
+def load_rewardbench(source: str = HUB_NAME, subsets: Optional[Sequence[str]] = None) -> list[RewardBenchRow]:
+    """Rows of ``source`` (a local file/glob/folder, or a hub name with optional ``:split``),
+    restricted to ``subsets`` when given. Duplicate ids are an error: each row counts once."""
+    return select_rows(source, HUB_SPLIT, _row, subsets, key=lambda row: row.id)

@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 RowRewards = list[tuple[int, float, float]]
 
 
+def evaluation_critiques(
+    encoder: CompletionEncoder, items: Sequence, generate: bool, require_cached: Optional[bool], label: str
+) -> list[Optional[str]]:
+    """The critique of each item (None where it failed), missing ones generated first when
+    ``generate`` (one process only); the summary is logged under ``label``."""
+    if generate:
+        summary = encoder.fill(items, require_cached)
+        if summary is not None and rank_zero_only.rank == 0:
+            log.info(f"{label}: {summary}")
+    return encoder.critiques(items)
+
+
 class RewardBenchEval:
     """RewardBench rows prepared for one reward model's input format.
 
@@ -94,11 +106,7 @@ class RewardBenchEval:
         encoder = encoder.for_evaluation(self.critic)
         rows = self.load_rows()
         items = self.items(rows)
-        if generate:
-            summary = encoder.fill(items, require_cached)
-            if summary is not None and rank_zero_only.rank == 0:
-                log.info(f"rewardbench {self.source}: {summary}")
-        critiques = encoder.critiques(items)
+        critiques = evaluation_critiques(encoder, items, generate, require_cached, f"rewardbench {self.source}")
         self.rows, self.scored, self.sequences, self.critiques, self.without_critique = rows, [], [], [], []
         for i, row in enumerate(rows):
             c_crit, r_crit = critiques[2 * i], critiques[2 * i + 1]
