@@ -1,0 +1,148 @@
+"""The Trainer of the command line: Lightning's, plus the subcommands that are not training loops
+(``critique``, ``rewardbench``, ``export``), and the helpers they share with ``fit``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_critrm.backbones import resolve_backbone
+from lightning_critrm.data import PreferenceDataModule
+from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.evaluation import RewardBenchCallback
+from lightning_critrm.evaluation.rewardbench2_eval import format_table_v2
+from lightning_critrm.evaluation.rewardbench_callback import evaluation_for
+from lightning_critrm.evaluation.table import format_table
+from lightning_critrm.model.export import export_reward_model, recipe_of
+from lightning_critrm.model.lora import merge_lora
+from lightning_critrm.model.reward_pass import collect, gather_rewards
+
+
+def fill_all_critiques(
+    datamodule: PreferenceDataModule, callbacks: list, require_cached: Optional[bool]
+) -> list[tuple[str, object]]:
+    """Generate the missing critiques of the training data and of every RewardBenchCallback;
+    returns (what, summary) per set. ``require_cached``: True raises if any is missing, False
+    always generates, None follows each one's own setting."""
+    summaries = []
+    if datamodule.hparams.critiques == "generate":
+        summaries.append(("data", datamodule.generate_critiques(require_cached=require_cached)))
+    for callback in callbacks:
+        if isinstance(callback, RewardBenchCallback):
+            own = callback.require_cached if require_cached is None else require_cached
+            summary = callback.fill_critiques(datamodule.completion_encoder, require_cached=own)
+            if summary is not None:
+                summaries.append((f"rewardbench {callback.source}", summary))
+    return summaries
+
+
+class CritiqueRMTrainer(L.Trainer):
+    """Lightning's Trainer plus the ``critique`` subcommand."""
+
+    def critique(self, model: L.LightningModule, datamodule: PreferenceDataModule) -> None:
+        """Generate and cache one critique per completion for the training data, every
+        evaluation set and every configured RewardBenchCallback, reading the same config as
+        ``fit`` so the cache keys match (``critic.cache.require_cached`` is for ``fit``; this command
+        is what fills the cache). Prints how many were generated, already cached and failed,
+        with the critic's tokens/s."""
+        summaries = fill_all_critiques(datamodule, self.callbacks, require_cached=False)
+        if not summaries:
+            raise InputError(
+                "nothing to critique: data.critiques is not 'generate' and no RewardBenchCallback needs critiques"
+            )
+        if self.is_global_zero:
+            for what, summary in summaries:
+                print(f"{what}: {summary}")
+
+    def rewardbench(
+        self,
+        model: L.LightningModule,
+        datamodule: PreferenceDataModule,
+        ckpt_path: Optional[str] = None,
+        source: Optional[str] = None,
+        subsets: Optional[list[str]] = None,
+        batch_size: int = 16,
+        max_rows: Optional[int] = None,
+        version: int = 1,
+    ) -> None:
+        """Score a checkpoint on RewardBench and print accuracy by subset and section, with
+        partial sections marked; the per-row rewards go to a JSON file in the run folder. Reads
+        the checkpoint, its config and the RewardBench rows only: never the training data.
+        Missing critiques of RewardBench completions are generated first, before any worker
+        process starts (whatever ``critic.cache.require_cached`` says: no training waits on them).
+        A RewardBenchCallback in the config is replaced by this evaluation, which keeps its ``critic``.
+
+        Args:
+            ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
+            source: RewardBench rows: the version's hub set by default (``allenai/reward-bench``,
+                ``allenai/reward-bench-2``) or local files.
+            subsets: Only these subsets.
+            batch_size: Sequences per forward pass.
+            max_rows: Score only the first N rows.
+            version: 1 (RewardBench) or 2 (RewardBench 2: best-of-4 and the Ties metric).
+        """
+        configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
+        critic = next((c.critic for c in configured if c.critic is not None), None)
+        self.callbacks = [c for c in self.callbacks if not isinstance(c, RewardBenchCallback)]
+        evaluation = evaluation_for(version, source, subsets, max_rows, critic, batch_size)
+        # Worker processes of a multi-device run start inside predict() and find the critiques cached.
+        encoder = datamodule.completion_encoder
+        evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)
+        predictions = self.predict(model, dataloaders=evaluation.batches(), ckpt_path=ckpt_path)
+        local: dict[int, float] = {}
+        for out in predictions or []:
+            local.update(collect(out["ids"], out["rewards"]))
+        rewards = gather_rewards(local)
+        log_dir = Path(self.log_dir or self.default_root_dir)  # a collective: every rank asks
+        if self.is_global_zero:
+            rows = evaluation.row_rewards(rewards)
+            scores = evaluation.score(rows)
+            evaluation.report(self, log_dir, scores, rows)
+            print(format_table_v2(scores) if version == 2 else format_table(scores))
+
+
+    def export(self, model: L.LightningModule, datamodule: PreferenceDataModule, ckpt_path: str, out: str) -> None:
+        """Write a checkpoint as a Hugging Face folder that loads with
+        ``transformers.AutoModelForSequenceClassification`` and gives the trainer's rewards for the
+        same formatted text: safetensors weights (LoRA adapters merged), config, tokenizer, and a
+        model card; ``config.json`` records how inputs are formatted and critiqued. Written
+        atomically: the folder appears whole or not at all.
+
+        Args:
+            ckpt_path: Checkpoint to export: ``last``, a ``.ckpt`` file, or the folder of a sharded
+                (FSDP2) checkpoint.
+            out: The folder to write (must not exist).
+        """
+        path = Path(ckpt_path)
+        if ckpt_path == "last" and self.checkpoint_callback is not None:
+            path = Path(self.checkpoint_callback.dirpath) / "last.ckpt"
+        if not path.exists():
+            raise MissingInputError(f"--ckpt_path {ckpt_path}: no such checkpoint ({path})")
+        checkpoint = load_checkpoint_state(path)
+        model.configure_model()  # the pretrained backbone (LoRA: its frozen weights), then the checkpoint
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
+        if model.lora is not None:
+            merge_lora(model.reward_model.backbone)
+        export_reward_model(model.reward_model, resolve_backbone(model.hparams.backbone), datamodule.tokenizer,
+                            Path(out), recipe_of(model, datamodule))
+        if self.is_global_zero:
+            print(f"exported {path} to {out}: AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
+
+
+def load_checkpoint_state(path: Path) -> dict:
+    """A checkpoint as one dict on CPU: a file, or the folder of a sharded (FSDP2, torch
+    distributed checkpoint) save, consolidated without a process group."""
+    if path.is_dir():
+        import tempfile
+
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+        with tempfile.TemporaryDirectory() as tmp:
+            dcp_to_torch_save(path, Path(tmp) / "full.pt")
+            return torch.load(Path(tmp) / "full.pt", map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
