@@ -151,6 +151,9 @@ class PreferenceDataModule(L.LightningDataModule):
         self.test_dataset = None
         self.stats: dict[str, TokenizedStats] = {}
         self._tokenizer = None
+        # (source, split) -> (tokenized pairs, stats): prepare_data builds them, setup in the same
+        # process reuses them instead of reading the source and its critiques again.
+        self._tokenized_sets: dict[tuple[str, str], tuple] = {}
 
     # -- tokenizer and caching ----------------------------------------------------------------
     @property
@@ -184,6 +187,11 @@ class PreferenceDataModule(L.LightningDataModule):
         return attached.pairs, attached.dropped_failed, skipped or []
 
     def _tokenized(self, source: str, split: str):
+        if (source, split) not in self._tokenized_sets:
+            self._tokenized_sets[(source, split)] = self._tokenize(source, split)
+        return self._tokenized_sets[(source, split)]
+
+    def _tokenize(self, source: str, split: str):
         parts = {
             "source": sources.source_fingerprint(source, split),
             "columns": self.columns,
