@@ -317,3 +317,15 @@ def test_packing_trains_the_same_model_on_fewer_positions(tmp_path, pairs_file, 
     assert float(packed_metrics["val/loss"]) == pytest.approx(float(plain["val/loss"]), abs=1e-4)
     for name, param in plain_params.items():
         torch.testing.assert_close(packed_params[name], param, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_a_run_bounded_by_steps_names_its_steps_not_epoch_minus_2():
+    from types import SimpleNamespace
+
+    from lightning_critrm.cli import StepProgressBar
+
+    bar = StepProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1, max_steps=30)  # what max_steps alone leaves Lightning
+    assert bar._get_train_description(0).strip() == "Epoch 0, 30 steps"
+    bar._trainer = SimpleNamespace(max_epochs=3, max_steps=-1)
+    assert bar._get_train_description(1).strip() == "Epoch 1/2"
