@@ -1,4 +1,4 @@
-"""Write a folder so that readers see all of it or none of it."""
+"""Write a folder, or a file, so that readers see all of it or none of it."""
 
 from __future__ import annotations
 
@@ -29,3 +29,22 @@ def atomic_folder(target: Path, complete_marker: str) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary sibling renamed into place: a reader (or a study resumed
+    after a kill) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_bytes_atomically(path, text.encode("utf-8"))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lightning_critrm fit|validate|test|critique|rewardbench|export --config conf/x.yaml``, and ``score``.
+"""Command line: ``python -m lightning_critrm fit|validate|test|critique|rewardbench|export --config conf/x.yaml``, ``score`` and ``study``.
 
 One LightningCLI, in omegaconf mode. The data module formats inputs with the model's tokenizer, so
 ``data.backbone`` is linked to ``model.backbone`` rather than set twice. A ``checkpoint``
@@ -29,6 +29,7 @@ from lightning_critrm import console
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import (
     USER_ERROR_EXIT_CODE,
+    InputError,
     paragraph,
     traceback_requested,
     user_error_in,
@@ -227,8 +228,8 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> Optional[Critiqu
     finished = False
     try:
         argv = sys.argv[1:] if args is None else list(args)
-        if run and argv[:1] == ["score"]:
-            _score(argv[1:])
+        if run and argv[:1] in (["score"], ["study"]):
+            (_score if argv[0] == "score" else _study)(argv[1:])
             finished = True
             return None
         cli = _cli(args, run)
@@ -268,6 +269,61 @@ def _score(argv: list[str]) -> None:
     else:
         console.show_package_logs()
     score(**values)
+
+
+def parse_study_arguments(argv: list[str]):
+    """``study``: many ``fit`` runs from one YAML (its ``study`` and ``fit`` sections), each in its
+    own process; ``study --help`` lists the ``study`` options. ``--fit.<option> value`` reaches
+    every run's ``fit`` command as ``--<option> value``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from lightning_critrm.study import StudySettings
+
+    study_argv, fit_overrides = _split_fit_overrides(argv)
+    parser = ArgumentParser(
+        prog="python -m lightning_critrm study",
+        description="Train at several training-set sizes x conditions x seeds from one YAML; write a CSV, "
+        "a figure of accuracy against training pairs, and the equivalence factor of each condition. "
+        "--fit.<option> VALUE overrides the fit config of every run.",
+        parser_mode="omegaconf",
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="The study YAML: a `study` and a `fit` section.")
+    parser.add_argument("--study", type=StudySettings, default=StudySettings())
+    parser.add_argument("--fit", type=dict, required=True,
+                        help="A fit config, as given to `python -m lightning_critrm fit --config` (in the YAML).")
+    options = parser.parse_args(study_argv)
+    configs = options.get("config") or []
+    config_path = str(configs[-1]) if configs else None
+    return parser.instantiate_classes(options).study, options.fit, config_path, fit_overrides
+
+
+def _study(argv: list[str]) -> None:
+    from lightning_critrm.study import run_study
+
+    settings, fit, config_path, fit_overrides = parse_study_arguments(argv)
+    run_study(settings, fit, config_path=config_path, fit_overrides=fit_overrides)
+
+
+def _split_fit_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the study's own arguments, ``--fit.x.y v`` rewritten as ``--x.y v`` for each fit run)."""
+    own, fit = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--fit."):
+            name, has_value, value = arg[len("--fit."):].partition("=")
+            if has_value:
+                fit += [f"--{name}", value]
+            elif i + 1 < len(argv):
+                fit += [f"--{name}", argv[i + 1]]
+                i += 1
+            else:
+                raise InputError(f"{arg} needs a value")
+            i += 1
+            continue
+        own.append(arg)
+        i += 1
+    return own, fit
 
 
 def _cli(args: Optional[list[str]], run: bool) -> CritiqueRMCLI:

@@ -67,6 +67,7 @@ class PreferenceDataModule(L.LightningDataModule):
         max_train_pairs: Optional[int] = None,
         max_val_pairs: Optional[int] = None,
         seed: int = 0,
+        sample_seed: Optional[int] = None,
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
         group_by_length: bool = True,
@@ -109,6 +110,9 @@ class PreferenceDataModule(L.LightningDataModule):
             max_train_pairs: Train on a seeded subsample of this many pairs (data-efficiency runs).
             max_val_pairs: Validate on a seeded subsample of this many pairs.
             seed: Seed of the split, the subsamples, the built-in data and the shuffling.
+            sample_seed: Seed of the training subsample and the training order alone (default:
+                ``seed``). A data-efficiency study varies it and keeps ``seed``, so every run is
+                tested on the same held-out prompts.
             batch_size: Pairs per training batch (each pair is two sequences).
             eval_batch_size: Pairs per validation batch (default: ``batch_size``).
             group_by_length: Batch pairs of similar length together to cut padding.
@@ -270,7 +274,7 @@ class PreferenceDataModule(L.LightningDataModule):
         else:
             train_idx, val_idx = split_by_prompt(data["prompt_key"], hp.val_fraction, hp.seed)
             val_data = data
-        self.train_dataset = data.select(subsample(train_idx, hp.max_train_pairs, hp.seed))
+        self.train_dataset = data.select(subsample(train_idx, hp.max_train_pairs, self._sample_seed))
         self.val_dataset = val_data.select(subsample(val_idx, hp.max_val_pairs, hp.seed))
         self.test_dataset = self.val_dataset
         if hp.test_source:
@@ -307,6 +311,10 @@ class PreferenceDataModule(L.LightningDataModule):
                     add_text(f"data/{name}_skipped_rows", "\n".join(f"    {row}" for row in s.rows_skipped), 0)
             logger.log_metrics(metrics, step=0)
 
+    @property
+    def _sample_seed(self) -> int:
+        return self.hparams.seed if self.hparams.sample_seed is None else self.hparams.sample_seed
+
     # -- loaders ------------------------------------------------------------------------------
     @property
     def pad_token_id(self) -> int:
@@ -323,7 +331,7 @@ class PreferenceDataModule(L.LightningDataModule):
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
         if train:
-            sampler = EpochShuffleSampler(len(dataset), self.hparams.seed)
+            sampler = EpochShuffleSampler(len(dataset), self._sample_seed)
             # A window of one batch keeps the random composition: grouping off.
             window = 50 if self.hparams.group_by_length else 1
         else:

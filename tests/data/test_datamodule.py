@@ -53,6 +53,23 @@ def test_rerun_loads_the_tokenized_cache_without_reading_the_source(tmp_path, pa
         make_dm(tmp_path, pairs_file, tiny_decoder_dir, max_length=64).setup("fit")
 
 
+def test_sample_seed_draws_another_training_sample_and_keeps_the_held_out_pairs(tmp_path, tiny_decoder_dir):
+    path = write_jsonl(tmp_path / "p.jsonl", arithmetic_rows(40))
+    drawn = {}
+    for sample_seed in (None, 0, 1):
+        dm = make_dm(tmp_path, path, tiny_decoder_dir, max_train_pairs=8, max_val_pairs=6, sample_seed=sample_seed)
+        dm.setup("fit")
+        order = [int(i) for batch in dm.train_dataloader() for i in batch.ids]
+        drawn[sample_seed] = (dm.train_dataset["prompt_key"], dm.val_dataset["prompt_key"], order)
+    assert drawn[None] == drawn[0]  # the default is data.seed (0)
+    assert drawn[1][1] == drawn[0][1]  # the same held-out pairs
+    assert set(drawn[1][0]) != set(drawn[0][0])  # another training sample
+    # Nested sizes with one sample_seed: the 8 pairs are among the 16.
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, max_train_pairs=16, sample_seed=1)
+    dm.setup("fit")
+    assert set(drawn[1][0]) < set(dm.train_dataset["prompt_key"])
+
+
 def test_identical_pairs_after_truncation_are_dropped_and_counted(tmp_path, tiny_decoder_dir):
     rows = arithmetic_rows(8)
     # Same start, difference only far into the completion: cut away at max_length=32.

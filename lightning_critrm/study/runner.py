@@ -1,0 +1,256 @@
+"""``python -m lightning_critrm study``: a data-efficiency study from one YAML.
+
+Every (condition, size, seed) is one ``fit`` in its own process and folder, with its own
+TensorBoard: a crash or an out-of-memory in one run cannot take the study down with it or leak
+state into the next, and a finished run is a folder with ``result.json`` that a resumed study skips.
+The held-out accuracy of a run is measured once, after its last step, on the held-out prompts that
+``data.seed`` chooses (the same for every run): nothing is selected on it, so it is a test figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from lightning_critrm.atomic_folder import write_text_atomically
+from lightning_critrm.errors import InputError, NotReadyError
+from lightning_critrm.signals import sigterm_raises_systemexit
+from lightning_critrm.study.figure import require_matplotlib, save_figure
+from lightning_critrm.study.results import RunResult, equivalence_report, results_csv
+
+FIT_CONFIG = "fit.yaml"
+RUN_LOG = "run.log"
+
+
+def _default_conditions() -> dict[str, dict[str, Any]]:
+    return {"critiques": {"data.critiques": "columns"}, "none": {"data.critiques": "none"}}
+
+
+@dataclass
+class StudySettings:
+    """What to vary. Every run trains from the ``fit`` section of the same YAML.
+
+    Args:
+        out: Folder of the study: one folder per run (its TensorBoard, ``run.log`` and
+            ``result.json``), ``results.csv``, ``accuracy_vs_pairs.png`` and ``equivalence.json``.
+        sizes: Training-set sizes, in pairs (``data.max_train_pairs``). With one seed the smaller
+            sets are subsets of the larger ones.
+        seeds: Seeds of the training subsample, its order and the model's initialisation
+            (``data.sample_seed`` and ``seed_everything``). The held-out prompts stay those of
+            ``data.seed``.
+        conditions: Name -> overrides of the fit config (``{data.critiques: none}``); any dotted
+            option of ``fit`` works, e.g. a third condition with a local critic.
+        baseline: The condition the equivalence factor counts pairs of (the plain reward model).
+        epochs: Passes over each training set; steps are ``ceil(epochs * size / pairs per step)``.
+        min_steps: At least this many optimizer steps, so the smallest sets are not judged after a
+            step or two.
+        keep_checkpoints: Keep each run's checkpoints (a 135M model's are ~1.6 GB each); by default
+            a finished run keeps its TensorBoard, log and result only.
+    """
+
+    out: str = "runs/study"
+    sizes: list[int] = field(default_factory=lambda: [64, 128, 256])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    conditions: dict[str, dict[str, Any]] = field(default_factory=_default_conditions)
+    baseline: str = "none"
+    epochs: float = 1.0
+    min_steps: int = 1
+    keep_checkpoints: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    condition: str
+    size: int
+    seed: int
+    steps: int
+    args: tuple[str, ...]  # after `fit --config <out>/fit.yaml`
+
+    @property
+    def name(self) -> str:
+        return f"{self.condition}-n{self.size}-seed{self.seed}"
+
+
+def check_settings(settings: StudySettings, fit: dict) -> None:
+    if not settings.sizes or any(not isinstance(s, int) or s < 1 for s in settings.sizes):
+        raise InputError(f"study.sizes must be positive integers, got {settings.sizes}")
+    if not settings.seeds:
+        raise InputError("study.seeds is empty")
+    if settings.baseline not in settings.conditions:
+        raise InputError(f"study.baseline {settings.baseline!r} is not one of study.conditions {sorted(settings.conditions)}")
+    bad = [n for n in settings.conditions if not n or "/" in n or n != n.strip()]
+    if bad:
+        raise InputError(f"study.conditions: names must be plain words (they name folders), got {bad}")
+    if not settings.epochs > 0 or settings.min_steps < 1:
+        raise InputError(f"study.epochs must be > 0 and study.min_steps >= 1, got {settings.epochs}, {settings.min_steps}")
+    if not isinstance(fit, dict) or not fit.get("model") or not fit.get("data"):
+        raise InputError("the study config needs a `fit` section: a fit config with `model` and `data`, "
+                         "as given to `python -m lightning_critrm fit --config`")
+
+
+def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] = ()) -> list[PlannedRun]:
+    """Every run, smallest sets first (the curve fills in from the left), seeds inside sizes.
+    ``fit_overrides`` (``--data.max_length 256``...) go to every run, before the study's own."""
+    data, trainer = fit.get("data") or {}, fit.get("trainer") or {}
+    given = dict(zip(fit_overrides[::2], fit_overrides[1::2]))
+    batch_size = given.get("--data.batch_size", data.get("batch_size", 8))
+    accumulate = given.get("--trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches") or 1)
+    pairs_per_step = int(batch_size) * int(accumulate)
+    runs = []
+    for size in sorted(set(settings.sizes)):
+        steps = max(settings.min_steps, math.ceil(settings.epochs * size / pairs_per_step))
+        for seed in settings.seeds:
+            for condition, overrides in settings.conditions.items():
+                args = list(fit_overrides)
+                args += [arg for key, value in (overrides or {}).items() for arg in (f"--{key}", _cli_value(value))]
+                args += [
+                    "--data.max_train_pairs", str(size), "--data.sample_seed", str(seed), "--seed_everything", str(seed),
+                    # Steps, not epochs, bound each run; it validates once, at its last step.
+                    "--trainer.max_epochs", "-1", "--trainer.max_steps", str(steps),
+                    "--trainer.val_check_interval", str(steps), "--trainer.check_val_every_n_epoch", "null",
+                    "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
+                ]
+                runs.append(PlannedRun(condition, size, seed, steps, tuple(args)))
+    return runs
+
+
+def _cli_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_study(
+    settings: StudySettings, fit: dict, config_path: Optional[str] = None, fit_overrides: Sequence[str] = ()
+) -> list[RunResult]:
+    """Run every planned run not finished before, then write the CSV, figure and factors.
+    ``fit_overrides`` are fit options (``--model.lr``, ``1e-4``) given to every run."""
+    check_settings(settings, fit)
+    require_matplotlib()
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _pin_fit_config(out / FIT_CONFIG, fit)
+    runs = plan_runs(settings, fit, fit_overrides)
+    results: list[RunResult] = []
+    print(f"study: {len(runs)} runs ({len(set(settings.sizes))} sizes x {len(settings.conditions)} conditions x "
+          f"{len(settings.seeds)} seeds) in {out}" + (f", from {config_path}" if config_path else ""), flush=True)
+    with sigterm_raises_systemexit():
+        for i, run in enumerate(runs, 1):
+            prefix = f"[{i}/{len(runs)}] {run.condition} n={run.size} seed={run.seed}:"
+            folder = out / run.name
+            result = RunResult.load(folder)
+            if result is not None and tuple(result.args) == run.args:
+                print(f"{prefix} done before, test acc {result.test_acc:.3f}", flush=True)
+            else:
+                if result is not None:
+                    raise InputError(
+                        f"{folder / 'result.json'}: this run was made with other settings than the study's "
+                        "now; give study.out a new folder, or delete the run's folder to rerun it"
+                    )
+                result = _run(run, folder, out / FIT_CONFIG, settings.keep_checkpoints, prefix)
+            results.append(result)
+            write_text_atomically(out / "results.csv", results_csv(results))
+    _summarize(out, results, settings.baseline, config_path)
+    return results
+
+
+def _pin_fit_config(path: Path, fit: dict) -> None:
+    """The study's runs all train from this file. A resumed study must not mix runs of another
+    fit config into one curve, so a different one stops it."""
+    text = yaml.safe_dump(fit, sort_keys=True)
+    if path.exists() and yaml.safe_load(path.read_text()) != yaml.safe_load(text):
+        raise InputError(
+            f"{path}: the study folder holds runs of another `fit` config; give study.out a new folder, "
+            "or delete it to start over"
+        )
+    if not path.exists():
+        write_text_atomically(path, text)
+
+
+def _run(run: PlannedRun, folder: Path, fit_config: Path, keep_checkpoints: bool, prefix: str) -> RunResult:
+    if folder.exists():  # a run that was interrupted: start it again, whole
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    command = [sys.executable, "-m", "lightning_critrm", "fit", "--config", str(fit_config), *run.args,
+               "--trainer.default_root_dir", str(folder)]
+    started = time.monotonic()
+    with open(folder / RUN_LOG, "wb") as log:
+        log.write((" ".join(command) + "\n\n").encode())
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            code = process.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: the run stops too (and saves its checkpoint)
+            _stop(process)
+            raise
+    wall = time.monotonic() - started
+    if code != 0:
+        tail = (folder / RUN_LOG).read_text(errors="replace").strip().splitlines()[-15:]
+        raise NotReadyError(
+            f"study run {run.name} failed (exit status {code}); its log: {folder / RUN_LOG}. Last lines:\n"
+            + "\n".join(f"  {line}" for line in tail)
+            + "\nThe runs finished before it are kept; rerunning the study continues from this one."
+        )
+    scalars = read_last_scalars(folder / "lightning_logs")
+    if "val/acc" not in scalars:
+        raise NotReadyError(f"study run {run.name} logged no val/acc (is `trainer.logger` the default "
+                            f"TensorBoard logger?); its log: {folder / RUN_LOG}")
+    result = RunResult(
+        size=run.size, condition=run.condition, seed=run.seed, test_acc=scalars["val/acc"],
+        test_loss=scalars.get("val/loss", math.nan), test_pairs=int(scalars.get("data/val_pairs", 0)),
+        train_pairs=int(scalars.get("data/train_pairs", run.size)), steps=run.steps, wall_s=round(wall, 1),
+        args=list(run.args), rewardbench={k: v for k, v in scalars.items() if k.startswith("rewardbench")},
+    )
+    if not keep_checkpoints:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    result.save(folder)
+    note = f" (only {result.train_pairs} training pairs exist)" if result.train_pairs < run.size else ""
+    print(f"{prefix} test acc {result.test_acc:.3f} on {result.test_pairs} pairs, {run.steps} steps, "
+          f"{wall:.0f} s{note}", flush=True)
+    return result
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def read_last_scalars(log_root: Path) -> dict[str, float]:
+    """Each scalar's value at its last step, over every TensorBoard run under ``log_root``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    last: dict[str, tuple[int, float, float]] = {}
+    for events in sorted(log_root.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            for event in accumulator.Scalars(tag):
+                key = (event.step, event.wall_time)
+                if tag not in last or key >= last[tag][:2]:
+                    last[tag] = (event.step, event.wall_time, event.value)
+    return {tag: value for tag, (_, _, value) in last.items()}
+
+
+def _summarize(out: Path, results: Sequence[RunResult], baseline: str, config_path: Optional[str]) -> None:
+    report = equivalence_report(results, baseline)
+    report["command"] = f"python -m lightning_critrm study --config {config_path}" if config_path else None
+    write_text_atomically(out / "equivalence.json", json.dumps(report, indent=1) + "\n")
+    save_figure(results, out / "accuracy_vs_pairs.png", title=f"{Path(config_path).stem}" if config_path else None)
+    print(f"results: {out / 'results.csv'}, figure: {out / 'accuracy_vs_pairs.png'}")
+    for condition, entry in report["conditions"].items():
+        factors = ", ".join(f"n={p['size']}: {p['reads']}" for p in entry["factors"])
+        print(f"equivalence factor of {condition} over {baseline} pairs: {entry['range']} ({factors})")
