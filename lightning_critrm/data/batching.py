@@ -127,6 +127,80 @@ class LengthGroupedBatchSampler(BatchSampler):
             self.sampler.set_epoch(epoch)
 
 
+class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
+    """Training batches filled up to a token budget rather than a number of pairs.
+
+    Short pairs then travel many to a batch and long ones few, so every step does about the same
+    work and none runs out of memory on an unlucky draw. A batch's tokens are counted as the
+    forward pass runs them: padded, ``2 x pairs x longest sequence``; packed (``packed=True``),
+    twice the sum of each pair's longer sequence (an upper bound on its real tokens). A pair longer
+    than the budget on its own travels alone.
+
+    The batches are composed once per run (pairs drawn in a ``seed``-shuffled order, sorted by
+    length within windows of ``window`` pairs, then cut at the budget) and each epoch shuffles
+    their order with ``seed + epoch``: every epoch has the same number of steps, which the
+    learning-rate schedule and Lightning's epoch length rely on. The heaviest batch comes first, so
+    running out of memory shows in the first step; dealing across ranks and resuming mid-epoch work
+    as for :class:`LengthGroupedBatchSampler`.
+
+    Args:
+        n: Pairs in the dataset.
+        max_tokens: The budget.
+        lengths: Tokens of each pair's longer sequence.
+        seed: Seed of the composition and of each epoch's order.
+        packed: Count tokens as packed rows hold them instead of padded ones.
+        window: Pairs sorted together; larger pads less, smaller mixes lengths more. ``None``:
+            no sorting, batches cut in the shuffled order.
+    """
+
+    def __init__(self, n: int, max_tokens: int, lengths: Sequence[int], seed: int, packed: bool = False,
+                 window: Optional[int] = 400):
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        super().__init__(EpochShuffleSampler(n, seed), batch_size=1, drop_last=False, lengths=lengths, uneven="drop")
+        self.max_tokens = max_tokens
+        self.packed = packed
+        self.seed = seed
+        self.window = window
+        self._composed: Optional[list[list[int]]] = None
+
+    def cost(self, batch: Sequence[int]) -> int:
+        """Tokens of ``batch`` as the budget counts them."""
+        lengths = [self.lengths[i] for i in batch]
+        return 2 * sum(lengths) if self.packed else 2 * len(lengths) * max(lengths, default=0)
+
+    def composed(self) -> list[list[int]]:
+        """The run's batches, before each epoch's order."""
+        if self._composed is None:
+            order = torch.randperm(self.sampler.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+            batches: list[list[int]] = []
+            window = max(self.window or len(order), 1)
+            for start in range(0, len(order), window):
+                chunk = order[start : start + window]
+                current: list[int] = []
+                for i in sorted(chunk, key=lambda i: -self.lengths[i]) if self.window else chunk:
+                    if current and self.cost(current + [i]) > self.max_tokens:
+                        batches.append(current)
+                        current = []
+                    current.append(i)
+                if current:
+                    batches.append(current)
+            self._composed = batches
+        return self._composed
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.composed()
+        generator = torch.Generator().manual_seed(self.seed + self.sampler.epoch)
+        batches = [batches[k] for k in torch.randperm(len(batches), generator=generator).tolist()]
+        if batches:
+            heaviest = max(range(len(batches)), key=lambda k: self.cost(batches[k]))
+            batches[0], batches[heaviest] = batches[heaviest], batches[0]
+        return iter(self._deal(batches)[self.skip_batches :])
+
+    def __len__(self) -> int:
+        return len(self.composed()) // self._replicas()[1]
+
+
 class IndexedDataset(Dataset):
     """``dataset[i]`` with ``"index": i`` added, so a batch can name the rows it holds."""
 

@@ -20,6 +20,7 @@ from lightning_critrm.data.batching import (
     IndexedDataset,
     LengthGroupedBatchSampler,
     ResumableDataLoader,
+    TokenBudgetBatchSampler,
 )
 from lightning_critrm.data.collate import PairCollator
 from lightning_critrm.data.completion_encoder import CompletionEncoder
@@ -69,6 +70,7 @@ class PreferenceDataModule(L.LightningDataModule):
         seed: int = 0,
         sample_seed: Optional[int] = None,
         batch_size: int = 8,
+        max_tokens_per_batch: Optional[int] = None,
         eval_batch_size: Optional[int] = None,
         group_by_length: bool = True,
         padding_side: Literal["right", "left"] = "right",
@@ -114,6 +116,11 @@ class PreferenceDataModule(L.LightningDataModule):
                 ``seed``). A data-efficiency study varies it and keeps ``seed``, so every run is
                 tested on the same held-out prompts.
             batch_size: Pairs per training batch (each pair is two sequences).
+            max_tokens_per_batch: Fill each training batch with pairs up to this many tokens instead
+                of ``batch_size`` pairs (padded batches count ``2 x pairs x longest``, packed ones
+                their sequences' tokens): steps of even work, many short pairs or few long ones.
+                The batches are composed once per run, sorted by length within windows of
+                ``50 x batch_size`` pairs, and shuffled in order each epoch.
             eval_batch_size: Pairs per validation batch (default: ``batch_size``).
             group_by_length: Batch pairs of similar length together to cut padding.
             padding_side: Side to pad on; rewards are the same either way.
@@ -132,6 +139,8 @@ class PreferenceDataModule(L.LightningDataModule):
         # Settings checked here, before any data is read or a critic starts.
         if not 0.0 <= val_fraction < 1.0:
             raise InputError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        if max_tokens_per_batch is not None and max_tokens_per_batch < 2:
+            raise InputError(f"data.max_tokens_per_batch must be >= 2 (a pair is two sequences), got {max_tokens_per_batch}")
         for name, value in (("max_train_pairs", max_train_pairs), ("max_val_pairs", max_val_pairs),
                             ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length)):
             if value is not None and value < 1:
@@ -330,6 +339,13 @@ class PreferenceDataModule(L.LightningDataModule):
         lengths = list(dataset["length"])
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
+        if train and self.hparams.max_tokens_per_batch is not None:
+            batch_sampler = TokenBudgetBatchSampler(
+                len(dataset), self.hparams.max_tokens_per_batch, lengths, self._sample_seed,
+                packed=self.hparams.packing, window=50 * batch_size if self.hparams.group_by_length else None,
+            )
+            kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
+            return ResumableDataLoader(dataset, epoch_source=self._current_epoch, **kwargs)
         if train:
             sampler = EpochShuffleSampler(len(dataset), self._sample_seed)
             # A window of one batch keeps the random composition: grouping off.

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, SumMetric
 
 from lightning_critrm.backbones import empty_backbone, load_backbone
 from lightning_critrm.batch import RewardBatch
@@ -49,6 +49,33 @@ class _StageMetrics(nn.Module):
         self.reward_mean = MeanMetric()
         self.reward_sq = MeanMetric()
         self.margin = MeanMetric()
+
+
+class _Throughput(nn.Module):
+    """Tokens and compute time of the training batches of the current epoch, over all ranks."""
+
+    def __init__(self):
+        super().__init__()
+        self.real = SumMetric()  # tokens of the sequences
+        self.processed = SumMetric()  # positions the forward pass ran over, padding included
+        self.seconds = MaxMetric()  # the slowest rank's time in training steps (data loading excluded)
+        self._elapsed = 0.0
+
+    def update(self, batch: RewardBatch, seconds: float) -> None:
+        self._elapsed += seconds
+        self.real.update(float(batch.num_tokens))
+        self.processed.update(float(batch.num_positions))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        self.seconds.update(self._elapsed)
+        real, processed, seconds = self.real.compute(), self.processed.compute(), self.seconds.compute().clamp(min=1e-9)
+        return {"real_tokens_per_s": real / seconds, "processed_tokens_per_s": processed / seconds,
+                "padded_share": 1 - real / processed.clamp(min=1)}
+
+    def reset(self) -> None:
+        for metric in (self.real, self.processed, self.seconds):
+            metric.reset()
+        self._elapsed = 0.0
 
 
 class CritiqueRewardModel(L.LightningModule):
@@ -107,6 +134,7 @@ class CritiqueRewardModel(L.LightningModule):
         self.train_metrics = _StageMetrics()
         self.val_metrics = _StageMetrics()
         self.test_metrics = _StageMetrics()
+        self.throughput = _Throughput()
         self._batch_started = 0.0
         self._nonfinite_skipped = 0  # training batches skipped so far (kept in checkpoints)
         # The random state the model is built from (head, adapters), taken here, right after the
@@ -262,6 +290,17 @@ class CritiqueRewardModel(L.LightningModule):
         elapsed = time.perf_counter() - self._batch_started
         tokens = batch.num_tokens * self.trainer.world_size
         self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
+        self.throughput.update(batch, elapsed)
+
+    def on_train_epoch_start(self) -> None:
+        self.throughput.reset()
+
+    def on_train_epoch_end(self) -> None:
+        # Per epoch, over all ranks: real tokens/s (what the data holds), processed tokens/s (what the
+        # hardware ran, padding included) and the padded share between them.
+        if self.throughput.real.update_called:
+            for name, value in self.throughput.compute().items():
+                self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
 
     def validation_step(self, batch: RewardBatch, batch_idx: int) -> None:
         self._pair_step(batch, self.val_metrics, "val")

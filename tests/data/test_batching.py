@@ -1,4 +1,4 @@
-from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler
+from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler, TokenBudgetBatchSampler
 
 
 def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
@@ -54,3 +54,48 @@ def test_batches_are_dealt_across_ranks_by_the_seed_alone(monkeypatch):
     # Evaluation: every pair is seen; rank 1 repeats the first batch to keep the ranks in step.
     assert batches_of(0, "pad") == ([everything[0], everything[2], everything[4]], 3)
     assert batches_of(1, "pad") == ([everything[1], everything[3], everything[0]], 3)
+
+
+def test_token_budget_batches_count_padded_tokens_by_hand():
+    # Sorted longest first: 100, 90 | 50, 40, 30 | 10, 9, 8, 7, 6, 5 under a budget of 400 padded tokens:
+    # [100, 90] costs 2 x 2 x 100 = 400; adding 50 would cost 600. [50, 40, 30] costs 300; with 10:
+    # 400, still in; with 9 it would be 500. Then [9, 8, 7, 6, 5] costs 2 x 5 x 9 = 90.
+    lengths = [10, 100, 9, 50, 8, 90, 7, 40, 6, 30, 5]
+    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0, window=len(lengths))
+    composed = sorted(sorted(lengths[i] for i in b) for b in sampler.composed())
+    assert composed == [[5, 6, 7, 8, 9], [10, 30, 40, 50], [90, 100]]
+    assert all(sampler.cost(b) <= 400 for b in sampler.composed()) and len(sampler) == 3
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert sorted(lengths[i] for i in batches[0]) == [90, 100]  # the heaviest first (400 tokens)
+
+
+def test_token_budget_counts_packed_tokens_and_lets_an_overlong_pair_travel_alone():
+    lengths = [300, 60, 50, 40, 30, 20]
+    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=200, lengths=lengths, seed=0, packed=True)
+    # Packed, twice the sum, longest first: 300 alone (over the budget by itself); 60 + 50 -> 220, so
+    # 60 alone; 50 + 40 -> 180, + 30 -> 240: [50, 40]; 30 + 20 -> 100: [30, 20].
+    composed = sorted(sorted(lengths[i] for i in b) for b in sampler.composed())
+    assert composed == [[20, 30], [40, 50], [60], [300]]
+
+
+def test_without_length_grouping_token_budget_batches_are_cut_in_the_shuffled_order():
+    lengths = [5, 100, 6, 99, 7, 98, 8, 97]
+    sampler = TokenBudgetBatchSampler(8, max_tokens=1000, lengths=lengths, seed=2, window=None)
+    order = list(EpochShuffleSampler(8, seed=2))
+    assert [i for b in sampler.composed() for i in b] == order  # consecutive runs of the shuffled order
+
+
+def test_token_budget_batches_are_the_same_every_epoch_in_another_order():
+    lengths = [(i * 37) % 101 + 1 for i in range(60)]
+    sampler = TokenBudgetBatchSampler(60, max_tokens=600, lengths=lengths, seed=4, window=20)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert sorted(map(sorted, first)) == sorted(map(sorted, second)) and first != second
+    assert len(first) == len(sampler)
+    again = TokenBudgetBatchSampler(60, max_tokens=600, lengths=lengths, seed=4, window=20)
+    again.set_epoch(1)
+    assert list(again) == second  # (seed, epoch) alone fix the order: a resumed run replays it
+    again.skip_batches = 2
+    assert list(again) == second[2:]

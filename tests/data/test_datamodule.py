@@ -70,6 +70,26 @@ def test_sample_seed_draws_another_training_sample_and_keeps_the_held_out_pairs(
     assert set(drawn[1][0]) < set(dm.train_dataset["prompt_key"])
 
 
+@pytest.mark.parametrize("packing", [False, True])
+def test_token_budget_batches_hold_as_many_pairs_as_fit(tmp_path, tiny_decoder_dir, packing):
+    rows = arithmetic_rows(40)
+    for k, row in enumerate(rows):  # lengths from ~30 to ~500 tokens
+        row["chosen"] += " Because" * (k % 12)
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, max_tokens_per_batch=1200, packing=packing, critiques="none")
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert sorted(int(i) for b in batches for i in b.ids) == list(range(len(dm.train_dataset)))
+    # Padded batches run exactly 2 x pairs x longest positions, the budget's count; packed ones
+    # hold at most the budget in real tokens. Only a pair over the budget by itself exceeds it.
+    over = [b.num_pairs for b in batches if (b.num_tokens if packing else b.num_positions) > 1200]
+    assert set(over) <= {1}
+    assert len({b.num_pairs for b in batches}) > 2  # many short pairs, few long ones
+    assert len(dm.train_dataloader()) == len(batches)
+    with pytest.raises(ValueError, match="data.max_tokens_per_batch must be >= 2"):
+        make_dm(tmp_path, path, tiny_decoder_dir, max_tokens_per_batch=1)
+
+
 def test_identical_pairs_after_truncation_are_dropped_and_counted(tmp_path, tiny_decoder_dir):
     rows = arithmetic_rows(8)
     # Same start, difference only far into the completion: cut away at max_length=32.

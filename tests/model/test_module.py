@@ -261,3 +261,21 @@ def test_a_packed_row_holds_sequences_whole_with_positions_restarting():
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 1, 2]]
     assert batch.attention_mask is None
     assert batch.first_token_index.tolist() == [6, 4, 0] and batch.last_token_index.tolist() == [8, 5, 3]
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_each_epoch_logs_real_and_processed_tokens_per_second_and_the_padded_share(
+    tmp_path, pairs_file, tiny_decoder_dir, packing
+):
+    L.seed_everything(0)
+    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, packing=packing)
+    model = built(tiny_decoder_dir, lr=1e-3)
+    run = trainer(-1, max_epochs=1)
+    run.fit(model, dm)
+    batches = list(dm.train_dataloader())  # epoch 0's batches again (the order depends on the seed alone)
+    real, processed = sum(b.num_tokens for b in batches), sum(b.num_positions for b in batches)
+    metrics = run.callback_metrics
+    assert processed > real  # some padding, even length-grouped or packed
+    assert float(metrics["train/padded_share"]) == pytest.approx(1 - real / processed, rel=1e-4)
+    ratio = float(metrics["train/processed_tokens_per_s"]) / float(metrics["train/real_tokens_per_s"])
+    assert ratio == pytest.approx(processed / real, rel=1e-5)
