@@ -1,4 +1,8 @@
-from lightning_critrm.data.batching import EpochShuffleSampler, LengthGroupedBatchSampler, TokenBudgetBatchSampler
+from lightning_critrm.data.batching import (
+    EpochShuffleSampler,
+    LengthGroupedBatchSampler,
+    TokenBudgetBatchSampler,
+)
 
 
 def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
