@@ -272,9 +272,12 @@ def _score(argv: list[str]) -> None:
 
 
 def parse_study_arguments(argv: list[str]):
-    """``study``: many ``fit`` runs from one YAML (its ``study`` and ``fit`` sections), each in its
+    """``study``'s command line: (settings, fit config, config path, fit overrides).
+
+    ``study`` runs many ``fit`` runs from one YAML (its ``study`` and ``fit`` sections), each in its
     own process; ``study --help`` lists the ``study`` options. ``--fit.<option> value`` reaches
-    every run's ``fit`` command as ``--<option> value``."""
+    every run's ``fit`` command as ``--<option> value``: jsonargparse would replace the whole
+    ``fit`` mapping with an override rather than merge it, so those are split off first."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     from lightning_critrm.study import StudySettings
@@ -298,6 +301,7 @@ def parse_study_arguments(argv: list[str]):
 
 
 def _study(argv: list[str]) -> None:
+    """``study``: see :func:`parse_study_arguments` and :func:`lightning_critrm.study.run_study`."""
     from lightning_critrm.study import run_study
 
     settings, fit, config_path, fit_overrides = parse_study_arguments(argv)

@@ -180,6 +180,20 @@ def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
     text = cli.datamodule.tokenizer.decode(cli.datamodule.train_dataset[0]["chosen_input_ids"])
     assert "[Critique of the response]" in text  # a critique SmolLM2 wrote is part of the input
 
+    # The exported quickstart model (SmolLM2, which pads with its EOS) scored by plain transformers
+    # gives the trainer's rewards, on the validation pairs with their critiques, padded.
+    from tests.model.test_export import exported_rewards, trainer_rewards
+
+    out = tmp_path / "exported"
+    main(["export", "--config", str(REPO / "conf" / "quickstart.yaml"), "--ckpt_path", "last", "--out", str(out),
+          "--trainer.default_root_dir", str(tmp_path), "--data.source", "builtin:arithmetic:16",
+          "--data.critic.backend", "transformers", "--data.critic.sampling.max_new_tokens", "16",
+          "--data.cache_dir", str(tmp_path / "cache")])
+    val = cli.datamodule.val_dataset
+    sequences = [val[i][k] for i in range(len(val)) for k in ("chosen_input_ids", "rejected_input_ids")]
+    assert len({len(s) for s in sequences}) > 1
+    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
+
 
 def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tmp_path, pairs_file, tiny_decoder_dir, capsys):
     # The documented GPU workflow: `critique` first (whatever require_cached says), then a `fit`

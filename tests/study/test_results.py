@@ -72,3 +72,12 @@ def test_a_run_result_saves_and_loads(tmp_path):
     run.save(tmp_path)
     assert RunResult.load(tmp_path) == run
     assert RunResult.load(tmp_path / "missing") is None
+
+
+def test_results_are_written_as_ordinary_files(tmp_path):
+    import os
+
+    result("none", 8, 0, 0.5).save(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o666 & ~umask
