@@ -81,7 +81,7 @@ def main() -> None:
     tmp.replace(args.out)
     empty = sum(r[s] == "(no descriptive sentence)" for r in rows for s in ("chosen_critique", "rejected_critique"))
     print(json.dumps({
-        "out": str(args.out), "pairs": len(rows), "critique_chars_kept": round(chars_after / chars_before, 4),
+        "out": str(args.out.relative_to(REPO)) if args.out.is_relative_to(REPO) else str(args.out), "pairs": len(rows), "critique_chars_kept": round(chars_after / chars_before, 4),
         "critiques_left_empty": empty, "keyword_rule_before": before, "keyword_rule_after": keyword_rule(rows),
     }, indent=1))
 

@@ -7,8 +7,9 @@ keeps the work identical). TRL gets the very token ids we train on, so both side
 sequences; TRL pads a batch to its longest sequence in arrival order, ours groups by length (padded
 mode) or packs several sequences to a row with no padding between them (packed mode).
 
-Each contender runs in its own process, alternating, ``--rounds`` times; the first ``--warmup``
-steps of each run are not timed. A step's time is forward, backward and optimizer step (data
+Each contender runs in its own process, alternating, ``--rounds`` times, over the same pairs in one
+pass; every step is timed by default. (Leaving a first step untimed would leave different pairs
+untimed on each side: ours puts its heaviest batch first, TRL takes a random one.) A step's time is forward, backward and optimizer step (data
 loading excluded on both sides). Reported per mode: real tokens/s (the tokens of the sequences),
 processed tokens/s (padding included), the padded share, the ratio to TRL, peak RSS of the
 process, and the losses of the timed steps.
@@ -167,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trl-python", default=str(REPO.parent / "trl_venv" / "bin" / "python"))
     parser.add_argument("--steps", type=int, default=3, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed steps first (see above before using)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pairs-per-step", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=2048)
