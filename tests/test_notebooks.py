@@ -4,14 +4,13 @@ import json
 
 import nbformat
 import pytest
-import yaml
 from nbclient import NotebookClient
 
 from lightning_critrm.cli import main
 from lightning_critrm.study.results import RunResult, results_csv
 from tests.conftest import REPO
 from tests.critique.conftest import fake_chat_server  # noqa: F401  (the fixture)
-from tests.test_cli import tiny_config
+from tests.test_cli import tiny_endpoint_critic_config
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -60,11 +59,7 @@ def test_inspect_critiques_browses_the_cache_and_scores_with_and_without_critiqu
     tmp_path, pairs_file, tiny_decoder_dir, fake_chat_server, monkeypatch,  # noqa: F811 (the imported fixture)
 ):
     monkeypatch.setenv("LIGHTNING_CRITRM_CACHE", str(tmp_path / "cache"))
-    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
-    config = yaml.safe_load(cfg.read_text())
-    config["data"].update(critiques="generate", critic={"backend": "openai", "model": "served-critic",
-                                                        "endpoint": {"base_url": fake_chat_server.url}})
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = tiny_endpoint_critic_config(tmp_path, tiny_decoder_dir, pairs_file, fake_chat_server.url)
     models = {}
     for critiques in ("generate", "none"):
         root = tmp_path / critiques

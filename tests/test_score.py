@@ -5,12 +5,11 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from lightning_critrm.cli import main
 from tests.conftest import write_jsonl
 from tests.critique.conftest import fake_chat_server  # noqa: F401  (the fixture)
-from tests.test_cli import tiny_config
+from tests.test_cli import tiny_config, tiny_endpoint_critic_config
 
 
 def reference_rewards(out, formatter, items):
@@ -48,12 +47,7 @@ def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them
     tmp_path, pairs_file, tiny_decoder_dir, fake_chat_server, monkeypatch,  # noqa: F811 (the imported fixture)
 ):
     monkeypatch.setenv("LIGHTNING_CRITRM_CACHE", str(tmp_path / "cache"))
-    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
-    config = yaml.safe_load(cfg.read_text())
-    config["data"].update(critiques="generate", critic={"backend": "openai", "model": "served-critic",
-                                                        "endpoint": {"base_url": fake_chat_server.url}})
-    config["data"]["cache_dir"] = str(tmp_path / "cache")
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = tiny_endpoint_critic_config(tmp_path, tiny_decoder_dir, pairs_file, fake_chat_server.url)
     cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
     model = tmp_path / "rm"
     main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(model)])
