@@ -344,19 +344,18 @@ class PreferenceDataModule(L.LightningDataModule):
                 len(dataset), self.hparams.max_tokens_per_batch, lengths, self._sample_seed,
                 packed=self.hparams.packing, window=50 * batch_size if self.hparams.group_by_length else None,
             )
-            kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
-            return ResumableDataLoader(dataset, epoch_source=self._current_epoch, **kwargs)
-        if train:
-            sampler = EpochShuffleSampler(len(dataset), self._sample_seed)
-            # A window of one batch keeps the random composition: grouping off.
-            window = 50 if self.hparams.group_by_length else 1
         else:
-            sampler = SequentialSampler(dataset)
-            window = None if self.hparams.group_by_length else 1
-        batch_sampler = LengthGroupedBatchSampler(
-            sampler, batch_size=batch_size, drop_last=False, lengths=lengths, mega_batch_factor=window,
-            uneven="drop" if train else "pad",
-        )
+            if train:
+                sampler = EpochShuffleSampler(len(dataset), self._sample_seed)
+                # A window of one batch keeps the random composition: grouping off.
+                window = 50 if self.hparams.group_by_length else 1
+            else:
+                sampler = SequentialSampler(dataset)
+                window = None if self.hparams.group_by_length else 1
+            batch_sampler = LengthGroupedBatchSampler(
+                sampler, batch_size=batch_size, drop_last=False, lengths=lengths, mega_batch_factor=window,
+                uneven="drop" if train else "pad",
+            )
         kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
         if not train:
             return DataLoader(dataset, **kwargs)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from lightning_critrm.atomic_folder import write_bytes_atomically
 from lightning_critrm.errors import MissingExtraError
 from lightning_critrm.study.results import RunResult, curves
 
@@ -53,8 +55,8 @@ def save_figure(results: Sequence[RunResult], path: Path, title: Optional[str] =
     try:
         draw_accuracy_curves(ax, results, title)
         fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp)
-        tmp.replace(path)
+        image = io.BytesIO()
+        fig.savefig(image, format="png")
     finally:
         plt.close(fig)
+    write_bytes_atomically(path, image.getvalue())

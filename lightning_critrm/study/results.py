@@ -116,11 +116,10 @@ def equivalence_report(results: Sequence[RunResult], baseline: str) -> dict:
 def _per_seed_factors(results: Sequence[RunResult], condition: str, baseline: str) -> dict[int, list[Equivalence]]:
     found = {}
     for seed in sorted({r.seed for r in results}):
-        mine = sorted((r.size, r.test_acc) for r in results if r.seed == seed and r.condition == condition)
-        plain = sorted((r.size, r.test_acc) for r in results if r.seed == seed and r.condition == baseline)
-        if mine and plain:
-            found[seed] = equivalence_factors([s for s, _ in mine], [a for _, a in mine],
-                                              [s for s, _ in plain], [a for _, a in plain])
+        seed_curves = curves([r for r in results if r.seed == seed])
+        if condition in seed_curves and baseline in seed_curves:
+            mine, plain = seed_curves[condition], seed_curves[baseline]
+            found[seed] = equivalence_factors(mine.sizes, mine.mean, plain.sizes, plain.mean)
     return found
 
 
