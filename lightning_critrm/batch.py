@@ -1,9 +1,14 @@
 """The batch the reward model reads: the one place where a batch's layout is defined.
 
 Collators build a :class:`RewardBatch`; the model reads each reward at the indices the batch gives
-and never infers the layout from padding. Two layouts: padded rows (``RewardBatch.padded``) and
-packed rows (``RewardBatch.packed``: several sequences per row, no padding between them), read by
-the same model code.
+and never infers the layout from padding. Three layouts, read by the same model code:
+
+* padded rows (``RewardBatch.padded``): one sequence per row;
+* packed rows (``RewardBatch.packed``): several sequences per row, no padding between them;
+* shared prefixes (``RewardBatch.shared_prefix``): sequences that start alike (a pair's prompt)
+  laid out as ``prefix | rest 1 | rest 2 ...`` with the prefix once, each rest attending to the
+  prefix and to itself only (causal decoders: the prefix's hidden states do not depend on what
+  follows it, so every sequence gets exactly the reward it would get alone).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from typing import Literal, Optional
 import torch
 
 PaddingSide = Literal["right", "left"]
+# One causal sequence of a row, for attention computed sequence by sequence: its column ranges in
+# order, and the first of its positions whose outputs it owns (0, or the prefix length for the
+# second and later sequences of a shared-prefix group, whose prefix the first one owns).
+Segment = tuple[tuple[tuple[int, int], ...], int]
 
 
 @dataclass
@@ -35,6 +44,14 @@ class RewardBatch:
         margin             FloatTensor [P]: per-pair loss margin, or None
         ids                LongTensor [N] (sequences) or [P] (pairs): caller's index of each item,
                            so results can be matched back (dataset rows, RewardBench sequences)
+        block_ids          LongTensor [B, T] (shared-prefix layout only, else None): which group of
+                           sequences each token belongs to; a row's padding is a block of its own
+        branch_ids         LongTensor [B, T] (shared-prefix layout only): 0 on a group's shared
+                           prefix, k on the rest of its k-th sequence, -1 on padding
+
+    In the shared-prefix layout ``first_token_index`` points at the group's prefix (where the
+    sequence starts) and position ids continue after the prefix, so the position of each
+    sequence's last token is its length - 1, as in the other layouts.
     """
 
     input_ids: torch.Tensor
@@ -45,6 +62,8 @@ class RewardBatch:
     num_pairs: int = 0
     margin: Optional[torch.Tensor] = None
     ids: Optional[torch.Tensor] = None
+    block_ids: Optional[torch.Tensor] = None
+    branch_ids: Optional[torch.Tensor] = None
 
     @classmethod
     def padded(
@@ -112,17 +131,8 @@ class RewardBatch:
         if any(not s for s in sequences):
             raise ValueError("a batch's sequences must not be empty")
         capacity = max(row_tokens or 0, max(len(s) for s in sequences))
-        rows: list[list[int]] = []  # sequence indices per row
-        fill: list[int] = []
-        for k in sorted(range(len(sequences)), key=lambda k: -len(sequences[k])):  # first fit, longest first
-            row = next((r for r, used in enumerate(fill) if used + len(sequences[k]) <= capacity), None)
-            if row is None:
-                rows.append([])
-                fill.append(0)
-                row = len(rows) - 1
-            rows[row].append(k)
-            fill[row] += len(sequences[k])
-        width = max(fill)
+        rows = _first_fit([len(s) for s in sequences], capacity)  # sequence indices per row
+        width = max(sum(len(sequences[k]) for k in row) for row in rows)
         input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
         position_ids = torch.zeros((len(rows), width), dtype=torch.long)
         first = [0] * len(sequences)
@@ -147,6 +157,84 @@ class RewardBatch:
             ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),
         )
 
+    @classmethod
+    def shared_prefix(
+        cls,
+        sequences: Sequence[Sequence[int]],
+        groups: Sequence[Sequence[int]],
+        pad_token_id: int,
+        pack: bool = False,
+        row_tokens: Optional[int] = None,
+        num_pairs: int = 0,
+        margin: Optional[Sequence[float]] = None,
+        ids: Optional[Sequence[int]] = None,
+    ) -> "RewardBatch":
+        """Each group of sequences (indices into ``sequences``, e.g. a pair's chosen and rejected)
+        laid out as its common prefix once, then each sequence's rest: ``prefix | rest 1 | rest 2``.
+        The prefix is the group's longest common start, kept one token short of the shortest
+        member so every sequence keeps its own last token (where its reward is read).
+
+        One group per row, padded at the end; ``pack`` puts several groups in a row instead (up to
+        ``row_tokens`` tokens, default the longest group; first fit, longest first). Rewards are
+        those of the sequences scored alone, for causal decoders, when the model attends as
+        :meth:`attention_blocks` says. ``sequences`` keep their order in the rewards."""
+        if not sequences:
+            raise ValueError("a batch needs at least one sequence")
+        if num_pairs and len(sequences) != 2 * num_pairs:
+            raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
+        if any(not s for s in sequences):
+            raise ValueError("a batch's sequences must not be empty")
+        if sorted(k for g in groups for k in g) != list(range(len(sequences))) or any(not g for g in groups):
+            raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one non-empty group")
+        prefixes = [shared_prefix_length([sequences[k] for k in g]) for g in groups]
+        sizes = [p + sum(len(sequences[k]) - p for k in g) for g, p in zip(groups, prefixes)]
+        capacity = max(row_tokens or 0, max(sizes)) if pack else max(sizes)
+        rows = _first_fit(sizes, capacity) if pack else [[g] for g in range(len(groups))]
+        width = max(sum(sizes[g] for g in row) for row in rows)
+        input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        block_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        branch_ids = torch.full((len(rows), width), -1, dtype=torch.long)
+        first = [0] * len(sequences)
+        last = [0] * len(sequences)
+        block = 0
+        for r, members in enumerate(rows):
+            column = 0
+            for g in members:
+                p = prefixes[g]
+                head = sequences[groups[g][0]][:p]
+                input_ids[r, column : column + p] = torch.as_tensor(head, dtype=torch.long)
+                position_ids[r, column : column + p] = torch.arange(p)
+                block_ids[r, column : column + sizes[g]] = block
+                branch_ids[r, column : column + p] = 0
+                start = column
+                column += p
+                for branch, k in enumerate(groups[g], start=1):
+                    rest = sequences[k][p:]
+                    input_ids[r, column : column + len(rest)] = torch.as_tensor(rest, dtype=torch.long)
+                    position_ids[r, column : column + len(rest)] = torch.arange(p, p + len(rest))
+                    branch_ids[r, column : column + len(rest)] = branch
+                    first[k] = r * width + start
+                    last[k] = r * width + column + len(rest) - 1
+                    column += len(rest)
+                block += 1
+            if column < width:  # the tail: a block of its own
+                position_ids[r, column:] = torch.arange(width - column)
+                block_ids[r, column:] = block
+                block += 1
+        return cls(
+            input_ids=input_ids,
+            attention_mask=None,
+            position_ids=position_ids,
+            first_token_index=torch.tensor(first, dtype=torch.long),
+            last_token_index=torch.tensor(last, dtype=torch.long),
+            num_pairs=num_pairs,
+            margin=None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
+            ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),
+            block_ids=block_ids,
+            branch_ids=branch_ids,
+        )
+
     # -- reading ------------------------------------------------------------------------------
     @property
     def num_sequences(self) -> int:
@@ -154,13 +242,70 @@ class RewardBatch:
 
     @property
     def num_tokens(self) -> int:
-        """Real (non-padding) tokens."""
-        return int(self.last_token_index.sum() - self.first_token_index.sum()) + self.num_sequences
+        """Tokens of the sequences scored (a shared prefix counts once per sequence that starts
+        with it): the work a one-sequence-per-row pass does without its padding."""
+        # Every layout numbers a sequence's tokens from 0, so its last token's position is its length - 1.
+        return int(self.position_ids.reshape(-1)[self.last_token_index].sum()) + self.num_sequences
 
     @property
     def num_positions(self) -> int:
         """Tokens the forward pass processes, padding included."""
         return int(self.input_ids.numel())
+
+    @property
+    def is_right_padded(self) -> bool:
+        """Padded layout with every sequence starting its row (padding only after the tokens)."""
+        if self.attention_mask is None:
+            return False
+        return bool((self.first_token_index % self.input_ids.shape[1] == 0).all())
+
+    @property
+    def num_padding(self) -> int:
+        """Positions that hold no token of any sequence."""
+        if self.branch_ids is not None:
+            return int((self.branch_ids < 0).sum())
+        if self.attention_mask is not None:
+            return self.num_positions - int(self.attention_mask.sum())
+        return self.num_positions - self.num_tokens
+
+    def attention_segments(self) -> list[list[Segment]]:
+        """Each row's sequences as :data:`Segment` s, for the packed and shared-prefix layouts:
+        attending within each segment, causally, is what :meth:`attention_blocks` allows."""
+        width = self.input_ids.shape[1]
+        rows: list[list[Segment]] = [[] for _ in range(self.input_ids.shape[0])]
+        if self.block_ids is None:
+            if self.attention_mask is not None:
+                raise ValueError("a padded batch has no segments: its rows are its sequences")
+            for first, last in zip(self.first_token_index.tolist(), self.last_token_index.tolist()):
+                rows[first // width].append((((first % width, last % width + 1),), 0))
+            return rows
+        for r, (blocks, branches) in enumerate(zip(self.block_ids.tolist(), self.branch_ids.tolist())):
+            spans: dict[tuple[int, int], list[int]] = {}  # (block, branch) -> [first column, end]
+            for column, key in enumerate(zip(blocks, branches)):
+                if key[1] >= 0:
+                    spans.setdefault(key, [column, column])[1] = column + 1
+            for (block, branch), (start, end) in spans.items():
+                if branch == 0:
+                    continue
+                prefix = spans.get((block, 0))
+                if prefix is None:
+                    rows[r].append((((start, end),), 0))
+                else:
+                    rows[r].append(((tuple(prefix), (start, end)), 0 if branch == 1 else prefix[1] - prefix[0]))
+        return rows
+
+    def attention_blocks(self) -> torch.Tensor:
+        """BoolTensor [B, 1, T, T] of the shared-prefix layout: query ``t`` may attend key ``s``
+        when both lie in the same block, ``s`` is not after ``t``, and ``s`` is on the prefix or on
+        the same sequence's rest as ``t`` (so two completions never see each other)."""
+        if self.block_ids is None or self.branch_ids is None:
+            raise ValueError("only the shared-prefix layout carries attention blocks")
+        width = self.input_ids.shape[1]
+        same_block = self.block_ids[:, :, None] == self.block_ids[:, None, :]
+        key_branch = self.branch_ids[:, None, :]
+        visible = (key_branch == 0) | (key_branch == self.branch_ids[:, :, None])
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.input_ids.device).tril()
+        return (same_block & visible & causal)[:, None]
 
     def split_pairs(self, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen rewards [P], rejected rewards [P]) from the rewards [2P] of a pair batch."""
@@ -177,3 +322,28 @@ class RewardBatch:
             if isinstance(value := getattr(self, f.name), torch.Tensor)
         }
         return replace(self, **moved)
+
+
+def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens every one of ``sequences`` starts with, at most the shortest one's length - 1 (each
+    keeps a token of its own)."""
+    shortest = min(len(s) for s in sequences)
+    n = 0
+    while n < shortest - 1 and all(s[n] == sequences[0][n] for s in sequences[1:]):
+        n += 1
+    return n
+
+
+def _first_fit(sizes: Sequence[int], capacity: int) -> list[list[int]]:
+    """Item indices per row: each item, longest first, into the first row with room for it."""
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for k in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
+        row = next((r for r, used in enumerate(fill) if used + sizes[k] <= capacity), None)
+        if row is None:
+            rows.append([])
+            fill.append(0)
+            row = len(rows) - 1
+        rows[row].append(k)
+        fill[row] += sizes[k]
+    return rows

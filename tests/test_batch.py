@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from lightning_critrm.batch import RewardBatch
+from lightning_critrm.batch import RewardBatch, shared_prefix_length
 
 
 def test_split_pairs_gives_chosen_then_rejected():
@@ -31,3 +31,92 @@ def test_to_moves_every_tensor_and_keeps_the_rest():
     moved = batch.to("meta")
     assert moved.input_ids.device.type == "meta" and moved.margin.device.type == "meta"
     assert moved.num_pairs == 1 and batch.input_ids.device.type == "cpu"
+
+
+# Two pairs: (chosen, rejected) = ([5 6 7 2], [5 6 9 9 2]) sharing the prompt [5 6], and ([8 2], [3 2]) sharing nothing.
+SHARED = [[5, 6, 7, 2], [8, 2], [5, 6, 9, 9, 2], [3, 2]]
+SHARED_GROUPS = [[0, 2], [1, 3]]
+
+
+def test_shared_prefix_lays_each_pair_out_as_prompt_then_both_rests():
+    batch = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2)
+    assert batch.input_ids.tolist() == [[5, 6, 7, 2, 9, 9, 2], [8, 2, 3, 2, 0, 0, 0]]
+    # positions continue after the prompt, so the rejected rest starts at 2 again
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 4], [0, 1, 0, 1, 0, 1, 2]]
+    assert batch.branch_ids.tolist() == [[0, 0, 1, 1, 2, 2, 2], [1, 1, 2, 2, -1, -1, -1]]
+    assert batch.block_ids.tolist() == [[0] * 7, [1, 1, 1, 1, 2, 2, 2]]
+    assert batch.first_token_index.tolist() == [0, 7, 0, 7]
+    assert batch.last_token_index.tolist() == [3, 8, 6, 10]
+    assert batch.attention_mask is None
+    assert (batch.num_tokens, batch.num_positions, batch.num_padding) == (13, 14, 3)
+
+
+def test_shared_prefix_blocks_let_each_rest_see_the_prompt_and_itself_only():
+    blocks = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2).attention_blocks()
+    expected = torch.tensor([
+        [[1, 0, 0, 0, 0, 0, 0],
+         [1, 1, 0, 0, 0, 0, 0],
+         [1, 1, 1, 0, 0, 0, 0],  # chosen rest: the prompt and itself
+         [1, 1, 1, 1, 0, 0, 0],
+         [1, 1, 0, 0, 1, 0, 0],  # rejected rest: the prompt and itself, never the chosen rest
+         [1, 1, 0, 0, 1, 1, 0],
+         [1, 1, 0, 0, 1, 1, 1]],
+        [[1, 0, 0, 0, 0, 0, 0],  # no shared prompt: two separate sequences
+         [1, 1, 0, 0, 0, 0, 0],
+         [0, 0, 1, 0, 0, 0, 0],
+         [0, 0, 1, 1, 0, 0, 0],
+         [0, 0, 0, 0, 1, 0, 0],  # padding attends to padding (no empty softmax row)
+         [0, 0, 0, 0, 1, 1, 0],
+         [0, 0, 0, 0, 1, 1, 1]],
+    ], dtype=torch.bool)[:, None]
+    assert torch.equal(blocks, expected)
+
+
+def test_packed_shared_prefix_rows_hold_several_pairs_without_padding():
+    batch = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, pack=True, row_tokens=11, num_pairs=2)
+    assert batch.input_ids.tolist() == [[5, 6, 7, 2, 9, 9, 2, 8, 2, 3, 2]]
+    assert batch.block_ids.tolist() == [[0] * 7 + [1] * 4]
+    assert batch.last_token_index.tolist() == [3, 8, 6, 10]
+    assert (batch.num_tokens, batch.num_padding) == (13, 0)
+
+
+@pytest.mark.parametrize("sequences, expected", [
+    ([[1, 2, 3], [1, 2, 4]], 2),
+    ([[1, 2], [1, 2, 3]], 1),  # the shorter keeps its own last token
+    ([[1, 2, 3], [1, 2, 3]], 2),
+    ([[1, 2, 3]], 2),
+    ([[5], [5, 6]], 0),
+    ([[1, 2], [3, 2]], 0),
+])
+def test_shared_prefix_length(sequences, expected):
+    assert shared_prefix_length(sequences) == expected
+
+
+def test_groups_must_split_the_sequences():
+    with pytest.raises(ValueError, match="groups must split the 4 sequences"):
+        RewardBatch.shared_prefix(SHARED, [[0, 2], [1]], pad_token_id=0)
+    with pytest.raises(ValueError, match="groups must split"):
+        RewardBatch.shared_prefix(SHARED, [[0, 2], [1, 3, 3]], pad_token_id=0)
+
+
+def test_padding_counts_in_every_layout():
+    seqs = [[1, 2, 3], [4]]
+    assert RewardBatch.padded(seqs, pad_token_id=0).num_padding == 2
+    assert RewardBatch.packed(seqs, pad_token_id=0, row_tokens=3).num_padding == 2
+    assert RewardBatch.packed(seqs, pad_token_id=0, row_tokens=4).num_padding == 0
+
+
+def test_attention_segments_of_shared_prefix_rows_by_hand():
+    segments = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2).attention_segments()
+    assert segments == [
+        [(((0, 2), (2, 4)), 0), (((0, 2), (4, 7)), 2)],  # the second sequence leaves the prompt's outputs to the first
+        [(((0, 2),), 0), (((2, 4),), 0)],  # nothing shared; the padding (4-7) is no segment
+    ]
+
+
+def test_attention_segments_of_packed_rows_by_hand():
+    batch = RewardBatch.packed([[5, 6, 2], [7, 2], [8, 9, 10, 2]], pad_token_id=0, row_tokens=6)
+    # rows [8 9 10 2 | 7 2] and [5 6 2 | pad pad pad]
+    assert batch.attention_segments() == [[(((4, 6),), 0), (((0, 4),), 0)], [(((0, 3),), 0)]]
+    with pytest.raises(ValueError, match="padded batch has no segments"):
+        RewardBatch.padded([[1, 2]], pad_token_id=0).attention_segments()
