@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_critrm import console
+from lightning_critrm.backbones import empty_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import (
     USER_ERROR_EXIT_CODE,
@@ -38,6 +39,7 @@ from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
+from lightning_critrm.model.reward_model import require_causal_decoder
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
 from lightning_critrm.trainer import CritiqueRMTrainer, fill_all_critiques
 
@@ -148,6 +150,18 @@ class CritiqueRMCLI(LightningCLI):
         if config["checkpoint"]["dirpath"] is None:
             # A fixed folder (not the logger's version_N) so `--ckpt_path last` finds it on resume.
             config["checkpoint"]["dirpath"] = str(self._root(config) / "checkpoints")
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        self._check_shared_prompt()
+
+    def _check_shared_prompt(self) -> None:
+        """Refuse ``data.shared_prompt`` on a backbone that cannot share a prompt before any data
+        is read or critique written (the model is built on the meta device: no weights read)."""
+        datamodule, model = getattr(self, "datamodule", None), getattr(self, "model", None)
+        if datamodule is None or model is None or not datamodule.hparams.get("shared_prompt"):
+            return
+        require_causal_decoder(empty_backbone(model.hparams.backbone))
 
     def before_fit(self) -> None:
         if not any(isinstance(c, ResumableCheckpoint) for c in self.trainer.callbacks):

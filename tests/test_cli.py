@@ -337,20 +337,27 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, pairs_file, 
     assert (notice in capsys.readouterr().out) == (not native_bf16)
 
 
-def test_packing_trains_the_same_model_on_fewer_positions(tmp_path, pairs_file, tiny_decoder_dir):
+def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_path, pairs_file, tiny_decoder_dir):
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
     runs = {}
-    for packing in (False, True):
+    for packing, shared in ((False, False), (True, False), (False, True), (True, True)):
+        # Without length grouping every layout gets the same pairs in the same batches.
         cli = main(["fit", "--config", str(cfg), "--data.packing", str(packing).lower(), "--data.packing_row_tokens", "256",
-                    "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}")])
+                    "--data.shared_prompt", str(shared).lower(), "--data.group_by_length", "false",
+                    "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}_{shared}")])
         batch = next(iter(cli.datamodule.train_dataloader()))
-        runs[packing] = (cli.trainer.callback_metrics, dict(cli.model.named_parameters()), batch)
-    (plain, plain_params, padded), (packed_metrics, packed_params, packed) = runs[False], runs[True]
-    assert packed.attention_mask is None and packed.input_ids.shape[0] < padded.input_ids.shape[0]  # rows shared
-    assert packed.num_positions <= padded.num_positions
-    assert float(packed_metrics["val/loss"]) == pytest.approx(float(plain["val/loss"]), abs=1e-4)
-    for name, param in plain_params.items():
-        torch.testing.assert_close(packed_params[name], param, atol=1e-4, rtol=1e-3, msg=name)
+        runs[packing, shared] = (cli.trainer.callback_metrics, dict(cli.model.named_parameters()), batch)
+    plain, plain_params, padded = runs.pop((False, False))
+    for (packing, shared), (metrics, params, batch) in runs.items():
+        assert batch.attention_mask is None and (batch.block_ids is not None) == shared
+        assert batch.num_tokens == padded.num_tokens
+        if shared:  # the prompts' tokens run once (rows of whole pairs may pad more, though)
+            assert batch.num_positions - batch.num_padding < padded.num_tokens
+        else:
+            assert batch.num_positions < padded.num_positions
+        assert float(metrics["val/loss"]) == pytest.approx(float(plain["val/loss"]), abs=1e-4)
+        for name, param in plain_params.items():
+            torch.testing.assert_close(params[name], param, atol=1e-4, rtol=1e-3, msg=f"{packing=} {shared=} {name}")
 
 
 def test_a_run_bounded_by_steps_names_its_steps_not_epoch_minus_2():

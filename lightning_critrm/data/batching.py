@@ -132,9 +132,11 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
 
     Short pairs then travel many to a batch and long ones few, so every step does about the same
     work and none runs out of memory on an unlucky draw. A batch's tokens are counted as the
-    forward pass runs them: padded, ``2 x pairs x longest sequence``; packed (``packed=True``),
-    twice the sum of each pair's longer sequence (an upper bound on its real tokens). A pair longer
-    than the budget on its own travels alone.
+    forward pass runs them: padded, ``rows x pairs x longest``; packed (``packed=True``),
+    ``rows x`` the sum of the pairs' lengths. With ``rows=2`` (chosen and rejected in rows of their
+    own) a pair's length is its longer sequence, an upper bound on each; with ``rows=1`` (a pair
+    laid out as one shared-prompt row) it is that row's. A pair longer than the budget on its own
+    travels alone.
 
     The batches are composed once per run (pairs drawn in a ``seed``-shuffled order, sorted by
     length within windows of ``window`` pairs, then cut at the budget) and each epoch shuffles
@@ -146,20 +148,22 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
     Args:
         n: Pairs in the dataset.
         max_tokens: The budget.
-        lengths: Tokens of each pair's longer sequence.
+        lengths: Tokens of each pair (see ``rows``).
         seed: Seed of the composition and of each epoch's order.
         packed: Count tokens as packed rows hold them instead of padded ones.
+        rows: Rows of ``lengths[i]`` tokens at most that pair ``i`` takes: 2, or 1 for shared-prompt rows.
         window: Pairs sorted together; larger pads less, smaller mixes lengths more. ``None``:
             no sorting, batches cut in the shuffled order.
     """
 
     def __init__(self, n: int, max_tokens: int, lengths: Sequence[int], seed: int, packed: bool = False,
-                 window: Optional[int] = 400):
+                 window: Optional[int] = 400, rows: int = 2):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         super().__init__(EpochShuffleSampler(n, seed), batch_size=1, drop_last=False, lengths=lengths, uneven="drop")
         self.max_tokens = max_tokens
         self.packed = packed
+        self.rows = rows
         self.seed = seed
         self.window = window
         self._composed: Optional[list[list[int]]] = None
@@ -167,7 +171,7 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
     def cost(self, batch: Sequence[int]) -> int:
         """Tokens of ``batch`` as the budget counts them."""
         lengths = [self.lengths[i] for i in batch]
-        return 2 * sum(lengths) if self.packed else 2 * len(lengths) * max(lengths, default=0)
+        return self.rows * (sum(lengths) if self.packed else len(lengths) * max(lengths, default=0))
 
     def composed(self) -> list[list[int]]:
         """The run's batches, before each epoch's order."""

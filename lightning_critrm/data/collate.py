@@ -32,7 +32,9 @@ class PairCollator:
         pad_to_multiple_of: Round ``T`` up to a multiple of this (tensor-core friendly shapes).
         pack: Lay the sequences out packed instead (``RewardBatch.packed``: several per row, no
             padding between sequences).
-        row_tokens: Tokens per packed row (default: the batch's longest sequence).
+        row_tokens: Tokens per packed row (default: the batch's longest sequence or pair).
+        shared_prompt: Lay each pair out as one ``prompt | chosen rest | rejected rest`` group
+            (``RewardBatch.shared_prefix``), the prompt once; with ``pack``, several groups per row.
     """
 
     def __init__(
@@ -42,30 +44,25 @@ class PairCollator:
         pad_to_multiple_of: Optional[int] = None,
         pack: bool = False,
         row_tokens: Optional[int] = None,
+        shared_prompt: bool = False,
     ):
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
         self.pad_to_multiple_of = pad_to_multiple_of
         self.pack = pack
         self.row_tokens = row_tokens
+        self.shared_prompt = shared_prompt
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> RewardBatch:
         seqs = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
+        pairs = {
+            "num_pairs": len(features),
+            "margin": [f["margin"] for f in features] if "margin" in features[0] else None,
+            "ids": [f["index"] for f in features] if "index" in features[0] else None,
+        }
+        if self.shared_prompt:
+            groups = [[i, len(features) + i] for i in range(len(features))]
+            return RewardBatch.shared_prefix(seqs, groups, self.pad_token_id, self.pack, self.row_tokens, **pairs)
         if self.pack:
-            return RewardBatch.packed(
-                seqs,
-                self.pad_token_id,
-                self.row_tokens,
-                num_pairs=len(features),
-                margin=[f["margin"] for f in features] if "margin" in features[0] else None,
-                ids=[f["index"] for f in features] if "index" in features[0] else None,
-            )
-        return RewardBatch.padded(
-            seqs,
-            self.pad_token_id,
-            self.padding_side,
-            self.pad_to_multiple_of,
-            num_pairs=len(features),
-            margin=[f["margin"] for f in features] if "margin" in features[0] else None,
-            ids=[f["index"] for f in features] if "index" in features[0] else None,
-        )
+            return RewardBatch.packed(seqs, self.pad_token_id, self.row_tokens, **pairs)
+        return RewardBatch.padded(seqs, self.pad_token_id, self.padding_side, self.pad_to_multiple_of, **pairs)

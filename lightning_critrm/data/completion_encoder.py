@@ -30,6 +30,8 @@ class CompletionEncoder:
         pad_token_id: Id written into padding.
         padding_side: Side to pad on.
         store_dir: Folder of the default critique file, for a critic given at evaluation time.
+        shared_prompt: Score the completions of one prompt with the prompt once (the training
+            data's ``shared_prompt``).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class CompletionEncoder:
         pad_token_id: int,
         padding_side: PaddingSide = "right",
         store_dir: Optional[Path] = None,
+        shared_prompt: bool = False,
     ):
         self.formatter = formatter
         self.store = store
@@ -47,6 +50,7 @@ class CompletionEncoder:
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
         self.store_dir = store_dir
+        self.shared_prompt = shared_prompt
 
     def for_evaluation(self, critic: Optional[CriticConfig] = None) -> "CompletionEncoder":
         """This encoder with the critic of an evaluation set: ``critic`` when given (same
@@ -68,7 +72,7 @@ class CompletionEncoder:
                 "give the evaluation a critic (the one that wrote the training critiques)"
             )
         return CompletionEncoder(
-            self.formatter, store, True, self.pad_token_id, self.padding_side, self.store_dir
+            self.formatter, store, True, self.pad_token_id, self.padding_side, self.store_dir, self.shared_prompt
         )
 
     def fill(self, items: Sequence[Item], require_cached: Optional[bool] = None) -> Optional[CritiqueSummary]:

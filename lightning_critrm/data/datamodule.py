@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
+from lightning_critrm.batch import shared_prefix_length
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary, pair_items
 from lightning_critrm.data import sources
 from lightning_critrm.data.batching import (
@@ -76,6 +77,7 @@ class PreferenceDataModule(L.LightningDataModule):
         padding_side: Literal["right", "left"] = "right",
         packing: bool = False,
         packing_row_tokens: Optional[int] = None,
+        shared_prompt: bool = False,
         num_workers: int = 0,
         cache_dir: Optional[str] = None,
     ):
@@ -125,12 +127,19 @@ class PreferenceDataModule(L.LightningDataModule):
             group_by_length: Batch pairs of similar length together to cut padding.
             padding_side: Side to pad on; rewards are the same either way.
             packing: Pack each batch's sequences several to a row, with no padding between them
-                (position ids restart per sequence; attention stays within each). Same rewards
-                and gradients as padding, fewer tokens processed. Decoder backbones whose
-                attention goes through transformers' ``masking_utils`` (Llama-style models).
+                (position ids restart per sequence; attention stays within each: one sequence at
+                a time under ``sdpa``, a block-diagonal mask under ``eager``, variable-length
+                kernels under flash-attention 2). Same rewards and gradients as padding, fewer
+                tokens processed. Decoder backbones that read position ids (Llama-style models).
             packing_row_tokens: Tokens per packed row (default: the batch's longest sequence, so
                 only shorter sequences share a row; larger rows pack more and pad less, at the cost
                 of attention over longer rows on hardware without variable-length kernels).
+            shared_prompt: Score each pair's prompt once: one row ``prompt | chosen rest | rejected
+                rest``, both completions attending to the prompt and not to each other, positions
+                continuing after the prompt. Same rewards and gradients as scoring each sequence
+                alone, for causal decoders (the model refuses encoders) with ``sdpa`` or ``eager``
+                attention; with ``packing``, several pairs share a row. Validation, test and
+                RewardBench scoring use it too. Saves the prompt's share of the tokens.
             num_workers: DataLoader worker processes.
             cache_dir: Where tokenized pairs are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
                 ``~/.cache/lightning_critrm``).
@@ -259,6 +268,7 @@ class PreferenceDataModule(L.LightningDataModule):
             pad_token_id=self.pad_token_id,
             padding_side=self.hparams.padding_side,
             store_dir=self.cache_dir,
+            shared_prompt=self.hparams.shared_prompt,
         )
 
     def prepare_data(self) -> None:
@@ -333,16 +343,19 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def collator(self) -> PairCollator:
         return PairCollator(pad_token_id=self.pad_token_id, padding_side=self.hparams.padding_side,
-                            pack=self.hparams.packing, row_tokens=self.hparams.packing_row_tokens)
+                            pack=self.hparams.packing, row_tokens=self.hparams.packing_row_tokens,
+                            shared_prompt=self.hparams.shared_prompt)
 
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
-        lengths = list(dataset["length"])
+        # What batching sorts and budgets by: each pair's longer sequence, or its shared-prompt row.
+        lengths = shared_prompt_lengths(dataset) if self.hparams.shared_prompt else list(dataset["length"])
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
         if train and self.hparams.max_tokens_per_batch is not None:
             batch_sampler = TokenBudgetBatchSampler(
                 len(dataset), self.hparams.max_tokens_per_batch, lengths, self._sample_seed,
                 packed=self.hparams.packing, window=50 * batch_size if self.hparams.group_by_length else None,
+                rows=1 if self.hparams.shared_prompt else 2,
             )
         else:
             if train:
@@ -378,3 +391,12 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)
+
+
+def shared_prompt_lengths(dataset) -> list[int]:
+    """Tokens of each tokenized pair laid out as one ``prompt | chosen rest | rejected rest`` row."""
+    lengths = []
+    for chunk in dataset.select_columns(["chosen_input_ids", "rejected_input_ids"]).iter(batch_size=1024):
+        for chosen, rejected in zip(chunk["chosen_input_ids"], chunk["rejected_input_ids"]):
+            lengths.append(len(chosen) + len(rejected) - shared_prefix_length([chosen, rejected]))
+    return lengths

@@ -84,9 +84,15 @@ class RewardBench2Eval:
                         f"critique and count 0: {self.without_critique[:10]}")
         self.pad_token_id = encoder.pad_token_id
         self.padding_side = encoder.padding_side
+        self.shared_prompt = encoder.shared_prompt
 
     def batches(self) -> SequenceBatches:
-        return SequenceBatches(self.sequences, self.batch_size, self.pad_token_id, self.sort_by_length, self.padding_side)
+        """The prepared sequences in batches (the completions of one prompt together, with the prompt
+        once, under ``data.shared_prompt``)."""
+        ends = [start for _, start in self.scored[1:]] + [len(self.sequences)]
+        groups = [list(range(start, end)) for (_, start), end in zip(self.scored, ends)]
+        return SequenceBatches(self.sequences, self.batch_size, self.pad_token_id, self.sort_by_length,
+                               self.padding_side, groups=groups, shared_prompt=self.shared_prompt)
 
     def row_rewards(self, rewards: dict[int, float]) -> PromptScores:
         if sorted(rewards) != list(range(len(self.sequences))):

@@ -124,11 +124,14 @@ class RewardBenchEval:
             )
         self.pad_token_id = encoder.pad_token_id
         self.padding_side = encoder.padding_side
+        self.shared_prompt = encoder.shared_prompt
 
     def batches(self) -> SequenceBatches:
-        """The prepared sequences in batches, dealt across ranks when iterated."""
+        """The prepared sequences in batches, dealt across ranks when iterated (a row's chosen and
+        rejected completions together, with their prompt once, under ``data.shared_prompt``)."""
         return SequenceBatches(
-            self.sequences, self.batch_size, self.pad_token_id, self.sort_by_length, self.padding_side
+            self.sequences, self.batch_size, self.pad_token_id, self.sort_by_length, self.padding_side,
+            groups=[[k, k + 1] for k in range(0, len(self.sequences), 2)], shared_prompt=self.shared_prompt,
         )
 
     # -- scoring ------------------------------------------------------------------------------

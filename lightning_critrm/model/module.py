@@ -56,8 +56,10 @@ class _Throughput(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.real = SumMetric()  # tokens of the sequences
+        # tokens of the sequences (a shared prompt counts once per sequence: the work it stands for)
+        self.real = SumMetric()
         self.processed = SumMetric()  # positions the forward pass ran over, padding included
+        self.padding = SumMetric()  # positions holding no token
         self.seconds = MaxMetric()  # the slowest rank's time in training steps (data loading excluded)
         self._elapsed = 0.0
 
@@ -65,17 +67,25 @@ class _Throughput(nn.Module):
         self._elapsed += seconds
         self.real.update(float(batch.num_tokens))
         self.processed.update(float(batch.num_positions))
+        self.padding.update(float(batch.num_padding))
 
     def compute(self) -> dict[str, torch.Tensor]:
         self.seconds.update(self._elapsed)
         real, processed, seconds = self.real.compute(), self.processed.compute(), self.seconds.compute().clamp(min=1e-9)
         return {"real_tokens_per_s": real / seconds, "processed_tokens_per_s": processed / seconds,
-                "padded_share": 1 - real / processed.clamp(min=1)}
+                "padded_share": self.padding.compute() / processed.clamp(min=1)}
 
     def reset(self) -> None:
-        for metric in (self.real, self.processed, self.seconds):
+        for metric in (self.real, self.processed, self.padding, self.seconds):
             metric.reset()
         self._elapsed = 0.0
+
+
+def model_flops_utilization(parameters: int, tokens_per_s: float, peak_flops: float) -> float:
+    """Share of the hardware's peak FLOP/s that training's matmuls use: 6 FLOPs per parameter per
+    processed token (forward 2, backward 4), the usual estimate; attention scores, recomputation
+    under gradient checkpointing and frozen (LoRA) weights' skipped gradients are not counted."""
+    return 6.0 * parameters * tokens_per_s / peak_flops
 
 
 class CritiqueRewardModel(L.LightningModule):
@@ -297,10 +307,29 @@ class CritiqueRewardModel(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # Per epoch, over all ranks: real tokens/s (what the data holds), processed tokens/s (what the
-        # hardware ran, padding included) and the padded share between them.
+        # hardware ran, padding included; below real tokens when prompts are shared) and the share
+        # of processed positions that were padding; on GPUs the model FLOPs utilization too.
         if self.throughput.real.update_called:
-            for name, value in self.throughput.compute().items():
+            speeds = self.throughput.compute()
+            for name, value in speeds.items():
                 self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+            peak = self._peak_flops()
+            if peak:
+                parameters = sum(p.numel() for p in self.reward_model.parameters())  # DTensors count whole
+                mfu = model_flops_utilization(parameters, float(speeds["processed_tokens_per_s"]),
+                                              peak * self.trainer.world_size)
+                self.log("train/mfu", mfu, on_step=False, on_epoch=True, sync_dist=False)
+
+    def _peak_flops(self) -> Optional[float]:
+        """Theoretical FLOP/s of one device at the training precision (GPUs Lightning knows; None
+        elsewhere: CPUs have no such figure)."""
+        if self.device.type != "cuda":
+            return None
+        from lightning.fabric.utilities.throughput import get_available_flops
+
+        precision = str(self.trainer.precision)
+        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
+        return get_available_flops(self.device, dtype)
 
     def validation_step(self, batch: RewardBatch, batch_idx: int) -> None:
         self._pair_step(batch, self.val_metrics, "val")

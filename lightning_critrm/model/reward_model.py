@@ -17,6 +17,7 @@ from torch import nn
 
 from lightning_critrm.batch import RewardBatch
 from lightning_critrm.errors import InputError
+from lightning_critrm.model import segment_attention
 from lightning_critrm.model.pooling import Pooling, gather_hidden, reward_positions
 
 
@@ -38,6 +39,11 @@ class RewardModel(nn.Module):
         self.score = nn.Linear(hidden, 1, bias=False, dtype=torch.float32)
         nn.init.normal_(self.score.weight, std=1.0 / (hidden + 1) ** 0.5)
         self._takes_position_ids = "position_ids" in inspect.signature(backbone.forward).parameters
+        self._causal = is_causal(backbone)
+        if self._causal and getattr(backbone.config, "_attn_implementation", None) == "sdpa":
+            # sdpa as before, plus packed and shared-prompt rows attended one sequence at a time
+            # (segment_attention): the causal fast path where a 4-D mask would lose it.
+            backbone.set_attn_implementation(segment_attention.register())
 
     @property
     def backbone(self) -> nn.Module:
@@ -45,15 +51,33 @@ class RewardModel(nn.Module):
 
     def forward(self, batch: RewardBatch) -> torch.Tensor:
         """Rewards [N], fp32, one per sequence of ``batch``."""
-        if batch.attention_mask is None and not self._takes_position_ids:
+        attention_mask = batch.attention_mask
+        segments = {}
+        if batch.block_ids is not None:
+            self._check_shared_prefix(batch)
+            if self._attention == segment_attention.IMPLEMENTATION:
+                segments = {"attention_segments": batch.attention_segments()}
+            else:
+                attention_mask = self._shared_prefix_mask(batch)
+        elif attention_mask is None and not self._takes_position_ids:
             # Without position ids a packed row would be one long sequence attending across its parts.
             raise InputError(
                 f"packed batches need a backbone that reads position ids; {type(self.backbone).__name__} does not: "
                 "set data.packing: false"
             )
+        elif attention_mask is None and self._attention == segment_attention.IMPLEMENTATION:
+            segments = {"attention_segments": batch.attention_segments()}
         kwargs = {"position_ids": batch.position_ids} if self._takes_position_ids else {}
+        if batch.block_ids is None and self._causal and batch.is_right_padded:
+            # A causal decoder's real tokens never see padding that comes after them, and nothing
+            # reads the padding's outputs: without a mask, attention takes its causal fast path
+            # (benchmarks/results/attention_mask.json) and the rewards are the same. Positions
+            # count on through the padding (the default), or transformers would read the padding's
+            # repeated positions as packed sequences and build a mask after all.
+            attention_mask = None
+            kwargs = {}
         hidden = self.backbone(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs
+            input_ids=batch.input_ids, attention_mask=attention_mask, **kwargs, **segments
         ).last_hidden_state  # [B, T, H]
         pooled = gather_hidden(hidden, reward_positions(batch, self.pooling))  # [N, H]
         # fp32 whatever the parameters' dtype (a sharded bf16 head, bf16-true) or autocast says:
@@ -61,3 +85,52 @@ class RewardModel(nn.Module):
         with torch.autocast(device_type=pooled.device.type, enabled=False):
             # A new tensor, not a view: FSDP2 hooks the root output for backward.
             return F.linear(pooled.float(), self.score.weight.float()).squeeze(-1).clone()
+
+    @property
+    def _attention(self) -> str:
+        return getattr(self.backbone.config, "_attn_implementation", None) or "eager"
+
+    def _check_shared_prefix(self, batch: RewardBatch) -> None:
+        config = self.backbone.config
+        require_causal_decoder(self.backbone)
+        window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+        if window and batch.input_ids.shape[1] > window:
+            raise InputError(
+                f"data.shared_prompt: rows of {batch.input_ids.shape[1]} tokens exceed the backbone's sliding "
+                f"window ({window}), which a custom mask would ignore; set data.shared_prompt: false"
+            )
+        if self._attention not in ("sdpa", "eager", segment_attention.IMPLEMENTATION):
+            raise InputError(
+                f"data.shared_prompt needs sdpa or eager attention; the backbone uses {self._attention!r}: "
+                "set data.shared_prompt: false or load it with sdpa"
+            )
+
+    def _shared_prefix_mask(self, batch: RewardBatch) -> torch.Tensor:
+        """The 4-D mask of a shared-prefix batch, in the form the backbone's attention takes
+        (transformers passes a 4-D mask through unchanged)."""
+        blocks = batch.attention_blocks()
+        if self._attention == "sdpa":
+            return blocks
+        # Eager attention adds the mask to its scores.
+        dtype = self.backbone.get_input_embeddings().weight.dtype
+        if torch.is_autocast_enabled(blocks.device.type):
+            dtype = torch.get_autocast_dtype(blocks.device.type)
+        zero = torch.zeros((), dtype=dtype, device=blocks.device)
+        return torch.where(blocks, zero, torch.finfo(dtype).min)
+
+
+def is_causal(backbone: nn.Module) -> bool:
+    """Whether every attention layer of a transformers backbone attends causally (each token to
+    itself and what precedes it only)."""
+    flags = [m.is_causal for m in backbone.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+    return bool(flags) and all(flags)
+
+
+def require_causal_decoder(backbone: nn.Module) -> None:
+    """Raise unless ``backbone`` can score a shared prompt once: a causal decoder that reads
+    position ids (a bidirectional encoder's prompt reads the completion after it)."""
+    if "position_ids" not in inspect.signature(backbone.forward).parameters or not is_causal(backbone):
+        raise InputError(
+            f"data.shared_prompt needs a causal decoder backbone that reads position ids; "
+            f"{type(backbone).__name__} is not one: set data.shared_prompt: false"
+        )

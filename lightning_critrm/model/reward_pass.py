@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lightning_critrm import console
-from lightning_critrm.batch import PaddingSide, RewardBatch
+from lightning_critrm.batch import PaddingSide, RewardBatch, shared_prefix_length
 
 DUMMY_ID = -1  # the id of the sequence in a padding batch; its reward is discarded
 
@@ -38,12 +38,20 @@ class SequenceBatches:
     sorted by length (little padding) are dealt ``rank::world_size``, cut into batches, and padded
     with dummy batches to the same count on every rank.
 
+    With ``shared_prompt`` the units sorted, dealt and batched are the ``groups`` (the completions
+    of one prompt), kept whole: each is laid out with its prompt once
+    (``RewardBatch.shared_prefix``), and a batch holds whole groups up to ``batch_size`` sequences
+    (a larger group travels alone).
+
     Args:
         sequences: Token ids of each sequence.
         batch_size: Sequences per forward pass.
         pad_token_id: Id written into padding.
         sort_by_length: Batch sequences of similar length together.
         padding_side: Side to pad on.
+        groups: Indices of the sequences that share a prompt, each sequence in one group (default:
+            each on its own).
+        shared_prompt: Score each group's shared prompt once.
     """
 
     def __init__(
@@ -53,24 +61,51 @@ class SequenceBatches:
         pad_token_id: int,
         sort_by_length: bool = True,
         padding_side: PaddingSide = "right",
+        groups: Optional[Sequence[Sequence[int]]] = None,
+        shared_prompt: bool = False,
     ):
         self.sequences = sequences
         self.batch_size = batch_size
         self.pad_token_id = pad_token_id
         self.sort_by_length = sort_by_length
         self.padding_side = padding_side
+        self.shared_prompt = shared_prompt
+        self.groups = [list(g) for g in groups] if shared_prompt and groups is not None else None
+        if self.groups is not None and sorted(k for g in self.groups for k in g) != list(range(len(sequences))):
+            raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one group")
+
+    def _units(self) -> list[list[int]]:
+        """What is sorted, dealt and batched: single sequences, or whole groups."""
+        return self.groups if self.groups is not None else [[i] for i in range(len(self.sequences))]
+
+    def _unit_tokens(self, unit: list[int]) -> int:
+        seqs = [self.sequences[i] for i in unit]
+        if not self.shared_prompt:
+            return len(seqs[0])
+        p = shared_prefix_length(seqs)
+        return p + sum(len(s) - p for s in seqs)
+
+    def _own_batches(self, rank: int, world: int) -> list[list[int]]:
+        units = self._units()
+        if self.sort_by_length:
+            tokens = [self._unit_tokens(u) for u in units]
+            units = [units[k] for k in sorted(range(len(units)), key=lambda k: tokens[k])]
+        batches: list[list[int]] = []
+        for unit in units[rank::world]:
+            if not batches or len(batches[-1]) + len(unit) > self.batch_size:
+                batches.append([])
+            batches[-1].extend(unit)
+        return batches
 
     def plan(self, rank: int, world: int) -> list[list[int]]:
         """The batches (sequence indices; empty for a dummy batch) that ``rank`` scores."""
-        order = list(range(len(self.sequences)))
-        if self.sort_by_length:
-            order.sort(key=lambda i: len(self.sequences[i]))
-        mine = order[rank::world]
-        batches = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        batches = self._own_batches(rank, world)
         return batches + [[]] * (self.batches_per_rank(world) - len(batches))
 
     def batches_per_rank(self, world: int) -> int:
-        return math.ceil(math.ceil(len(self.sequences) / world) / self.batch_size)
+        if self.groups is None:
+            return math.ceil(math.ceil(len(self.sequences) / world) / self.batch_size)
+        return max(len(self._own_batches(rank, world)) for rank in range(world))
 
     def __len__(self) -> int:
         return self.batches_per_rank(_world()[1])
@@ -80,12 +115,19 @@ class SequenceBatches:
 
     def build(self, plan: list[list[int]]) -> Iterator[RewardBatch]:
         """The batches of a ``plan`` (from :meth:`plan`), one at a time."""
+        group_of = {k: g for g, members in enumerate(self._units()) for k in members} if self.shared_prompt else {}
         for indices in plan:
             if not indices:
                 yield RewardBatch.padded([[self.pad_token_id]], self.pad_token_id, ids=[DUMMY_ID])
                 continue
             seqs = [self.sequences[i] for i in indices]
-            yield RewardBatch.padded(seqs, self.pad_token_id, self.padding_side, ids=indices)
+            if not self.shared_prompt:
+                yield RewardBatch.padded(seqs, self.pad_token_id, self.padding_side, ids=indices)
+                continue
+            groups: dict[int, list[int]] = {}
+            for position, i in enumerate(indices):
+                groups.setdefault(group_of[i], []).append(position)
+            yield RewardBatch.shared_prefix(seqs, list(groups.values()), self.pad_token_id, ids=indices)
 
 
 def collect(ids: torch.Tensor, rewards: torch.Tensor) -> dict[int, float]:

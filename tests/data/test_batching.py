@@ -1,3 +1,5 @@
+import pytest
+
 from lightning_critrm.data.batching import (
     EpochShuffleSampler,
     LengthGroupedBatchSampler,
@@ -81,6 +83,20 @@ def test_token_budget_counts_packed_tokens_and_lets_an_overlong_pair_travel_alon
     # 60 alone; 50 + 40 -> 180, + 30 -> 240: [50, 40]; 30 + 20 -> 100: [30, 20].
     composed = sorted(sorted(lengths[i] for i in b) for b in sampler.composed())
     assert composed == [[20, 30], [40, 50], [60], [300]]
+
+
+@pytest.mark.parametrize("packed, expected", [
+    # One shared-prompt row per pair, padded: pairs x longest. [300] alone; [160, 150]: 2 x 160 = 320 fits
+    # a budget of 400, a third would make 480; [120, 100, 90]: 360; then [60].
+    (False, [[60], [90, 100, 120], [150, 160], [300]]),
+    # Packed shared-prompt rows: the sum. 300 alone (+160 = 460); 160 + 150 = 310, + 120 = 430: [160, 150];
+    # 120 + 100 + 90 = 310, + 60 = 370: all four.
+    (True, [[60, 90, 100, 120], [150, 160], [300]]),
+])
+def test_token_budget_counts_one_row_per_pair_for_shared_prompt_rows(packed, expected):
+    lengths = [120, 300, 60, 150, 90, 160, 100]
+    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0, packed=packed, rows=1)
+    assert sorted(sorted(lengths[i] for i in b) for b in sampler.composed()) == expected
 
 
 def test_without_length_grouping_token_budget_batches_are_cut_in_the_shuffled_order():

@@ -192,3 +192,16 @@ def test_require_cached_fails_fast_naming_the_critique_command(tmp_path, pairs_f
         dm.prepare_data()
     with pytest.raises(RuntimeError, match="have no generated critique"):
         dm.setup("fit")  # a rank that skipped prepare_data still refuses to train without critiques
+
+
+def test_shared_prompt_lengths_count_the_prompt_once():
+    from datasets import Dataset
+
+    from lightning_critrm.data.datamodule import shared_prompt_lengths
+
+    pairs = Dataset.from_dict({
+        "chosen_input_ids": [[1, 2, 3, 2], [5, 2], [7, 8, 2]],
+        "rejected_input_ids": [[1, 2, 9, 9, 2], [6, 2], [7, 8, 2]],
+    })
+    # 4 + 5 - 2 (prompt [1 2]); nothing shared; identical sequences keep their last token apart: 3 + 3 - 2
+    assert shared_prompt_lengths(pairs) == [7, 4, 4]

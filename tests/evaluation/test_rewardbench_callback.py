@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import Logger
 from lightning_critrm.cli import main
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.evaluation import RewardBenchCallback
-from tests.conftest import SHARED, write_jsonl
+from tests.conftest import REPO, SHARED, write_jsonl
 
 RB_PARTIAL = SHARED / "data" / "rewardbench" / "rewardbench_filtered_partial.jsonl"
 
@@ -136,6 +136,41 @@ def test_length_sorted_batches_give_the_same_rewards_row_by_row(tmp_path, pairs_
                                torch.tensor([rewards[False][i] for i in order]), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_shared_prompt_scoring_gives_the_plain_rewards_with_each_prompt_once(tmp_path, pairs_file, tiny_decoder_dir, version):
+    from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
+    from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
+    from lightning_critrm.model import CritiqueRewardModel
+    from lightning_critrm.model.reward_pass import score_batches
+
+    if version == 1:
+        rows = [{**r, "prompt": f"question {r['id']}: " + "explain it in many words " * 4} for r in rb_rows()]
+        source, evaluation_class = str(write_jsonl(tmp_path / "rb.jsonl", rows)), RewardBenchEval
+    else:  # prompts with 4 completions, and Ties prompts with more
+        source, evaluation_class = str(REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl"), RewardBench2Eval
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir)
+    model.configure_model()
+    rewards, positions = {}, {}
+    for shared in (False, True):
+        dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none",
+                                  shared_prompt=shared, cache_dir=str(tmp_path / "c"))
+        evaluation = evaluation_class(source=source, batch_size=4)
+        evaluation.prepare(dm.completion_encoder, generate=True)
+        batches = evaluation.batches()
+        if shared:  # a prompt's completions travel together, laid out with the prompt once
+            group_of = {k: g for g, members in enumerate(batches.groups) for k in members}
+            for batch in batches.plan(0, 1):
+                assert sorted(batch) == sorted(k for g in {group_of[i] for i in batch} for k in batches.groups[g])
+            assert all(b.block_ids is not None for b in batches)
+        positions[shared] = sum(b.num_positions for b in batches)
+        rewards[shared] = score_batches(model, batches, torch.device("cpu"))
+    assert sorted(rewards[True]) == sorted(rewards[False]) == list(range(len(evaluation.sequences)))
+    assert positions[True] < positions[False]
+    order = sorted(rewards[False])
+    torch.testing.assert_close(torch.tensor([rewards[True][i] for i in order]),
+                               torch.tensor([rewards[False][i] for i in order]), atol=1e-5, rtol=1e-5)
+
+
 def test_fit_logs_rewardbench_each_epoch_with_a_json_per_evaluation(tmp_path, pairs_file, tiny_decoder_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -211,7 +246,6 @@ def test_fit_with_the_v2_callback_logs_rewardbench2_each_epoch_and_the_subcomman
 ):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tests.conftest import REPO
     from tests.test_cli import tiny_config
 
     fixture = REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl"
@@ -250,7 +284,6 @@ def test_v2_critiques_every_completion_with_the_training_critic_and_a_failed_one
 ):
     from lightning_critrm.critique import CriticConfig
     from lightning_critrm.critique.backend import CriticBackend, Generation
-    from tests.conftest import REPO
 
     asked = []
 

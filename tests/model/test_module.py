@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import lightning as L
@@ -8,6 +9,7 @@ from torch.testing import assert_close
 from lightning_critrm.batch import RewardBatch
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.data.collate import PairCollator
+from lightning_critrm.errors import InputError
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.schedules import ConstantLR
 
@@ -32,6 +34,24 @@ def test_rewards_do_not_depend_on_padding_side(request, which, pooling):
         r_right, r_left = model(right), model(left)
     assert r_right.shape == (4,) and r_right.dtype == torch.float32
     assert_close(r_right, r_left, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("which, padding_side, gets_mask", [
+    ("tiny_decoder_dir", "right", False),  # padding after every real token: causal attention never sees it
+    ("tiny_decoder_dir", "left", True),
+    ("tiny_encoder_dir", "right", True),  # bidirectional: the mask is needed
+])
+def test_the_backbone_gets_a_padding_mask_only_where_attention_could_see_padding(request, which, padding_side, gets_mask):
+    model = built(request.getfixturevalue(which), pooling="last").eval()
+    seen = []
+    attention = next(m for m in model.modules() if type(m).__name__.endswith(("Attention", "SelfAttention")))
+    attention.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(
+            inspect.signature(module.forward).bind(*args, **kwargs).arguments.get("attention_mask")),
+        with_kwargs=True,
+    )
+    model(PairCollator(pad_token_id=0, padding_side=padding_side)(FEATURES))
+    assert (seen[0] is not None) == gets_mask  # what the attention itself is given
 
 
 def test_reward_is_fp32_under_bf16_autocast(tiny_decoder_dir):
@@ -233,25 +253,66 @@ def test_the_model_a_seed_gives_does_not_depend_on_what_ran_before_configure_mod
     assert torch.equal(torch.rand(3), after_first)
 
 
-def test_packed_rows_give_the_padded_rewards_and_gradients(tiny_decoder_dir):
+def pair_sequences(seed: int = 0) -> list[list[int]]:
+    """Four pairs, chosen then rejected: prompts shared within a pair (long, short, none at all,
+    and a rejected completion that runs on past the chosen one's EOS)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def tokens(n: int) -> list[int]:
+        return torch.randint(4, 300, (n,), generator=g).tolist()
+
+    prompts = [tokens(25), tokens(3), [], tokens(8)]
+    chosen = [prompts[0] + tokens(12) + [2], prompts[1] + tokens(30) + [2], tokens(6) + [2], prompts[3] + [7, 2]]
+    rejected = [prompts[0] + tokens(4) + [2], prompts[1] + tokens(2) + [2], tokens(9) + [2], prompts[3] + [7, 2, 9, 2]]
+    return chosen + rejected
+
+
+LAYOUTS = {
+    "padded": lambda seqs: RewardBatch.padded(seqs, pad_token_id=0, num_pairs=4),
+    "packed": lambda seqs: RewardBatch.packed(seqs, pad_token_id=0, num_pairs=4),
+    "shared_prompt": lambda seqs: RewardBatch.shared_prefix(seqs, [[i, 4 + i] for i in range(4)], 0, num_pairs=4),
+    "shared_prompt_packed": lambda seqs: RewardBatch.shared_prefix(
+        seqs, [[i, 4 + i] for i in range(4)], 0, pack=True, num_pairs=4
+    ),
+}
+
+
+# The default (sdpa, packed and shared-prompt rows attended one sequence at a time), and sdpa and
+# eager attention given a 4-D mask.
+@pytest.mark.parametrize("attention", ["sdpa_segments", "sdpa", "eager"])
+def test_packed_and_shared_prompt_rows_give_the_padded_rewards_and_gradients(tiny_decoder_dir, attention):
     torch.manual_seed(0)
     model = built(tiny_decoder_dir).eval()
-    sequences = [torch.randint(4, 300, (n,)).tolist() + [2] for n in (30, 5, 17, 1, 44, 9, 12, 3)]
-    padded = RewardBatch.padded(sequences, pad_token_id=0, num_pairs=4)
-    packed = RewardBatch.packed(sequences, pad_token_id=0, num_pairs=4)
-    assert packed.input_ids.shape[0] < padded.input_ids.shape[0]  # several sequences share a row
-    assert packed.num_positions < padded.num_positions and packed.num_tokens == padded.num_tokens
-    grads = []
-    for batch in (padded, packed):
+    assert model.reward_model.backbone.config._attn_implementation == "sdpa_segments"
+    model.reward_model.backbone.set_attn_implementation(attention)
+    sequences = pair_sequences()
+    batches = {name: layout(sequences) for name, layout in LAYOUTS.items()}
+    padded = batches["padded"]
+    assert batches["packed"].input_ids.shape[0] < padded.input_ids.shape[0]  # several sequences share a row
+    assert batches["shared_prompt"].num_positions < padded.num_positions  # prompts scored once
+    assert batches["shared_prompt_packed"].num_positions < batches["packed"].num_positions
+    results = {}
+    for name, batch in batches.items():
+        assert batch.num_tokens == padded.num_tokens == sum(map(len, sequences)), name
         model.zero_grad()
         rewards = model(batch)
         chosen, rejected = batch.split_pairs(rewards)
         (-(torch.nn.functional.logsigmoid(chosen - rejected)).mean()).backward()
-        grads.append((rewards.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
-    assert_close(grads[1][0], grads[0][0], atol=1e-5, rtol=1e-5)
-    assert grads[0][1].keys() == grads[1][1].keys() and len(grads[0][1]) > 10
-    for name, grad in grads[0][1].items():
-        assert_close(grads[1][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+        results[name] = (rewards.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    rewards, grads = results.pop("padded")
+    assert len(grads) > 10 and rewards.abs().min() > 1e-3  # rewards that say something, gradients everywhere
+    for name, (other_rewards, other_grads) in results.items():
+        assert_close(other_rewards, rewards, atol=1e-5, rtol=1e-5, msg=name)
+        assert other_grads.keys() == grads.keys()
+        for param, grad in grads.items():
+            assert_close(other_grads[param], grad, atol=1e-5, rtol=1e-4, msg=f"{name}: {param}")
+
+
+def test_shared_prompt_refuses_an_encoder_whose_prompt_reads_the_completion(tiny_encoder_dir):
+    model = built(tiny_encoder_dir, pooling="first")
+    batch = LAYOUTS["shared_prompt"](pair_sequences())
+    with pytest.raises(InputError, match="shared_prompt needs a causal decoder"):
+        model(batch)
 
 
 def test_a_packed_row_holds_sequences_whole_with_positions_restarting():
@@ -263,19 +324,29 @@ def test_a_packed_row_holds_sequences_whole_with_positions_restarting():
     assert batch.first_token_index.tolist() == [6, 4, 0] and batch.last_token_index.tolist() == [8, 5, 3]
 
 
-@pytest.mark.parametrize("packing", [False, True])
+@pytest.mark.parametrize("packing, shared_prompt", [(False, False), (True, False), (False, True), (True, True)])
 def test_each_epoch_logs_real_and_processed_tokens_per_second_and_the_padded_share(
-    tmp_path, pairs_file, tiny_decoder_dir, packing
+    tmp_path, pairs_file, tiny_decoder_dir, packing, shared_prompt
 ):
     L.seed_everything(0)
-    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, packing=packing)
+    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, packing=packing, shared_prompt=shared_prompt)
     model = built(tiny_decoder_dir, lr=1e-3)
     run = trainer(-1, max_epochs=1)
     run.fit(model, dm)
     batches = list(dm.train_dataloader())  # epoch 0's batches again (the order depends on the seed alone)
+    assert all((b.block_ids is not None) == shared_prompt for b in batches)
     real, processed = sum(b.num_tokens for b in batches), sum(b.num_positions for b in batches)
+    padding = sum(b.num_padding for b in batches)
     metrics = run.callback_metrics
-    assert processed > real  # some padding, even length-grouped or packed
-    assert float(metrics["train/padded_share"]) == pytest.approx(1 - real / processed, rel=1e-4)
+    # Shared prompts run fewer positions than the sequences hold; otherwise padding adds some.
+    assert processed < real if shared_prompt else processed == real + padding
+    assert padding > 0 and float(metrics["train/padded_share"]) == pytest.approx(padding / processed, rel=1e-4)
     ratio = float(metrics["train/processed_tokens_per_s"]) / float(metrics["train/real_tokens_per_s"])
     assert ratio == pytest.approx(processed / real, rel=1e-5)
+
+
+def test_model_flops_utilization_by_hand():
+    from lightning_critrm.model.module import model_flops_utilization
+
+    # 135M parameters at 1,000 tokens/s: 6 x 1.35e8 x 1e3 = 8.1e11 FLOP/s of a 1e12 peak.
+    assert model_flops_utilization(135_000_000, 1_000.0, 1e12) == pytest.approx(0.81)
