@@ -1,4 +1,4 @@
-"""RewardBench scoring speed: length-grouped batches vs unsorted batches, in one run.
+"""RewardBench scoring speed: arrival order, length-grouped batches, and the shared-prompt pass, in one run.
 
 Run by hand; results go to a JSON file:
 
@@ -6,7 +6,15 @@ Run by hand; results go to a JSON file:
 
 SmolLM2-135M-Instruct as the reward model (untrained head: speed, not accuracy), critiques off,
 rows from ../shared/data/rewardbench/rewardbench_filtered_partial.jsonl (1,403 official rows, or a
-seeded sample of ``--rows`` of them), the same rows, model and batch size for both orders.
+seeded sample of ``--rows`` of them), the same rows, model and batch size (sequences per pass) for
+every mode:
+
+* ``unsorted``: sequences in arrival order, padded batches;
+* ``length_grouped``: sorted by length, padded batches;
+* ``shared_prompt``: each row's chosen and rejected completions in one row with the prompt once
+  (``data.shared_prompt``), rows sorted by length.
+
+Speedups are against ``unsorted``; rewards must agree across modes.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import os
 import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,34 +64,49 @@ def main():
     lengths = [len(s) for s in sequences]
     cpu = torch.device("cpu")
 
-    def reward_sequences(seqs, batch_size, sort_by_length=True, progress=False):
-        batches = SequenceBatches(seqs, batch_size, dm.pad_token_id, sort_by_length)
-        rewards = score_batches(model, batches, cpu, progress=progress)
-        return [rewards[i] for i in range(len(seqs))]
+    modes = {
+        "unsorted": dict(sort_by_length=False),
+        "length_grouped": dict(sort_by_length=True),
+        "shared_prompt": dict(sort_by_length=True, shared_prompt=True,
+                              groups=[[k, k + 1] for k in range(0, len(sequences), 2)]),
+    }
 
-    def padded_tokens(sort):
-        order = sorted(lengths) if sort else lengths
-        return sum(max(order[i : i + args.batch_size]) * len(order[i : i + args.batch_size])
-                   for i in range(0, len(order), args.batch_size))
+    def batches_of(mode, seqs=sequences):
+        kwargs = dict(modes[mode]) if seqs is sequences else {}
+        return SequenceBatches(seqs, args.batch_size, dm.pad_token_id, **kwargs)
 
-    reward_sequences(sequences[:4], 4)  # warm-up
-    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-              "model": "smollm2-135m-instruct", "rows": len(rows), "sequences": len(sequences),
-              "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length}
+    score_batches(model, batches_of("length_grouped", sequences[:4]), cpu)  # warm-up
+    result = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                          "torch_threads": torch.get_num_threads()},
+              "model": "smollm2-135m-instruct", "precision": "fp32", "rows": len(rows), "sequences": len(sequences),
+              "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
+              "command": "python benchmarks/rewardbench_scoring.py " + " ".join(sys.argv[1:])}
     rewards = {}
-    for name, sort in (("length_grouped", True), ("unsorted", False)):
+    for mode in modes:
+        batches = batches_of(mode)
+        laid_out = list(batches.build(batches.plan(0, 1)))
         began = time.perf_counter()
-        rewards[name] = reward_sequences(sequences, args.batch_size, sort_by_length=sort, progress=True)
+        scored = score_batches(model, batches, cpu, progress=True, desc=mode)
         wall = time.perf_counter() - began
-        result[name] = {"wall_s": round(wall, 2), "sequences_per_s": round(len(sequences) / wall, 2),
-                        "padded_tokens": padded_tokens(sort),
-                        "padding_share": round(1 - sum(lengths) / padded_tokens(sort), 4)}
+        rewards[mode] = [scored[i] for i in range(len(sequences))]
+        result[mode] = {"wall_s": round(wall, 2), "sequences_per_s": round(len(sequences) / wall, 2),
+                        "processed_tokens": sum(b.num_positions for b in laid_out),
+                        "padding_share": round(sum(b.num_padding for b in laid_out) / sum(b.num_positions for b in laid_out), 4)}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    result["speedup"] = round(result["unsorted"]["wall_s"] / result["length_grouped"]["wall_s"], 2)
-    result["max_abs_reward_difference"] = max(abs(a - b) for a, b in zip(rewards["length_grouped"], rewards["unsorted"]))
+    for mode in ("length_grouped", "shared_prompt"):
+        result[mode]["speedup_over_unsorted"] = round(result["unsorted"]["wall_s"] / result[mode]["wall_s"], 2)
+        result[mode]["max_abs_reward_difference_to_unsorted"] = max(
+            abs(a - b) for a, b in zip(rewards[mode], rewards["unsorted"]))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -4,15 +4,21 @@ Pairs: MT-Bench pairs with GPT-4 critiques from ../shared/data, chat-templated w
 after each completion by this project's formatter, kept only where both sequences fit
 ``--max-length`` (TRL drops longer pairs, we would truncate them: benchmarking on pairs that fit
 keeps the work identical). TRL gets the very token ids we train on, so both sides process the same
-sequences; TRL pads a batch to its longest sequence in arrival order, ours groups by length (padded
-mode) or packs several sequences to a row with no padding between them (packed mode).
+sequences; TRL pads a batch to its longest sequence in arrival order. Ours groups by length and
+lays the batch out in one of four ways (``--modes``):
+
+* ``padded``: one sequence per row, right-padded (so a causal decoder runs without a mask);
+* ``packed``: several sequences to a row with no padding between them;
+* ``shared``: one row per pair, ``prompt | chosen rest | rejected rest``, the prompt once;
+* ``packed_shared``: those rows packed several to a row.
 
 Each contender runs in its own process, alternating, ``--rounds`` times, over the same pairs in one
 pass; every step is timed by default. (Leaving a first step untimed would leave different pairs
 untimed on each side: ours puts its heaviest batch first, TRL takes a random one.) A step's time is forward, backward and optimizer step (data
 loading excluded on both sides). Reported per mode: real tokens/s (the tokens of the sequences),
-processed tokens/s (padding included), the padded share, the ratio to TRL, peak RSS of the
-process, and the losses of the timed steps.
+processed tokens/s (padding included; below the real tokens when prompts are shared), the padded
+share of the processed positions, the ratio to TRL, peak RSS of the process, and the losses of the
+timed steps.
 
 TRL runs in its own virtual environment (its pins may differ from ours):
 
@@ -38,6 +44,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "critiques" / "mtbench_vicuna_gpt4_critique_pairs.jsonl"
 BACKBONE = "smollm2-135m-instruct"
+PACKED = ("packed", "packed_shared")
+SHARED = ("shared", "packed_shared")
 
 
 def cpu_name() -> str:
@@ -89,7 +97,8 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
     command = [
         sys.executable, "-m", "lightning_critrm", "fit", "--config", str(REPO / "conf" / "mtbench_smollm2.yaml"),
         "--data.source", str(work / "pairs.jsonl"), "--data.val_fraction", "0", "--data.max_length", str(args.max_length),
-        "--data.batch_size", str(args.pairs_per_step), "--data.packing", str(mode == "packed").lower(),
+        "--data.batch_size", str(args.pairs_per_step), "--data.packing", str(mode in PACKED).lower(),
+        "--data.shared_prompt", str(mode in SHARED).lower(),
         # Packed rows as long as the longest allowed sequence: short sequences fill them up.
         "--data.packing_row_tokens", str(args.max_length),
         "--data.cache_dir", str(work / "cache"), "--data.seed", str(args.seed),
@@ -107,7 +116,7 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
     events.Reload()
     speed = {e.step: e.value for e in events.Scalars("train/tokens_per_s")}
     losses = {e.step: e.value for e in events.Scalars("train/loss_step")}
-    batches = our_batches(args, work, packed=mode == "packed")
+    batches = our_batches(args, work, mode)
     steps = sorted(speed)  # the k-th logged step trained on the k-th batch
     assert len(steps) == args.steps + args.warmup and sorted(losses) == steps, (steps, sorted(losses))
     timed_steps = range(args.warmup, len(steps))
@@ -117,16 +126,16 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
             "batches": [batches[k] for k in timed_steps], "losses": [losses[steps[k]] for k in timed_steps]}
 
 
-def our_batches(args, work: Path, packed: bool) -> list[dict]:
+def our_batches(args, work: Path, mode: str) -> list[dict]:
     """The batches our run trained on, rebuilt (their order depends on data.seed alone)."""
     from lightning_critrm.data import PreferenceDataModule
 
     dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=BACKBONE, max_length=args.max_length,
-                              val_fraction=0.0, batch_size=args.pairs_per_step, packing=packed, seed=args.seed,
-                              packing_row_tokens=args.max_length,
+                              val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
+                              packing=mode in PACKED, shared_prompt=mode in SHARED, packing_row_tokens=args.max_length,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
-    return [{"real": b.num_tokens, "processed": b.num_positions} for b in dm.train_dataloader()]
+    return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding} for b in dm.train_dataloader()]
 
 
 def run_trl(args, work: Path, backbone_dir: str, round_: int) -> dict:
@@ -151,10 +160,11 @@ def summarize(runs: list[dict]) -> dict:
         seconds = sum(sum(r["seconds"]) for r in mine)
         real = sum(b["real"] for r in mine for b in r["batches"])
         processed = sum(b["processed"] for r in mine for b in r["batches"])
+        padding = sum(b.get("padding", b["processed"] - b["real"]) for r in mine for b in r["batches"])
         per_round = [sum(b["real"] for b in r["batches"]) / sum(r["seconds"]) for r in mine]
         by_mode[mode] = {
             "real_tokens_per_s": round(real / seconds, 1), "processed_tokens_per_s": round(processed / seconds, 1),
-            "padded_share": round(1 - real / processed, 4), "real_tokens_per_s_by_round": [round(x, 1) for x in per_round],
+            "padded_share": round(padding / processed, 4), "real_tokens_per_s_by_round": [round(x, 1) for x in per_round],
             "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
             "mean_loss_timed_steps": round(sum(sum(r["losses"]) for r in mine) / sum(len(r["losses"]) for r in mine), 4),
         }
@@ -175,7 +185,7 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16-mixed", help="ours; TRL gets the same (bf16 autocast or fp32)")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="trl,padded,packed")
+    parser.add_argument("--modes", default="trl,padded,packed,shared,packed_shared")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
     args = parser.parse_args()
     if not SOURCE.exists():
