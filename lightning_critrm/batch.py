@@ -120,16 +120,11 @@ class RewardBatch:
     ) -> "RewardBatch":
         """Several sequences per row, without padding between them: each row holds up to
         ``row_tokens`` tokens (default: the longest sequence), filled longest first. Position ids
-        restart at 0 for every sequence, and there is no attention mask: transformers (5.x) reads
-        the restarts as sequence boundaries and attends within each sequence only (for models
-        whose attention goes through ``masking_utils``, such as Llama-style decoders). Rows are
-        padded at their end only, as a sequence of their own."""
-        if not sequences:
-            raise ValueError("a batch needs at least one sequence")
-        if num_pairs and len(sequences) != 2 * num_pairs:
-            raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
-        if any(not s for s in sequences):
-            raise ValueError("a batch's sequences must not be empty")
+        restart at 0 for every sequence, and there is no attention mask: the model attends within
+        each sequence (one at a time through :meth:`attention_segments` under sdpa; under other
+        attention, transformers 5.x reads the restarts as sequence boundaries). Rows are padded at
+        their end only, as a sequence of their own."""
+        _check_sequences(sequences, num_pairs)
         capacity = max(row_tokens or 0, max(len(s) for s in sequences))
         rows = _first_fit([len(s) for s in sequences], capacity)  # sequence indices per row
         width = max(sum(len(sequences[k]) for k in row) for row in rows)
@@ -178,12 +173,7 @@ class RewardBatch:
         ``row_tokens`` tokens, default the longest group; first fit, longest first). Rewards are
         those of the sequences scored alone, for causal decoders, when the model attends as
         :meth:`attention_blocks` says. ``sequences`` keep their order in the rewards."""
-        if not sequences:
-            raise ValueError("a batch needs at least one sequence")
-        if num_pairs and len(sequences) != 2 * num_pairs:
-            raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
-        if any(not s for s in sequences):
-            raise ValueError("a batch's sequences must not be empty")
+        _check_sequences(sequences, num_pairs)
         if sorted(k for g in groups for k in g) != list(range(len(sequences))) or any(not g for g in groups):
             raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one non-empty group")
         prefixes = [shared_prefix_length([sequences[k] for k in g]) for g in groups]
@@ -322,6 +312,15 @@ class RewardBatch:
             if isinstance(value := getattr(self, f.name), torch.Tensor)
         }
         return replace(self, **moved)
+
+
+def _check_sequences(sequences: Sequence[Sequence[int]], num_pairs: int) -> None:
+    if not sequences:
+        raise ValueError("a batch needs at least one sequence")
+    if num_pairs and len(sequences) != 2 * num_pairs:
+        raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
+    if any(not s for s in sequences):
+        raise ValueError("a batch's sequences must not be empty")
 
 
 def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
