@@ -12,6 +12,10 @@ lays the batch out in one of four ways (``--modes``):
 * ``shared``: one row per pair, ``prompt | chosen rest | rejected rest``, the prompt once;
 * ``packed_shared``: those rows packed several to a row.
 
+``trl_matched`` checks the losses rather than the speed: TRL trains on the pairs in the order of our
+padded run's batches (no shuffling) from the score head our run starts from, so with ``padded`` in
+the same invocation the per-step losses can be compared (``loss_agreement`` in the summary).
+
 Each contender runs in its own process, alternating, ``--rounds`` times, over the same pairs in one
 pass; every step is timed by default. (Leaving a first step untimed would leave different pairs
 untimed on each side: ours puts its heaviest batch first, TRL takes a random one.) A step's time is forward, backward and optimizer step (data
@@ -44,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "critiques" / "mtbench_vicuna_gpt4_critique_pairs.jsonl"
 BACKBONE = "smollm2-135m-instruct"
+CONFIG_SEED = 0  # seed_everything of conf/mtbench_smollm2.yaml, which our runs use
 PACKED = ("packed", "packed_shared")
 SHARED = ("shared", "packed_shared")
 
@@ -135,19 +140,47 @@ def our_batches(args, work: Path, mode: str) -> list[dict]:
                               packing=mode in PACKED, shared_prompt=mode in SHARED, packing_row_tokens=args.max_length,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
-    return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding} for b in dm.train_dataloader()]
+    return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding, "pairs": b.ids.tolist()}
+            for b in dm.train_dataloader()]
 
 
-def run_trl(args, work: Path, backbone_dir: str, round_: int) -> dict:
-    out = work / f"trl_{round_}.json"
-    command = [args.trl_python, str(REPO / "benchmarks" / "trl_reward_run.py"), "--ids", str(work / "ids.jsonl"),
+def write_matched_inputs(args, work: Path) -> None:
+    """For ``trl_matched``: the pairs in the order of our padded run's batches, and the score head
+    our run starts from (the CLI seeds, then builds the model; so do we)."""
+    import lightning as L
+    import torch
+
+    from lightning_critrm.data import PreferenceDataModule
+    from lightning_critrm.model import CritiqueRewardModel
+
+    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=BACKBONE, max_length=args.max_length,
+                              val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
+                              critiques="columns", cache_dir=str(work / "cache"))
+    dm.setup("fit")
+    with open(work / "ids_matched.jsonl", "w") as out:
+        for batch in our_batches(args, work, "padded"):
+            for i in batch["pairs"]:
+                row = dm.train_dataset[i]
+                out.write(json.dumps({"chosen_ids": row["chosen_input_ids"], "rejected_ids": row["rejected_input_ids"]}) + "\n")
+    L.seed_everything(CONFIG_SEED)
+    model = CritiqueRewardModel(backbone=BACKBONE)
+    model.configure_model()
+    torch.save(model.reward_model.score.weight.detach().clone(), work / "head.pt")
+
+
+def run_trl(args, work: Path, backbone_dir: str, round_: int, matched: bool = False) -> dict:
+    out = work / f"trl{'_matched' if matched else ''}_{round_}.json"
+    ids = work / ("ids_matched.jsonl" if matched else "ids.jsonl")
+    command = [args.trl_python, str(REPO / "benchmarks" / "trl_reward_run.py"), "--ids", str(ids),
                "--model", backbone_dir, "--steps", str(args.steps + args.warmup), "--batch", str(args.pairs_per_step),
                "--precision", "bf16" if "bf16" in args.precision else "fp32", "--lr", str(args.lr),
                "--max-length", str(args.max_length), "--out", str(out)]
-    wall, rss = timed(command, work / f"trl_{round_}.log")
+    if matched:
+        command += ["--sequential", "--head", str(work / "head.pt")]
+    wall, rss = timed(command, out.with_suffix(".log"))
     result = json.loads(out.read_text())
     timed_steps = slice(args.warmup, None)
-    return {"mode": "trl", "round": round_, "wall_s": round(wall, 1), "peak_rss_mb": rss,
+    return {"mode": "trl_matched" if matched else "trl", "round": round_, "wall_s": round(wall, 1), "peak_rss_mb": rss,
             "seconds": result["seconds"][timed_steps], "batches": result["batches"][timed_steps],
             "losses": result["losses"][timed_steps], "pairs_kept": result["pairs_kept"], "versions": {
                 "trl": result["trl"], "transformers": result["transformers"]}}
@@ -169,8 +202,14 @@ def summarize(runs: list[dict]) -> dict:
             "mean_loss_timed_steps": round(sum(sum(r["losses"]) for r in mine) / sum(len(r["losses"]) for r in mine), 4),
         }
     for mode, entry in by_mode.items():
-        if "trl" in by_mode and mode != "trl":
+        if "trl" in by_mode and not mode.startswith("trl"):
             entry["ratio_to_trl"] = round(entry["real_tokens_per_s"] / by_mode["trl"]["real_tokens_per_s"], 2)
+    matched = [r for r in runs if r["mode"] == "trl_matched"]
+    padded = [r for r in runs if r["mode"] == "padded"]
+    if matched and padded:  # the same pairs in the same batches from the same head: per-step losses
+        pairs = list(zip(padded[0]["losses"], matched[0]["losses"]))
+        by_mode["loss_agreement"] = {"padded_vs_trl_matched": [[round(a, 4), round(b, 4)] for a, b in pairs],
+                                     "max_abs_difference": round(max(abs(a - b) for a, b in pairs), 4)}
     return by_mode
 
 
@@ -192,10 +231,15 @@ def main() -> None:
         raise SystemExit(f"needs the shared MT-Bench pairs at {SOURCE}")
     work = Path(tempfile.mkdtemp(prefix="train_throughput-"))
     _, backbone_dir = select_pairs(args, work)
+    if "trl_matched" in args.modes.split(","):
+        write_matched_inputs(args, work)
     runs = []
     for round_ in range(args.rounds):
         for mode in args.modes.split(","):
-            run = run_trl(args, work, backbone_dir, round_) if mode == "trl" else run_ours(args, work, mode, round_)
+            if mode.startswith("trl"):
+                run = run_trl(args, work, backbone_dir, round_, matched=mode == "trl_matched")
+            else:
+                run = run_ours(args, work, mode, round_)
             runs.append(run)
             real = sum(b["real"] for b in run["batches"])
             print(f"round {round_} {mode}: {real / sum(run['seconds']):.1f} real tokens/s, losses "

@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--pad-token", default="<|endoftext|>")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--sequential", action="store_true",
+                        help="take the pairs in file order, batch after batch (no shuffling)")
+    parser.add_argument("--head", help="a torch file with the score head's initial weight [1, hidden]")
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in open(args.ids)]
@@ -63,11 +66,15 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     tokenizer.pad_token = args.pad_token  # not EOS: the classifier reads the last non-pad token, our scoring EOS
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1, dtype=torch.float32)
+    if args.head:
+        with torch.no_grad():
+            model.score.weight.copy_(torch.load(args.head))
     config = RewardConfig(
         output_dir=args.out + ".trainer", per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, bf16=args.precision == "bf16",
         gradient_checkpointing=True, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
         dataloader_num_workers=0, max_length=args.max_length, disable_dropout=True, seed=0, pad_token=args.pad_token,
+        train_sampling_strategy="sequential" if args.sequential else "random",
     )
     timer = StepTimer()
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)
