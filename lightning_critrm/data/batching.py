@@ -151,9 +151,9 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
         lengths: Tokens of each pair (see ``rows``).
         seed: Seed of the composition and of each epoch's order.
         packed: Count tokens as packed rows hold them instead of padded ones.
-        rows: Rows of ``lengths[i]`` tokens at most that pair ``i`` takes: 2, or 1 for shared-prompt rows.
         window: Pairs sorted together; larger pads less, smaller mixes lengths more. ``None``:
             no sorting, batches cut in the shuffled order.
+        rows: Rows of ``lengths[i]`` tokens at most that pair ``i`` takes: 2, or 1 for shared-prompt rows.
     """
 
     def __init__(self, n: int, max_tokens: int, lengths: Sequence[int], seed: int, packed: bool = False,
