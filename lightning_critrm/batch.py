@@ -177,7 +177,7 @@ class RewardBatch:
         if sorted(k for g in groups for k in g) != list(range(len(sequences))) or any(not g for g in groups):
             raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one non-empty group")
         prefixes = [shared_prefix_length([sequences[k] for k in g]) for g in groups]
-        sizes = [p + sum(len(sequences[k]) - p for k in g) for g, p in zip(groups, prefixes)]
+        sizes = [shared_prefix_tokens([sequences[k] for k in g]) for g in groups]
         capacity = max(row_tokens or 0, max(sizes)) if pack else max(sizes)
         rows = _first_fit(sizes, capacity) if pack else [[g] for g in range(len(groups))]
         width = max(sum(sizes[g] for g in row) for row in rows)
@@ -331,6 +331,12 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     while n < shortest - 1 and all(s[n] == sequences[0][n] for s in sequences[1:]):
         n += 1
     return n
+
+
+def shared_prefix_tokens(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens of ``sequences`` laid out as one shared-prefix group: the prefix once, then each rest."""
+    prefix = shared_prefix_length(sequences)
+    return prefix + sum(len(s) - prefix for s in sequences)
 
 
 def _first_fit(sizes: Sequence[int], capacity: int) -> list[list[int]]:

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
-from lightning_critrm.batch import shared_prefix_length
+from lightning_critrm.batch import shared_prefix_tokens
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary, pair_items
 from lightning_critrm.data import sources
 from lightning_critrm.data.batching import (
@@ -398,5 +398,5 @@ def shared_prompt_lengths(dataset) -> list[int]:
     lengths = []
     for chunk in dataset.select_columns(["chosen_input_ids", "rejected_input_ids"]).iter(batch_size=1024):
         for chosen, rejected in zip(chunk["chosen_input_ids"], chunk["rejected_input_ids"]):
-            lengths.append(len(chosen) + len(rejected) - shared_prefix_length([chosen, rejected]))
+            lengths.append(shared_prefix_tokens([chosen, rejected]))
     return lengths

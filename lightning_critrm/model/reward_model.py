@@ -92,7 +92,8 @@ class RewardModel(nn.Module):
 
     def _check_shared_prefix(self, batch: RewardBatch) -> None:
         config = self.backbone.config
-        require_causal_decoder(self.backbone)
+        if not (self._takes_position_ids and self._causal):  # found once, at construction
+            raise InputError(shared_prompt_refusal(self.backbone))
         window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
         if window and batch.input_ids.shape[1] > window:
             raise InputError(
@@ -130,7 +131,11 @@ def require_causal_decoder(backbone: nn.Module) -> None:
     """Raise unless ``backbone`` can score a shared prompt once: a causal decoder that reads
     position ids (a bidirectional encoder's prompt reads the completion after it)."""
     if "position_ids" not in inspect.signature(backbone.forward).parameters or not is_causal(backbone):
-        raise InputError(
-            f"data.shared_prompt needs a causal decoder backbone that reads position ids; "
-            f"{type(backbone).__name__} is not one: set data.shared_prompt: false"
-        )
+        raise InputError(shared_prompt_refusal(backbone))
+
+
+def shared_prompt_refusal(backbone: nn.Module) -> str:
+    return (
+        f"data.shared_prompt needs a causal decoder backbone that reads position ids; "
+        f"{type(backbone).__name__} is not one: set data.shared_prompt: false"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
 from typing import Any, Optional
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lightning_critrm import console
-from lightning_critrm.batch import PaddingSide, RewardBatch, shared_prefix_length
+from lightning_critrm.batch import PaddingSide, RewardBatch, shared_prefix_tokens
 
 DUMMY_ID = -1  # the id of the sequence in a padding batch; its reward is discarded
 
@@ -78,20 +79,21 @@ class SequenceBatches:
         """What is sorted, dealt and batched: single sequences, or whole groups."""
         return self.groups if self.groups is not None else [[i] for i in range(len(self.sequences))]
 
-    def _unit_tokens(self, unit: list[int]) -> int:
-        seqs = [self.sequences[i] for i in unit]
-        if not self.shared_prompt:
-            return len(seqs[0])
-        p = shared_prefix_length(seqs)
-        return p + sum(len(s) - p for s in seqs)
+    @cached_property
+    def _ordered_units(self) -> list[list[int]]:
+        """The units in the order they are dealt: by the tokens they lay out, when sorting."""
+        units = self._units()
+        if not self.sort_by_length:
+            return units
+        if self.shared_prompt:
+            tokens = [shared_prefix_tokens([self.sequences[i] for i in u]) for u in units]
+        else:
+            tokens = [len(self.sequences[u[0]]) for u in units]
+        return [units[k] for k in sorted(range(len(units)), key=lambda k: tokens[k])]
 
     def _own_batches(self, rank: int, world: int) -> list[list[int]]:
-        units = self._units()
-        if self.sort_by_length:
-            tokens = [self._unit_tokens(u) for u in units]
-            units = [units[k] for k in sorted(range(len(units)), key=lambda k: tokens[k])]
         batches: list[list[int]] = []
-        for unit in units[rank::world]:
+        for unit in self._ordered_units[rank::world]:
             if not batches or len(batches[-1]) + len(unit) > self.batch_size:
                 batches.append([])
             batches[-1].extend(unit)
