@@ -53,29 +53,39 @@ def segment_attention(
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
     dropout = dropout if module.training else 0.0
+    width = query.shape[2]
     rows = []
-    for b, segments in enumerate(attention_segments):
+    # Rows and columns are cut with unbind/split, not indexing: their backward writes each gradient
+    # once, where every indexed slice would allocate (and zero) a gradient of the whole tensor.
+    for segments, q_row, k_row, v_row in zip(attention_segments, query.unbind(0), key.unbind(0), value.unbind(0)):
+        cuts = sorted({0, width} | {c for ranges, _ in segments for span in ranges for c in span})
+        spans = list(zip(cuts, cuts[1:]))
+        sizes = [end - start for start, end in spans]
+        q_cols, k_cols, v_cols = ({span: piece for span, piece in zip(spans, t.split(sizes, dim=1))}
+                                  for t in (q_row, k_row, v_row))
         pieces: list[tuple[int, torch.Tensor]] = []  # (first column, output [H, n, D]) in any order
-        for segment in segments:
-            ranges, keep_from = segment
+        for ranges, keep_from in segments:
             # [1, H, n, D]: given 3-D inputs, CPU sdpa falls back to its slow math kernel.
-            q, k, v = (_columns(t[b : b + 1], ranges) for t in (query, key, value))
+            q, k, v = (_columns(cols, ranges).unsqueeze(0) for cols in (q_cols, k_cols, v_cols))
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1)[0]
-            offset = 0
-            for start, end in ranges:  # scatter the kept rows back to their columns
-                n = end - start
-                keep = max(keep_from - offset, 0)
-                if keep < n:
-                    pieces.append((start + keep, out[:, offset + keep : offset + n]))
-                offset += n
-        rows.append(_assemble(pieces, query.shape[2], query[b]))
+            # The kept rows back to their columns: the segment owns its outputs from keep_from on.
+            parts, dropped, offset = [], 0, 0
+            for start, end in ranges:
+                skip = min(max(keep_from - offset, 0), end - start)
+                dropped += skip
+                if start + skip < end:
+                    parts.append((start + skip, end - start - skip))
+                offset += end - start
+            pieces.extend(zip((start for start, _ in parts),
+                              out.split([dropped] + [n for _, n in parts], dim=1)[1:]))
+        rows.append(_assemble(pieces, width, q_row))
     return torch.stack(rows).transpose(1, 2).contiguous(), None
 
 
-def _columns(t: torch.Tensor, ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """[1, H, T, D] -> [1, H, n, D]: the columns of ``ranges``, in order."""
-    parts = [t[:, :, start:end] for start, end in ranges]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+def _columns(columns: dict[tuple[int, int], torch.Tensor], ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """[H, n, D]: the columns of ``ranges``, in order, from a row cut at every range boundary."""
+    parts = [piece for lo, hi in ranges for (start, end), piece in columns.items() if lo <= start and end <= hi]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def _assemble(pieces: list[tuple[int, torch.Tensor]], width: int, like: torch.Tensor) -> torch.Tensor:
