@@ -342,7 +342,7 @@ def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_
     runs = {}
     for packing, shared in ((False, False), (True, False), (False, True), (True, True)):
         # Without length grouping every layout gets the same pairs in the same batches.
-        cli = main(["fit", "--config", str(cfg), "--data.packing", str(packing).lower(), "--data.packing_row_tokens", "256",
+        cli = main(["fit", "--config", str(cfg), "--data.packing", str(packing).lower(),
                     "--data.shared_prompt", str(shared).lower(), "--data.group_by_length", "false",
                     "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}_{shared}")])
         batch = next(iter(cli.datamodule.train_dataloader()))
@@ -350,6 +350,8 @@ def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_
     plain, plain_params, padded = runs.pop((False, False))
     for (packing, shared), (metrics, params, batch) in runs.items():
         assert batch.attention_mask is None and (batch.block_ids is not None) == shared
+        if packing:  # padding-free: the whole batch in one row
+            assert batch.input_ids.shape[0] == 1 and batch.num_padding == 0
         assert batch.num_tokens == padded.num_tokens
         if shared:  # the prompts' tokens run once (rows of whole pairs may pad more, though)
             assert batch.num_positions - batch.num_padding < padded.num_tokens

@@ -32,7 +32,7 @@ class PairCollator:
         pad_to_multiple_of: Round ``T`` up to a multiple of this (tensor-core friendly shapes).
         pack: Lay the sequences out packed instead (``RewardBatch.packed``: several per row, no
             padding between sequences).
-        row_tokens: Tokens per packed row (default: the batch's longest sequence or pair).
+        row_tokens: Tokens per packed row (default: the whole batch in one row, padding-free).
         shared_prompt: Lay each pair out as one ``prompt | chosen rest | rejected rest`` group
             (``RewardBatch.shared_prefix``), the prompt once; with ``pack``, several groups per row.
     """
@@ -60,9 +60,11 @@ class PairCollator:
             "margin": [f["margin"] for f in features] if "margin" in features[0] else None,
             "ids": [f["index"] for f in features] if "index" in features[0] else None,
         }
+        # Packed without a row size: one row holds the whole batch, so nothing is padded.
+        row_tokens = self.row_tokens or sum(len(s) for s in seqs)
         if self.shared_prompt:
             groups = [[i, len(features) + i] for i in range(len(features))]
-            return RewardBatch.shared_prefix(seqs, groups, self.pad_token_id, self.pack, self.row_tokens, **pairs)
+            return RewardBatch.shared_prefix(seqs, groups, self.pad_token_id, self.pack, row_tokens, **pairs)
         if self.pack:
-            return RewardBatch.packed(seqs, self.pad_token_id, self.row_tokens, **pairs)
+            return RewardBatch.packed(seqs, self.pad_token_id, row_tokens, **pairs)
         return RewardBatch.padded(seqs, self.pad_token_id, self.padding_side, self.pad_to_multiple_of, **pairs)

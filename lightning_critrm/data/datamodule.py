@@ -126,14 +126,15 @@ class PreferenceDataModule(L.LightningDataModule):
             eval_batch_size: Pairs per validation batch (default: ``batch_size``).
             group_by_length: Batch pairs of similar length together to cut padding.
             padding_side: Side to pad on; rewards are the same either way.
-            packing: Pack each batch's sequences several to a row, with no padding between them
-                (position ids restart per sequence; attention stays within each: one sequence at
+            packing: Pack each batch's sequences into rows with no padding between them
+                (padding-free: position ids restart per sequence; attention stays within each: one sequence at
                 a time under ``sdpa``, a block-diagonal mask under ``eager``, variable-length
                 kernels under flash-attention 2). Same rewards and gradients as padding, fewer
                 tokens processed. Decoder backbones that read position ids (Llama-style models).
-            packing_row_tokens: Tokens per packed row (default: the batch's longest sequence, so
-                only shorter sequences share a row; larger rows pack more and pad less, at the cost
-                of attention over longer rows on hardware without variable-length kernels).
+            packing_row_tokens: Tokens per packed row (default: the whole batch in one row, so
+                nothing is padded). Attention that masks whole rows (``eager``) costs the square of
+                the row; set this (e.g. to ``max_length``) for it. ``sdpa`` and flash-attention 2
+                attend each sequence alone whatever the row.
             shared_prompt: Score each pair's prompt once: one row ``prompt | chosen rest | rejected
                 rest``, both completions attending to the prompt and not to each other, positions
                 continuing after the prompt. Same rewards and gradients as scoring each sequence
@@ -151,7 +152,8 @@ class PreferenceDataModule(L.LightningDataModule):
         if max_tokens_per_batch is not None and max_tokens_per_batch < 2:
             raise InputError(f"data.max_tokens_per_batch must be >= 2 (a pair is two sequences), got {max_tokens_per_batch}")
         for name, value in (("max_train_pairs", max_train_pairs), ("max_val_pairs", max_val_pairs),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length)):
+                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length),
+                            ("packing_row_tokens", packing_row_tokens)):
             if value is not None and value < 1:
                 raise InputError(f"data.{name} must be >= 1, got {value}")
         self.save_hyperparameters(ignore=["columns", "critic"])

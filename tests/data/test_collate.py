@@ -33,3 +33,17 @@ def test_left_padding_and_multiple_of_and_margin():
     assert_close(batch.first_token_index, torch.tensor([3, 11, 16, 20]))
     assert_close(batch.last_token_index, torch.tensor([5, 11, 17, 23]))
     assert_close(batch.margin, torch.tensor([1.0, 0.5]))
+
+
+def test_packing_puts_the_whole_batch_in_one_row_unless_given_a_row_size():
+    batch = PairCollator(pad_token_id=0, pack=True)(FEATURES)
+    # longest first: [9 10 11 12 | 5 6 7 | 5 8 | 9], positions restarting, nothing padded
+    assert_close(batch.input_ids, torch.tensor([[9, 10, 11, 12, 5, 6, 7, 5, 8, 9]]))
+    assert_close(batch.position_ids, torch.tensor([[0, 1, 2, 3, 0, 1, 2, 0, 1, 0]]))
+    assert_close(batch.first_token_index, torch.tensor([4, 9, 7, 0]))
+    assert batch.num_padding == 0
+    rows = PairCollator(pad_token_id=0, pack=True, row_tokens=4)(FEATURES)
+    assert rows.input_ids.tolist() == [[9, 10, 11, 12], [5, 6, 7, 9], [5, 8, 0, 0]]
+    shared = PairCollator(pad_token_id=0, pack=True, shared_prompt=True)(FEATURES)
+    # pair 1 has no prompt to share ([9] keeps its only token): [9 | 9 10 11 12]; pair 0: [5 | 6 7 | 8]
+    assert shared.input_ids.tolist() == [[9, 9, 10, 11, 12, 5, 6, 7, 8]] and shared.num_padding == 0

@@ -274,6 +274,11 @@ LAYOUTS = {
     "shared_prompt_packed": lambda seqs: RewardBatch.shared_prefix(
         seqs, [[i, 4 + i] for i in range(4)], 0, pack=True, num_pairs=4
     ),
+    # The data module's packing default: the whole batch in one row, nothing padded.
+    "packed_one_row": lambda seqs: RewardBatch.packed(seqs, pad_token_id=0, row_tokens=10**6, num_pairs=4),
+    "shared_prompt_one_row": lambda seqs: RewardBatch.shared_prefix(
+        seqs, [[i, 4 + i] for i in range(4)], 0, pack=True, row_tokens=10**6, num_pairs=4
+    ),
 }
 
 
@@ -291,6 +296,8 @@ def test_packed_and_shared_prompt_rows_give_the_padded_rewards_and_gradients(tin
     assert batches["packed"].input_ids.shape[0] < padded.input_ids.shape[0]  # several sequences share a row
     assert batches["shared_prompt"].num_positions < padded.num_positions  # prompts scored once
     assert batches["shared_prompt_packed"].num_positions < batches["packed"].num_positions
+    for name in ("packed_one_row", "shared_prompt_one_row"):
+        assert batches[name].input_ids.shape[0] == 1 and batches[name].num_padding == 0, name
     results = {}
     for name, batch in batches.items():
         assert batch.num_tokens == padded.num_tokens == sum(map(len, sequences)), name
@@ -313,6 +320,23 @@ def test_shared_prompt_refuses_an_encoder_whose_prompt_reads_the_completion(tiny
     batch = LAYOUTS["shared_prompt"](pair_sequences())
     with pytest.raises(InputError, match="shared_prompt needs a causal decoder"):
         model(batch)
+
+
+def test_eager_attention_refuses_packed_rows_whose_mask_would_grow_too_large(tiny_decoder_dir, monkeypatch):
+    from lightning_critrm.model import reward_model
+
+    monkeypatch.setattr(reward_model, "WHOLE_ROW_ATTENTION_LIMIT", 40)
+    model = built(tiny_decoder_dir).eval()
+    sequences = pair_sequences()
+    one_row = LAYOUTS["packed_one_row"](sequences)  # 1 x 147 tokens
+    assert torch.isfinite(model(one_row)).all()  # sdpa attends each sequence alone: any row is fine
+    model.reward_model.backbone.set_attn_implementation("eager")
+    with pytest.raises(InputError, match="packed rows of 147 tokens under 'eager' attention.*data.packing_row_tokens"):
+        model(one_row)
+    # One shared-prompt pair per row: rows as wide, but none holds several sequences.
+    unpacked = LAYOUTS["shared_prompt"](sequences)
+    assert unpacked.input_ids.shape[1] > 40
+    assert torch.isfinite(model(unpacked)).all()
 
 
 def test_a_packed_row_holds_sequences_whole_with_positions_restarting():
@@ -340,7 +364,8 @@ def test_each_epoch_logs_real_and_processed_tokens_per_second_and_the_padded_sha
     metrics = run.callback_metrics
     # Shared prompts run fewer positions than the sequences hold; otherwise padding adds some.
     assert processed < real if shared_prompt else processed == real + padding
-    assert padding > 0 and float(metrics["train/padded_share"]) == pytest.approx(padding / processed, rel=1e-4)
+    assert (padding == 0) if packing else (padding > 0)  # packing: the whole batch in one row
+    assert float(metrics["train/padded_share"]) == pytest.approx(padding / processed, rel=1e-4)
     ratio = float(metrics["train/processed_tokens_per_s"]) / float(metrics["train/real_tokens_per_s"])
     assert ratio == pytest.approx(processed / real, rel=1e-5)
 
