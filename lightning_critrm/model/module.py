@@ -294,13 +294,20 @@ class CritiqueRewardModel(L.LightningModule):
         return False
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._synchronize()
         self._batch_started = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._synchronize()
         elapsed = time.perf_counter() - self._batch_started
         tokens = batch.num_tokens * self.trainer.world_size
         self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
         self.throughput.update(batch, elapsed)
+
+    def _synchronize(self) -> None:
+        # GPU kernels run asynchronously: without waiting, a step would be timed by its launches.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def on_train_epoch_start(self) -> None:
         self.throughput.reset()
