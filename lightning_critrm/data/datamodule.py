@@ -127,14 +127,15 @@ class PreferenceDataModule(L.LightningDataModule):
             group_by_length: Batch pairs of similar length together to cut padding.
             padding_side: Side to pad on; rewards are the same either way.
             packing: Pack each batch's sequences into rows with no padding between them
-                (padding-free: position ids restart per sequence; attention stays within each: one sequence at
-                a time under ``sdpa``, a block-diagonal mask under ``eager``, variable-length
-                kernels under flash-attention 2). Same rewards and gradients as padding, fewer
-                tokens processed. Decoder backbones that read position ids (Llama-style models).
-            packing_row_tokens: Tokens per packed row (default: the whole batch in one row, so
-                nothing is padded). Attention that masks whole rows (``eager``) costs the square of
-                the row; set this (e.g. to ``max_length``) for it. ``sdpa`` and flash-attention 2
-                attend each sequence alone whatever the row.
+                (position ids restart per sequence; attention stays within each: one sequence at a
+                time under ``sdpa`` on CPUs, a block-diagonal mask under ``sdpa`` on GPUs and
+                ``eager``, variable-length kernels under flash-attention 2). Same rewards and
+                gradients as padding, fewer tokens processed. Decoder backbones that read position
+                ids (Llama-style models).
+            packing_row_tokens: Tokens per packed row. Default: the whole batch in one row (nothing
+                padded) where the model attends one sequence at a time (``sdpa`` on CPUs,
+                flash-attention 2), else ``max_length``: attention over a masked row (``sdpa`` on
+                GPUs without flash-attention, ``eager``) costs the square of the row.
             shared_prompt: Score each pair's prompt once: one row ``prompt | chosen rest | rejected
                 rest``, both completions attending to the prompt and not to each other, positions
                 continuing after the prompt. Same rewards and gradients as scoring each sequence
@@ -345,8 +346,18 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def collator(self) -> PairCollator:
         return PairCollator(pad_token_id=self.pad_token_id, padding_side=self.hparams.padding_side,
-                            pack=self.hparams.packing, row_tokens=self.hparams.packing_row_tokens,
+                            pack=self.hparams.packing, row_tokens=self.packing_row_tokens,
                             shared_prompt=self.hparams.shared_prompt)
+
+    @property
+    def packing_row_tokens(self) -> Optional[int]:
+        """Tokens per packed row: as set, else None (the whole batch in one row) where the model
+        attends one sequence at a time, and ``max_length`` where it attends over masked rows."""
+        if self.hparams.packing_row_tokens is not None or not self.hparams.packing:
+            return self.hparams.packing_row_tokens
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        attends_per_sequence = getattr(module, "attends_per_sequence", None)  # a reward model built to ask
+        return self.hparams.max_length if attends_per_sequence is not None and attends_per_sequence() is False else None
 
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
         # What batching sorts and budgets by: each pair's longer sequence, or its shared-prompt row.

@@ -88,6 +88,20 @@ def model_flops_utilization(parameters: int, tokens_per_s: float, peak_flops: fl
     return 6.0 * parameters * tokens_per_s / peak_flops
 
 
+def h200_peak_flops(device_name: str, dtype: torch.dtype) -> Optional[float]:
+    """Dense peak FLOP/s of an H200 (the SXM's, or the NVL's where the name says so), or None for
+    other devices. Lightning does not recognise the plain name "NVIDIA H200" and lists H200s with
+    2:4 sparsity, which would halve the MFU; MFU is conventionally against the dense peak."""
+    name = device_name.lower()
+    if "h200" not in name:
+        return None
+    half, tf32, fp32 = (835.5e12, 417.8e12, 60.0e12) if "nvl" in name else (989.4e12, 494.7e12, 66.9e12)
+    if dtype == torch.float32:
+        # TF32 tensor cores unless matmuls are asked for full fp32 precision.
+        return tf32 if torch.get_float32_matmul_precision() != "highest" else fp32
+    return half  # bf16 and fp16
+
+
 class CritiqueRewardModel(L.LightningModule):
     def __init__(
         self,
@@ -304,6 +318,11 @@ class CritiqueRewardModel(L.LightningModule):
         self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
         self.throughput.update(batch, elapsed)
 
+    def attends_per_sequence(self) -> Optional[bool]:
+        """Whether packed rows cost only their sequences' attention here (None before the model
+        is built); the data module sizes packed rows by it."""
+        return None if self.reward_model is None else self.reward_model.attends_per_sequence(self.device)
+
     def _synchronize(self) -> None:
         # GPU kernels run asynchronously: without waiting, a step would be timed by its launches.
         if self.device.type == "cuda":
@@ -336,7 +355,7 @@ class CritiqueRewardModel(L.LightningModule):
 
         precision = str(self.trainer.precision)
         dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
-        return get_available_flops(self.device, dtype)
+        return h200_peak_flops(torch.cuda.get_device_name(self.device), dtype) or get_available_flops(self.device, dtype)
 
     def validation_step(self, batch: RewardBatch, batch_idx: int) -> None:
         self._pair_step(batch, self.val_metrics, "val")

@@ -10,6 +10,7 @@ head is exactly this bias-free ``score``). No Lightning here: export and scoring
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +21,8 @@ from lightning_critrm.errors import InputError
 from lightning_critrm.model import segment_attention
 from lightning_critrm.model.pooling import Pooling, gather_hidden, reward_positions
 
-# Longest packed row for attention that masks whole rows (eager): its mask and attention weights
-# grow with the square of the row (at 8,192 tokens, 2.4 GB of fp32 weights per layer for 9 heads).
+# Longest packed row for eager attention, which materializes attention weights over whole rows:
+# they grow with the square of the row (at 8,192 tokens, 2.4 GB of fp32 weights per layer for 9 heads).
 WHOLE_ROW_ATTENTION_LIMIT = 8192
 
 
@@ -57,11 +58,24 @@ class RewardModel(nn.Module):
         """Rewards [N], fp32, one per sequence of ``batch``."""
         attention_mask = batch.attention_mask
         segments = {}
+        # One sequence at a time where that pays: on CPUs. On GPUs the loop launches kernels per
+        # sequence and layer (7x slower than padding on an H200,
+        # benchmarks/results/train_throughput_gpu.json); one masked fused kernel runs the row there.
+        by_segment = (self._attention == segment_attention.IMPLEMENTATION
+                      and self.attends_per_sequence(batch.input_ids.device))
         if attention_mask is None:
             self._check_row_width(batch)
+            if not by_segment and self._attention != "eager":
+                warnings.warn(
+                    f"packed or shared-prompt rows under {self._attention!r} attention on {batch.input_ids.device.type}: "
+                    "attention runs over whole masked rows, slower than padded batches on an H200 "
+                    "(benchmarks/results/gpu_layouts.json); load the backbone with flash_attention_2 or set "
+                    "data.packing and data.shared_prompt to false",
+                    stacklevel=2,
+                )
         if batch.block_ids is not None:
             self._check_shared_prefix(batch)
-            if self._attention == segment_attention.IMPLEMENTATION:
+            if by_segment:
                 segments = {"attention_segments": batch.attention_segments()}
             else:
                 attention_mask = self._shared_prefix_mask(batch)
@@ -71,7 +85,7 @@ class RewardModel(nn.Module):
                 f"packed batches need a backbone that reads position ids; {type(self.backbone).__name__} does not: "
                 "set data.packing: false"
             )
-        elif attention_mask is None and self._attention == segment_attention.IMPLEMENTATION:
+        elif attention_mask is None and by_segment:
             segments = {"attention_segments": batch.attention_segments()}
         kwargs = {"position_ids": batch.position_ids} if self._takes_position_ids else {}
         if batch.block_ids is None and self._causal and batch.is_right_padded:
@@ -96,18 +110,25 @@ class RewardModel(nn.Module):
     def _attention(self) -> str:
         return getattr(self.backbone.config, "_attn_implementation", None) or "eager"
 
+    def attends_per_sequence(self, device: torch.device) -> bool:
+        """Whether a packed row costs only its own sequences' attention on ``device`` (segment
+        attention on CPUs, flash-attention's variable-length kernels), so one row can hold a whole
+        batch; elsewhere attention runs over whole rows under a mask."""
+        on_cpu = torch.device(device).type == "cpu"
+        return (self._attention == segment_attention.IMPLEMENTATION and on_cpu) or self._attention.startswith("flash")
+
     def _check_row_width(self, batch: RewardBatch) -> None:
-        """Refuse packed rows too wide for attention that masks whole rows, before it allocates."""
-        per_sequence = self._attention == segment_attention.IMPLEMENTATION or self._attention.startswith("flash")
+        """Refuse packed rows too wide for eager attention, which materializes the weights of whole
+        rows (fused kernels given a mask keep only the mask), before it allocates them."""
         width = batch.input_ids.shape[1]
-        if per_sequence or width <= WHOLE_ROW_ATTENTION_LIMIT:
+        if self._attention != "eager" or width <= WHOLE_ROW_ATTENTION_LIMIT:
             return
         starts = batch.first_token_index.unique()  # a shared prefix's sequences start together
         if starts.numel() > (starts // width).unique().numel():  # some row holds several sequences
             raise InputError(
-                f"packed rows of {width} tokens under {self._attention!r} attention, which masks whole rows "
+                f"packed rows of {width} tokens under {self._attention!r} attention, which weighs whole rows "
                 f"(memory grows with the square of the row): set data.packing_row_tokens to at most "
-                f"{WHOLE_ROW_ATTENTION_LIMIT} (e.g. data.max_length), or use sdpa attention"
+                f"{WHOLE_ROW_ATTENTION_LIMIT} (e.g. data.max_length)"
             )
 
     def _check_shared_prefix(self, batch: RewardBatch) -> None:
@@ -130,7 +151,7 @@ class RewardModel(nn.Module):
         """The 4-D mask of a shared-prefix batch, in the form the backbone's attention takes
         (transformers passes a 4-D mask through unchanged)."""
         blocks = batch.attention_blocks()
-        if self._attention == "sdpa":
+        if self._attention in ("sdpa", segment_attention.IMPLEMENTATION):
             return blocks
         # Eager attention adds the mask to its scores.
         dtype = self.backbone.get_input_embeddings().weight.dtype

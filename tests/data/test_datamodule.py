@@ -205,3 +205,16 @@ def test_shared_prompt_lengths_count_the_prompt_once():
     })
     # 4 + 5 - 2 (prompt [1 2]); nothing shared; identical sequences keep their last token apart: 3 + 3 - 2
     assert shared_prompt_lengths(pairs) == [7, 4, 4]
+
+
+def test_packed_rows_hold_the_whole_batch_only_where_the_model_attends_one_sequence_at_a_time(tmp_path, tiny_decoder_dir, pairs_file):
+    from types import SimpleNamespace
+
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, max_length=96, packing=True,
+                              cache_dir=str(tmp_path))
+    assert dm.packing_row_tokens is None  # on its own: the whole batch in one row
+    for per_sequence, expected in ((True, None), (False, 96), (None, None)):
+        dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(attends_per_sequence=lambda: per_sequence))
+        assert dm.packing_row_tokens == expected and dm.collator().row_tokens == expected
+    assert PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, packing=True, packing_row_tokens=64,
+                                cache_dir=str(tmp_path)).packing_row_tokens == 64

@@ -322,6 +322,31 @@ def test_shared_prompt_refuses_an_encoder_whose_prompt_reads_the_completion(tiny
         model(batch)
 
 
+def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_not_pay(tiny_decoder_dir, monkeypatch):
+    # GPUs without flash-attention: sdpa_segments falls back to sdpa with the block mask.
+    model = built(tiny_decoder_dir).eval()
+    reward_model = model.reward_model
+    assert reward_model.attends_per_sequence(torch.device("cpu"))
+    assert not reward_model.attends_per_sequence(torch.device("cuda"))
+    sequences = pair_sequences()
+    expected = model(LAYOUTS["padded"](sequences)).detach()
+    calls = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, **kwargs):
+        calls.append(attn_mask is not None)
+        return real_sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(type(reward_model), "attends_per_sequence", lambda self, device: False)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    for name in ("packed_one_row", "shared_prompt_one_row"):
+        calls.clear()
+        with pytest.warns(UserWarning, match="whole masked rows, slower than padded batches"):
+            rewards = model(LAYOUTS[name](sequences))
+        assert_close(rewards, expected, atol=1e-5, rtol=1e-5, msg=name)
+        assert calls == [True, True], name  # one masked call per layer, no loop over sequences
+
+
 def test_eager_attention_refuses_packed_rows_whose_mask_would_grow_too_large(tiny_decoder_dir, monkeypatch):
     from lightning_critrm.model import reward_model
 
@@ -368,6 +393,14 @@ def test_each_epoch_logs_real_and_processed_tokens_per_second_and_the_padded_sha
     assert float(metrics["train/padded_share"]) == pytest.approx(padding / processed, rel=1e-4)
     ratio = float(metrics["train/processed_tokens_per_s"]) / float(metrics["train/real_tokens_per_s"])
     assert ratio == pytest.approx(processed / real, rel=1e-5)
+
+
+def test_an_h200_is_measured_against_its_dense_peak():
+    from lightning_critrm.model.module import h200_peak_flops
+
+    assert h200_peak_flops("NVIDIA H200", torch.bfloat16) == 989.4e12
+    assert h200_peak_flops("NVIDIA H200 NVL", torch.float16) == 835.5e12
+    assert h200_peak_flops("NVIDIA A100-SXM4-80GB", torch.bfloat16) is None  # Lightning's table has it
 
 
 def test_model_flops_utilization_by_hand():
