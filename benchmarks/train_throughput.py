@@ -4,13 +4,15 @@ Pairs: MT-Bench pairs with GPT-4 critiques from ../shared/data, chat-templated w
 after each completion by this project's formatter, kept only where both sequences fit
 ``--max-length`` (TRL drops longer pairs, we would truncate them: benchmarking on pairs that fit
 keeps the work identical). TRL gets the very token ids we train on, so both sides process the same
-sequences; TRL pads a batch to its longest sequence in arrival order. Ours groups by length and
-lays the batch out in one of four ways (``--modes``):
+sequences. TRL runs twice: ``trl`` (its default: random order, each batch padded to its longest
+sequence) and ``trl_grouped`` (transformers' length-grouped sampler, ``train_sampling_strategy=
+"group_by_length"``, pairs sorted by their longer sequence: the fairer peer). Ours groups by
+length and lays the batch out in one of four ways:
 
 * ``padded``: one sequence per row, right-padded (so a causal decoder runs without a mask);
-* ``packed``: several sequences to a row with no padding between them;
+* ``packed``: the batch's sequences in one row, padding-free (``data.packing``'s default row);
 * ``shared``: one row per pair, ``prompt | chosen rest | rejected rest``, the prompt once;
-* ``packed_shared``: those rows packed several to a row.
+* ``packed_shared``: those pair rows in one row.
 
 ``trl_matched`` checks the losses rather than the speed: TRL trains on the pairs in the order of our
 padded run's batches (no shuffling) from the score head our run starts from, so with ``padded`` in
@@ -18,10 +20,10 @@ the same invocation the per-step losses can be compared (``loss_agreement`` in t
 
 Each contender runs in its own process, alternating, ``--rounds`` times, over the same pairs in one
 pass; every step is timed by default. (Leaving a first step untimed would leave different pairs
-untimed on each side: ours puts its heaviest batch first, TRL takes a random one.) A step's time is forward, backward and optimizer step (data
-loading excluded on both sides). Reported per mode: real tokens/s (the tokens of the sequences),
+untimed on each side: ours puts its heaviest batch first, TRL takes a random one.) A step's time
+is forward, backward and optimizer step (data loading excluded on both sides). Reported per mode: real tokens/s (the tokens of the sequences),
 processed tokens/s (padding included; below the real tokens when prompts are shared), the padded
-share of the processed positions, the ratio to TRL, peak RSS of the process, and the losses of the
+share of the processed positions, the ratios to both TRL runs, peak RSS of the process, and the losses of the
 timed steps.
 
 TRL runs in its own virtual environment (its pins may differ from ours):
@@ -60,6 +62,14 @@ def cpu_name() -> str:
     return platform.processor()
 
 
+def gpu_name(args) -> str | None:
+    if args.accelerator != "gpu":
+        return None
+    import torch
+
+    return torch.cuda.get_device_name()
+
+
 def select_pairs(args, work: Path) -> tuple[list[dict], str]:
     """Pairs that fit, as raw rows (for our trainer) and token ids (for TRL); the backbone folder."""
     from lightning_critrm.backbones import resolve_backbone
@@ -85,27 +95,36 @@ def select_pairs(args, work: Path) -> tuple[list[dict], str]:
     return rows, resolve_backbone(BACKBONE)
 
 
-def timed(command: list[str], log: Path) -> tuple[float, int]:
-    """Run ``command``; (wall seconds, peak RSS in MB)."""
+class RunFailed(RuntimeError):
+    """A contender's process failed; the others still run."""
+
+
+def timed(command: list[str], log: Path, also: Path | None = None) -> tuple[float, int | None, int, str]:
+    """Run ``command``; (wall seconds, peak RSS in MB or None where /usr/bin/time is missing, exit
+    status, the tails of its output and of ``also`` when it failed)."""
     rss = log.with_suffix(".rss")
+    measure = ["/usr/bin/time", "-f", "%M", "-o", str(rss)] if Path("/usr/bin/time").exists() else []
     started = time.monotonic()
     with open(log, "w") as fh:
-        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", str(rss), *command], stdout=fh, stderr=subprocess.STDOUT,
+        code = subprocess.call([*measure, *command], stdout=fh, stderr=subprocess.STDOUT,
                                env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    wall = time.monotonic() - started
+    lines = rss.read_text().strip().splitlines() if measure and rss.exists() else []
+    peak = int(lines[-1]) // 1024 if lines and lines[-1].isdigit() else None
+    detail = ""
     if code != 0:
-        raise SystemExit(f"{command[:4]} failed ({code}); see {log}")
-    return time.monotonic() - started, int(rss.read_text().strip().splitlines()[-1]) // 1024
+        detail = log.read_text()[-3000:] + (f"\n{also}:\n" + also.read_text()[-6000:] if also and also.exists() else "")
+    return wall, peak, code, detail
 
 
 def run_ours(args, work: Path, mode: str, round_: int) -> dict:
     root = work / f"ours_{mode}_{round_}"
     command = [
         sys.executable, "-m", "lightning_critrm", "fit", "--config", str(REPO / "conf" / "mtbench_smollm2.yaml"),
+        "--model.backbone", args.backbone, "--trainer.accelerator", args.accelerator,
         "--data.source", str(work / "pairs.jsonl"), "--data.val_fraction", "0", "--data.max_length", str(args.max_length),
         "--data.batch_size", str(args.pairs_per_step), "--data.packing", str(mode in PACKED).lower(),
-        "--data.shared_prompt", str(mode in SHARED).lower(),
-        # Packed rows as long as the longest allowed sequence: short sequences fill them up.
-        "--data.packing_row_tokens", str(args.max_length),
+        "--data.shared_prompt", str(mode in SHARED).lower(),  # packed: the whole batch in one row (the default)
         "--data.cache_dir", str(work / "cache"), "--data.seed", str(args.seed),
         "--model.lr", str(args.lr), "--model.lr_scheduler", "lightning_critrm.model.schedules.ConstantLR",
         "--model.gradient_checkpointing", "true", "--trainer.precision", args.precision,
@@ -114,30 +133,38 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
         "--trainer.val_check_interval", "null", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(root), "--checkpoint.save_last", "false", "--checkpoint.save_top_k", "0",
     ]
-    wall, rss = timed(command, work / f"ours_{mode}_{round_}.log")
+    wall, rss, code, detail = timed(command, work / f"ours_{mode}_{round_}.log", also=root / "logs" / "fit.log")
+    if code != 0 and not (root / "lightning_logs").exists():
+        raise RunFailed(f"ours {mode} failed ({code}):\n{detail}")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(next((root / "lightning_logs").iterdir())), size_guidance={"scalars": 0})
     events.Reload()
     speed = {e.step: e.value for e in events.Scalars("train/tokens_per_s")}
     losses = {e.step: e.value for e in events.Scalars("train/loss_step")}
+    # What TensorBoard shows on GPUs: model FLOPs utilization over the epoch (every step of it).
+    mfu = events.Scalars("train/mfu")[-1].value if "train/mfu" in events.Tags()["scalars"] else None
     batches = our_batches(args, work, mode)
     steps = sorted(speed)  # the k-th logged step trained on the k-th batch
-    assert len(steps) == args.steps + args.warmup and sorted(losses) == steps, (steps, sorted(losses))
+    if len(steps) != args.steps + args.warmup or sorted(losses) != steps:
+        raise RunFailed(f"ours {mode}: logged steps {steps}, losses at {sorted(losses)} (exit {code}):\n{detail}")
     timed_steps = range(args.warmup, len(steps))
     shutil.rmtree(root / "checkpoints", ignore_errors=True)
     return {"mode": mode, "round": round_, "wall_s": round(wall, 1), "peak_rss_mb": rss,
             "seconds": [batches[k]["real"] / speed[steps[k]] for k in timed_steps],
-            "batches": [batches[k] for k in timed_steps], "losses": [losses[steps[k]] for k in timed_steps]}
+            "batches": [batches[k] for k in timed_steps], "losses": [losses[steps[k]] for k in timed_steps],
+            "logged_mfu": mfu,
+            # A run that trained every step but exited nonzero keeps its figures, and says so.
+            **({"exit_code": code, "error": detail[-4000:]} if code else {})}
 
 
 def our_batches(args, work: Path, mode: str) -> list[dict]:
     """The batches our run trained on, rebuilt (their order depends on data.seed alone)."""
     from lightning_critrm.data import PreferenceDataModule
 
-    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=BACKBONE, max_length=args.max_length,
+    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
                               val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
-                              packing=mode in PACKED, shared_prompt=mode in SHARED, packing_row_tokens=args.max_length,
+                              packing=mode in PACKED, shared_prompt=mode in SHARED,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
     return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding, "pairs": b.ids.tolist()}
@@ -153,7 +180,7 @@ def write_matched_inputs(args, work: Path) -> None:
     from lightning_critrm.data import PreferenceDataModule
     from lightning_critrm.model import CritiqueRewardModel
 
-    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=BACKBONE, max_length=args.max_length,
+    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
                               val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
@@ -163,24 +190,30 @@ def write_matched_inputs(args, work: Path) -> None:
                 row = dm.train_dataset[i]
                 out.write(json.dumps({"chosen_ids": row["chosen_input_ids"], "rejected_ids": row["rejected_input_ids"]}) + "\n")
     L.seed_everything(CONFIG_SEED)
-    model = CritiqueRewardModel(backbone=BACKBONE)
+    model = CritiqueRewardModel(backbone=args.backbone)
     model.configure_model()
     torch.save(model.reward_model.score.weight.detach().clone(), work / "head.pt")
 
 
-def run_trl(args, work: Path, backbone_dir: str, round_: int, matched: bool = False) -> dict:
-    out = work / f"trl{'_matched' if matched else ''}_{round_}.json"
+def run_trl(args, work: Path, backbone_dir: str, round_: int, mode: str = "trl") -> dict:
+    matched = mode == "trl_matched"
+    out = work / f"{mode}_{round_}.json"
     ids = work / ("ids_matched.jsonl" if matched else "ids.jsonl")
     command = [args.trl_python, str(REPO / "benchmarks" / "trl_reward_run.py"), "--ids", str(ids),
                "--model", backbone_dir, "--steps", str(args.steps + args.warmup), "--batch", str(args.pairs_per_step),
                "--precision", "bf16" if "bf16" in args.precision else "fp32", "--lr", str(args.lr),
-               "--max-length", str(args.max_length), "--out", str(out)]
+               "--max-length", str(args.max_length), "--out", str(out),
+               "--device", "cuda" if args.accelerator == "gpu" else "cpu"]
     if matched:
         command += ["--sequential", "--head", str(work / "head.pt")]
-    wall, rss = timed(command, out.with_suffix(".log"))
+    if mode == "trl_grouped":
+        command += ["--group-by-length"]
+    wall, rss, code, detail = timed(command, out.with_suffix(".log"))
+    if code != 0 or not out.exists():
+        raise RunFailed(f"TRL {mode} failed ({code}):\n{detail}")
     result = json.loads(out.read_text())
     timed_steps = slice(args.warmup, None)
-    return {"mode": "trl_matched" if matched else "trl", "round": round_, "wall_s": round(wall, 1), "peak_rss_mb": rss,
+    return {"mode": mode, "round": round_, "wall_s": round(wall, 1), "peak_rss_mb": rss,
             "seconds": result["seconds"][timed_steps], "batches": result["batches"][timed_steps],
             "losses": result["losses"][timed_steps], "pairs_kept": result["pairs_kept"], "versions": {
                 "trl": result["trl"], "transformers": result["transformers"]}}
@@ -198,12 +231,14 @@ def summarize(runs: list[dict]) -> dict:
         by_mode[mode] = {
             "real_tokens_per_s": round(real / seconds, 1), "processed_tokens_per_s": round(processed / seconds, 1),
             "padded_share": round(padding / processed, 4), "real_tokens_per_s_by_round": [round(x, 1) for x in per_round],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in mine if r["peak_rss_mb"]), default=None),
+            "logged_mfu": next((r["logged_mfu"] for r in mine if r.get("logged_mfu") is not None), None),
             "mean_loss_timed_steps": round(sum(sum(r["losses"]) for r in mine) / sum(len(r["losses"]) for r in mine), 4),
         }
     for mode, entry in by_mode.items():
-        if "trl" in by_mode and not mode.startswith("trl"):
-            entry["ratio_to_trl"] = round(entry["real_tokens_per_s"] / by_mode["trl"]["real_tokens_per_s"], 2)
+        for peer in ("trl", "trl_grouped"):
+            if peer in by_mode and not mode.startswith("trl"):
+                entry[f"ratio_to_{peer}"] = round(entry["real_tokens_per_s"] / by_mode[peer]["real_tokens_per_s"], 2)
     matched = [r for r in runs if r["mode"] == "trl_matched"]
     padded = [r for r in runs if r["mode"] == "padded"]
     if matched and padded:  # the same pairs in the same batches from the same head: per-step losses
@@ -224,22 +259,38 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16-mixed", help="ours; TRL gets the same (bf16 autocast or fp32)")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="trl,padded,packed,shared,packed_shared")
+    parser.add_argument("--modes", default="trl,trl_grouped,padded,packed,shared,packed_shared,trl_matched")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"], help="both sides")
+    parser.add_argument("--backbone", default=BACKBONE)
+    parser.add_argument("--prepare", type=Path, help="only write the pairs and the backbone's config/tokenizer here")
+    parser.add_argument("--work", type=Path, help="a folder written by --prepare: run on it (weights seeded at random)")
     args = parser.parse_args()
-    if not SOURCE.exists():
+    if args.work:
+        random_init(args.work / "backbone", args.seed)
+    elif not SOURCE.exists():
         raise SystemExit(f"needs the shared MT-Bench pairs at {SOURCE}")
-    work = Path(tempfile.mkdtemp(prefix="train_throughput-"))
-    _, backbone_dir = select_pairs(args, work)
+    if args.work:  # prepared by --prepare (on a machine without ../shared, e.g. a GPU one)
+        work = args.work
+        backbone_dir = args.backbone = str(work / "backbone")
+    else:
+        work = Path(tempfile.mkdtemp(prefix="train_throughput-"))
+        _, backbone_dir = select_pairs(args, work)
+    if args.prepare:
+        prepare(work, backbone_dir, args.prepare)
+        return
     if "trl_matched" in args.modes.split(","):
         write_matched_inputs(args, work)
-    runs = []
+    runs, failed = [], []
     for round_ in range(args.rounds):
         for mode in args.modes.split(","):
-            if mode.startswith("trl"):
-                run = run_trl(args, work, backbone_dir, round_, matched=mode == "trl_matched")
-            else:
-                run = run_ours(args, work, mode, round_)
+            try:
+                run = run_trl(args, work, backbone_dir, round_, mode) if mode.startswith("trl") else \
+                    run_ours(args, work, mode, round_)
+            except RunFailed as failure:
+                print(failure, flush=True)
+                failed.append({"mode": mode, "round": round_, "error": str(failure)[-4000:]})
+                continue
             runs.append(run)
             real = sum(b["real"] for b in run["batches"])
             print(f"round {round_} {mode}: {real / sum(run['seconds']):.1f} real tokens/s, losses "
@@ -247,14 +298,42 @@ def main() -> None:
     result = {
         "what": "real tokens/s training SmolLM2-135M-Instruct as a reward model on MT-Bench pairs with GPT-4 "
                 "critiques that fit max_length, same token ids, batch and steps; ours vs TRL RewardTrainer",
-        "cpu": cpu_name(), "cores": os.cpu_count(), "precision": args.precision,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "trl_python")},
+        "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu_name(args), "precision": args.precision,
+        "weights": "seeded random init (--work)" if args.work else "pretrained",
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "trl_python")},
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
-        "summary": summarize(runs), "runs": runs,
+        "summary": summarize(runs), "runs": runs, **({"failed": failed} if failed else {}),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def prepare(work: Path, backbone_dir: str, target: Path) -> None:
+    """The selected pairs and the backbone's config and tokenizer (no weights: ``--random-init``
+    makes seeded ones where they run) in ``target``, for ``--work``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("pairs.jsonl", "ids.jsonl"):
+        shutil.copy(work / name, target / name)
+    (target / "backbone").mkdir(exist_ok=True)
+    for path in Path(backbone_dir).iterdir():
+        if path.suffix in (".json", ".jinja", ".txt") and path.is_file():
+            shutil.copy(path, target / "backbone" / path.name)
     shutil.rmtree(work, ignore_errors=True)
+    print(f"prepared {target}", flush=True)
+
+
+def random_init(backbone_dir: Path, seed: int) -> None:
+    """Seeded random weights for a prepared backbone folder that has none (weights too large to
+    carry to the machine; speed does not depend on them, and both sides start from the same)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    if (backbone_dir / "model.safetensors").exists():
+        return
+    torch.manual_seed(seed)
+    AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir), dtype=torch.float32).save_pretrained(backbone_dir)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,18 @@ class StepTimer(TrainerCallback):
         self._start = 0.0
 
     def on_step_begin(self, args, state, control, **kwargs):
+        sync()
         self._start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        sync()
         self.seconds.append(time.perf_counter() - self._start)
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a step's time is its kernels', not their launch's."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -56,13 +64,18 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--pad-token", default="<|endoftext|>")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--sequential", action="store_true",
                         help="take the pairs in file order, batch after batch (no shuffling)")
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="transformers' length-grouped sampler (train_sampling_strategy='group_by_length')")
     parser.add_argument("--head", help="a torch file with the score head's initial weight [1, hidden]")
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in open(args.ids)]
-    dataset = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"]} for r in rows])
+    # ``length``: what the length-grouped sampler sorts by; a pair pads to its longer sequence.
+    dataset = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"],
+                                  "length": max(len(r["chosen_ids"]), len(r["rejected_ids"]))} for r in rows])
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     tokenizer.pad_token = args.pad_token  # not EOS: the classifier reads the last non-pad token, our scoring EOS
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1, dtype=torch.float32)
@@ -72,9 +85,10 @@ def main() -> None:
     config = RewardConfig(
         output_dir=args.out + ".trainer", per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, bf16=args.precision == "bf16",
-        gradient_checkpointing=True, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
+        gradient_checkpointing=True, logging_steps=1, report_to=[], save_strategy="no", use_cpu=args.device == "cpu",
         dataloader_num_workers=0, max_length=args.max_length, disable_dropout=True, seed=0, pad_token=args.pad_token,
-        train_sampling_strategy="sequential" if args.sequential else "random",
+        train_sampling_strategy="sequential" if args.sequential else "group_by_length" if args.group_by_length else "random",
+        remove_unused_columns=not args.group_by_length,  # the sampler reads ``length``; the collator ignores it
     )
     timer = StepTimer()
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)
