@@ -38,6 +38,8 @@ def main():
     parser.add_argument("--rows", type=int, default=None, help="seeded sample of this many rows (default: all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: autocast, as the callback runs under bf16-mixed (CPUs with native bf16 only)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "rewardbench_scoring.json"))
     args = parser.parse_args()
 
@@ -75,10 +77,11 @@ def main():
         kwargs = dict(modes[mode]) if seqs is sequences else {}
         return SequenceBatches(seqs, args.batch_size, dm.pad_token_id, **kwargs)
 
-    score_batches(model, batches_of("length_grouped", sequences[:4]), cpu)  # warm-up
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        score_batches(model, batches_of("length_grouped", sequences[:4]), cpu)  # warm-up
     result = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "platform": platform.platform(),
                           "torch_threads": torch.get_num_threads()},
-              "model": "smollm2-135m-instruct", "precision": "fp32", "rows": len(rows), "sequences": len(sequences),
+              "model": "smollm2-135m-instruct", "precision": args.precision, "rows": len(rows), "sequences": len(sequences),
               "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
               "command": "python benchmarks/rewardbench_scoring.py " + " ".join(sys.argv[1:])}
     rewards = {}
@@ -86,7 +89,8 @@ def main():
         batches = batches_of(mode)
         laid_out = list(batches.build(batches.plan(0, 1)))
         began = time.perf_counter()
-        scored = score_batches(model, batches, cpu, progress=True, desc=mode)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            scored = score_batches(model, batches, cpu, progress=True, desc=mode)
         wall = time.perf_counter() - began
         rewards[mode] = [scored[i] for i in range(len(sequences))]
         result[mode] = {"wall_s": round(wall, 2), "sequences_per_s": round(len(sequences) / wall, 2),
