@@ -87,6 +87,8 @@ class RewardModel(nn.Module):
             )
         elif attention_mask is None and by_segment:
             segments = {"attention_segments": batch.attention_segments()}
+        if segments:
+            attention_mask = segment_attention.mask_stand_in(batch.input_ids)
         kwargs = {"position_ids": batch.position_ids} if self._takes_position_ids else {}
         if batch.block_ids is None and self._causal and batch.is_right_padded:
             # A causal decoder's real tokens never see padding that comes after them, and nothing

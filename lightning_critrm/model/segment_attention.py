@@ -102,6 +102,14 @@ def _assemble(pieces: list[tuple[int, torch.Tensor]], width: int, like: torch.Te
     return torch.cat(out, dim=1)
 
 
+def mask_stand_in(input_ids: torch.Tensor) -> torch.Tensor:
+    """A [B, 1, 1, 1] attention mask for a forward pass given ``attention_segments``, which never
+    reads one. transformers hands a 4-D mask to the layers as is; given none, it reads the restarting
+    position ids of packed rows and builds a [B, 1, T, T] block mask (196 MB at 14,000 tokens,
+    rebuilt every step) for nothing."""
+    return torch.ones((input_ids.shape[0], 1, 1, 1), dtype=torch.bool, device=input_ids.device)
+
+
 def register() -> str:
     """Make ``sdpa_segments`` known to transformers (attention and mask creation); returns its name."""
     from transformers import AttentionInterface

@@ -347,6 +347,28 @@ def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_n
         assert calls == [True, True], name  # one masked call per layer, no loop over sequences
 
 
+def test_rows_attended_one_sequence_at_a_time_build_no_block_mask(tiny_decoder_dir, monkeypatch):
+    # transformers would build a [B, 1, T, T] mask from the restarting positions that nothing reads.
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    model = built(tiny_decoder_dir).eval()
+    sequences = pair_sequences()
+    expected = model(LAYOUTS["padded"](sequences)).detach()
+    built_masks = []
+    real_mask = ALL_MASK_ATTENTION_FUNCTIONS["sdpa_segments"]
+
+    def recording(*args, **kwargs):
+        built_masks.append(kwargs["q_length"])
+        return real_mask(*args, **kwargs)
+
+    monkeypatch.setitem(ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, "sdpa_segments", recording)
+    for name in ("packed", "packed_one_row", "shared_prompt", "shared_prompt_one_row"):
+        assert_close(model(LAYOUTS[name](sequences)), expected, atol=1e-5, rtol=1e-5, msg=name)
+    assert built_masks == []
+    model(LAYOUTS["padded"](sequences))  # the recording is in place: padded rows go through it
+    assert built_masks == [LAYOUTS["padded"](sequences).input_ids.shape[1]]
+
+
 def test_eager_attention_refuses_packed_rows_whose_mask_would_grow_too_large(tiny_decoder_dir, monkeypatch):
     from lightning_critrm.model import reward_model
 
