@@ -52,7 +52,8 @@ class StudySettings:
         conditions: Name -> overrides of the fit config (``{data.critiques: none}``); any dotted
             option of ``fit`` works, e.g. a third condition with a local critic.
         baseline: The condition the equivalence factor counts pairs of (the plain reward model).
-        epochs: Passes over each training set; steps are ``ceil(epochs * size / pairs per step)``.
+        epochs: Passes over each training set; steps are ``ceil(epochs * size / pairs per step)``,
+            pairs per step counted under each condition's overrides, over every process.
         min_steps: At least this many optimizer steps, so the smallest sets are not judged after a
             step or two.
         keep_checkpoints: Keep each run's checkpoints (a 135M model's are ~1.6 GB each); by default
@@ -102,18 +103,14 @@ def check_settings(settings: StudySettings, fit: dict) -> None:
 def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] = ()) -> list[PlannedRun]:
     """Every run, smallest sets first (the curve fills in from the left), seeds inside sizes.
     ``fit_overrides`` (``--data.max_length 256``...) go to every run, before the study's own."""
-    data, trainer = fit.get("data") or {}, fit.get("trainer") or {}
-    given = dict(zip(fit_overrides[::2], fit_overrides[1::2]))
-    batch_size = given.get("--data.batch_size", data.get("batch_size", 8))
-    accumulate = given.get("--trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches") or 1)
-    pairs_per_step = int(batch_size) * int(accumulate)
     runs = []
     for size in sorted(set(settings.sizes)):
-        steps = max(settings.min_steps, math.ceil(settings.epochs * size / pairs_per_step))
         for seed in settings.seeds:
             for condition, overrides in settings.conditions.items():
-                args = list(fit_overrides)
-                args += [arg for key, value in (overrides or {}).items() for arg in (f"--{key}", _cli_value(value))]
+                own = [arg for key, value in (overrides or {}).items() for arg in (f"--{key}", _cli_value(value))]
+                args = list(fit_overrides) + own
+                per_step = pairs_per_step(fit, args)
+                steps = max(settings.min_steps, math.ceil(settings.epochs * size / per_step))
                 args += [
                     "--data.max_train_pairs", str(size), "--data.sample_seed", str(seed), "--seed_everything", str(seed),
                     # Steps, not epochs, bound each run; it validates once, at its last step.
@@ -123,6 +120,41 @@ def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] =
                 ]
                 runs.append(PlannedRun(condition, size, seed, steps, tuple(args)))
     return runs
+
+
+def pairs_per_step(fit: dict, overrides: Sequence[str] = ()) -> int:
+    """Training pairs one optimizer step takes under the ``fit`` config and ``overrides`` (later
+    ones win): pairs per batch x accumulated batches x processes (devices x nodes)."""
+    data, trainer = dict(fit.get("data") or {}), dict(fit.get("trainer") or {})
+    for key, value in zip(overrides[::2], overrides[1::2]):
+        section, _, option = key.removeprefix("--").partition(".")
+        if section in ("data", "trainer"):
+            (data if section == "data" else trainer)[option] = yaml.safe_load(value)
+    if data.get("max_tokens_per_batch") is not None:
+        # Batches then hold as many pairs as fit the budget, so a step count cannot say how many
+        # passes over the set a run makes, and critiques (longer pairs) would see fewer pairs.
+        raise InputError(
+            f"study: data.max_tokens_per_batch is {data['max_tokens_per_batch']}, but the study gives every run of a "
+            "size the steps of `study.epochs` passes, counted in pairs per batch: set data.max_tokens_per_batch: null "
+            "(data.batch_size sets the pairs per batch)"
+        )
+    processes = _devices(trainer.get("devices", "auto"), trainer.get("accelerator", "auto"))
+    processes *= int(trainer.get("num_nodes") or 1)
+    return int(data.get("batch_size", 8)) * int(trainer.get("accumulate_grad_batches") or 1) * processes
+
+
+def _devices(devices: Any, accelerator: Any) -> int:
+    """Processes per node Lightning starts for ``trainer.devices``."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str) and "," in devices:  # "0,1": those GPUs
+        return len([d for d in devices.split(",") if d.strip()])
+    if devices in (None, "auto", -1, "-1"):  # one process on a CPU, one per visible GPU elsewhere
+        import torch
+
+        on_gpu = str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return torch.cuda.device_count() if on_gpu else 1
+    return int(devices)
 
 
 def _cli_value(value: Any) -> str:

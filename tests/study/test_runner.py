@@ -8,7 +8,13 @@ import yaml
 from lightning_critrm.cli import _split_fit_overrides, parse_study_arguments
 from lightning_critrm.errors import InputError
 from lightning_critrm.study.results import RunResult
-from lightning_critrm.study.runner import StudySettings, _pin_fit_config, check_settings, plan_runs
+from lightning_critrm.study.runner import (
+    StudySettings,
+    _pin_fit_config,
+    check_settings,
+    pairs_per_step,
+    plan_runs,
+)
 from tests.conftest import REPO, arithmetic_rows, write_jsonl
 
 FIT = {"model": {"backbone": "x"}, "data": {"batch_size": 4}, "trainer": {"accumulate_grad_batches": 2}}
@@ -36,6 +42,26 @@ def test_fit_overrides_reach_every_run_and_the_step_count():
     runs = plan_runs(StudySettings(sizes=[64], seeds=[0], min_steps=1), FIT, overrides)
     assert all(r.args[:4] == tuple(overrides) for r in runs)
     assert runs[0].steps == 2  # 64 pairs / (16 x 2) per step
+
+
+def test_pairs_per_step_count_every_process_and_each_conditions_own_batch():
+    assert pairs_per_step(FIT) == 8
+    assert pairs_per_step(FIT, ["--trainer.devices", "2", "--trainer.num_nodes", "3"]) == 48
+    assert pairs_per_step(FIT, ["--trainer.devices", "[0, 1]"]) == 16
+    assert pairs_per_step(FIT, ["--trainer.devices", "0,1,2"]) == 24
+    assert pairs_per_step(FIT, ["--trainer.devices", "auto", "--trainer.accelerator", "cpu"]) == 8
+    assert pairs_per_step(FIT, ["--data.batch_size", "2", "--data.batch_size", "1"]) == 2  # the last one wins
+    # A condition with its own batch size gets the steps of the same passes over the set.
+    conditions = {"critiques": {"data.batch_size": 2}, "none": {"data.critiques": "none"}}
+    runs = plan_runs(StudySettings(sizes=[64], seeds=[0], conditions=conditions), FIT, ["--trainer.devices", "2"])
+    assert [(r.condition, r.steps) for r in runs] == [("critiques", 8), ("none", 4)]  # 64 / (2 x 2 x 2), 64 / 16
+
+
+def test_a_token_budget_is_refused_since_steps_could_not_say_how_many_passes_a_run_makes():
+    fit = {**FIT, "data": {"batch_size": 4, "max_tokens_per_batch": 4096}}
+    with pytest.raises(InputError, match="max_tokens_per_batch is 4096.*set data.max_tokens_per_batch: null"):
+        plan_runs(StudySettings(sizes=[8], seeds=[0]), fit)
+    assert plan_runs(StudySettings(sizes=[8], seeds=[0]), fit, ["--data.max_tokens_per_batch", "null"])
 
 
 def test_fit_options_are_split_from_the_study_options():
