@@ -38,11 +38,14 @@ from lightning_critrm.errors import (
 from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
+from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.reward_model import require_causal_decoder
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
 from lightning_critrm.trainer import CritiqueRMTrainer, fill_all_critiques
 
+# Commands whose --ckpt_path names a trained model to read (fit's resumes, and may not exist yet).
+READS_A_CHECKPOINT = ("validate", "test", "predict", "rewardbench", "export")
 
 @rank_zero_only
 def rank_zero_print(*args) -> None:
@@ -150,6 +153,9 @@ class CritiqueRMCLI(LightningCLI):
         if config["checkpoint"]["dirpath"] is None:
             # A fixed folder (not the logger's version_N) so `--ckpt_path last` finds it on resume.
             config["checkpoint"]["dirpath"] = str(self._root(config) / "checkpoints")
+        if self.subcommand in READS_A_CHECKPOINT and config.get("ckpt_path") in ("last", "best"):
+            # Lightning finds `best` only in the process that trained, and runs on without a `last`.
+            config["ckpt_path"] = str(resolve_checkpoint(config["ckpt_path"], config["checkpoint"]["dirpath"]))
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

@@ -12,11 +12,12 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.data import PreferenceDataModule
-from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.rewardbench2_eval import format_table_v2
 from lightning_critrm.evaluation.rewardbench_callback import evaluation_for
 from lightning_critrm.evaluation.table import format_table
+from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
 from lightning_critrm.model.export import export_reward_model, recipe_of
 from lightning_critrm.model.lora import merge_lora
 from lightning_critrm.model.reward_pass import collect, gather_rewards
@@ -113,15 +114,12 @@ class CritiqueRMTrainer(L.Trainer):
         atomically: the folder appears whole or not at all.
 
         Args:
-            ckpt_path: Checkpoint to export: ``last``, a ``.ckpt`` file, or the folder of a sharded
-                (FSDP2) checkpoint.
+            ckpt_path: Checkpoint to export: ``last``, ``best``, a ``.ckpt`` file, or the folder of
+                a sharded (FSDP2) checkpoint.
             out: The folder to write (must not exist).
         """
-        path = Path(ckpt_path)
-        if ckpt_path == "last" and self.checkpoint_callback is not None:
-            path = Path(self.checkpoint_callback.dirpath) / "last.ckpt"
-        if not path.exists():
-            raise MissingInputError(f"--ckpt_path {ckpt_path}: no such checkpoint ({path})")
+        folder = self.checkpoint_callback.dirpath if self.checkpoint_callback is not None else None
+        path = resolve_checkpoint(ckpt_path, folder)
         checkpoint = load_checkpoint_state(path)
         model.configure_model()  # the pretrained backbone (LoRA: its frozen weights), then the checkpoint
         model.on_load_checkpoint(checkpoint)

@@ -71,6 +71,9 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     tested = main(["test", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
     assert float(validated["val/acc"]) == 1.0 and float(tested["test/acc"]) == 1.0
     assert float(validated["val/loss"]) == float(tested["test/loss"])  # no test_source: the same pairs
+    # `best` in a new process: what the run's last save recorded, not Lightning's "not configured" error.
+    best = main(["validate", "--config", str(cfg), "--ckpt_path", "best"]).trainer
+    assert Path(best.ckpt_path).parent == tmp_path / "run" / "checkpoints" and Path(best.ckpt_path).name.startswith("step")
 
 
 def test_help_documents_every_option(capsys):

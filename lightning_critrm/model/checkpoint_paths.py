@@ -1,0 +1,63 @@
+"""``--ckpt_path last`` and ``--ckpt_path best`` for the commands that read a trained model.
+
+Lightning resolves ``best`` from its ModelCheckpoint's memory, which only the process that trained
+has: ``validate``, ``test``, ``rewardbench`` and ``export`` run in new processes and would stop
+with "ModelCheckpoint is not configured to save the best model". And where no ``last`` exists it
+only warns and goes on with the untrained model, whose scores would then pass for the run's. Here
+both names become paths found in the checkpoint folder: ``best`` is what the run's last save
+recorded as its best (the ModelCheckpoint state inside ``last.ckpt``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from lightning.fabric.utilities.load import _METADATA_FILENAME
+
+from lightning_critrm.errors import MissingInputError
+
+LAST = "last.ckpt"
+
+
+def resolve_checkpoint(ckpt_path: str, folder: Optional[str | Path]) -> Path:
+    """The checkpoint ``ckpt_path`` names: ``last`` and ``best`` in ``folder`` (the run's
+    ``checkpoint.dirpath``), anything else as a path; a file, or the folder of a sharded (FSDP2)
+    save. Raises :class:`MissingInputError` naming what is missing."""
+    if ckpt_path not in ("last", "best"):
+        path = Path(ckpt_path)
+        if not path.exists():
+            raise MissingInputError(f"--ckpt_path {ckpt_path}: no such checkpoint")
+        return path
+    if folder is None:
+        raise MissingInputError(f"--ckpt_path {ckpt_path}: no checkpoint folder is configured (checkpoint.dirpath)")
+    last = Path(folder) / LAST
+    if not last.exists():
+        raise MissingInputError(
+            f"--ckpt_path {ckpt_path}: no {last}; train first with the same --config and "
+            "--trainer.default_root_dir, or give the checkpoint's path"
+        )
+    if ckpt_path == "last":
+        return last
+    recorded = _best_recorded_in(last)
+    if not recorded:
+        raise MissingInputError(
+            f"--ckpt_path best: {last} records no best checkpoint (the run never validated with "
+            "checkpoint.monitor set); use --ckpt_path last"
+        )
+    for path in (Path(recorded), Path(folder) / Path(recorded).name):  # the folder may have moved
+        if path.exists():
+            return path
+    raise MissingInputError(f"--ckpt_path best: {last} names {recorded} as the best checkpoint, which is gone")
+
+
+def _best_recorded_in(last: Path) -> Optional[str]:
+    """The best checkpoint path the first ModelCheckpoint recorded in a save; tensors are mapped,
+    not read (a 135M model's checkpoint is 1.6 GB)."""
+    meta = last / _METADATA_FILENAME if last.is_dir() else last
+    state = torch.load(meta, map_location="cpu", weights_only=True, mmap=not last.is_dir())
+    for key, callback_state in (state.get("callbacks") or {}).items():
+        if str(key).startswith("ModelCheckpoint") and callback_state.get("best_model_path"):
+            return str(callback_state["best_model_path"])
+    return None
