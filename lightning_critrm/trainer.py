@@ -17,7 +17,7 @@ from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.rewardbench2_eval import format_table_v2
 from lightning_critrm.evaluation.rewardbench_callback import evaluation_for
 from lightning_critrm.evaluation.table import format_table
-from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
+from lightning_critrm.model.checkpoint_paths import checkpoint_metadata, resolve_checkpoint
 from lightning_critrm.model.export import export_reward_model, recipe_of
 from lightning_critrm.model.lora import merge_lora
 from lightning_critrm.model.reward_pass import collect, gather_rewards
@@ -93,6 +93,13 @@ class CritiqueRMTrainer(L.Trainer):
         # Worker processes of a multi-device run start inside predict() and find the critiques cached.
         encoder = datamodule.completion_encoder
         evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)
+        at = None
+        if ckpt_path is not None:
+            folder = self.checkpoint_callback.dirpath if self.checkpoint_callback is not None else None
+            ckpt_path = str(resolve_checkpoint(ckpt_path, folder))
+            # predict() restores weights, not the step: the scores are logged at the checkpoint's.
+            meta = checkpoint_metadata(Path(ckpt_path))
+            at = (int(meta.get("epoch", 0)), int(meta.get("global_step", 0)))
         predictions = self.predict(model, dataloaders=evaluation.batches(), ckpt_path=ckpt_path)
         local: dict[int, float] = {}
         for out in predictions or []:
@@ -102,7 +109,7 @@ class CritiqueRMTrainer(L.Trainer):
         if self.is_global_zero:
             rows = evaluation.row_rewards(rewards)
             scores = evaluation.score(rows)
-            evaluation.report(self, log_dir, scores, rows)
+            evaluation.report(self, log_dir, scores, rows, at=at)
             print(format_table_v2(scores) if version == 2 else format_table(scores))
 
 

@@ -241,6 +241,8 @@ def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tm
     assert_table_matches_record(capsys.readouterr().out, newest_record(run))
     records = sorted(run.rglob("rewardbench/*.json"))
     assert len(records) == 2  # the configured callback did not score the rows a second time
+    # Both scored the model of the run's last step, and are named and logged at it.
+    assert records[0].parent != records[1].parent and records[0].name == records[1].name != "epoch0-step0.json"
     assert all(not json.loads(p.read_text())["without_critique_counted_wrong"] for p in records)
 
 

@@ -107,10 +107,12 @@ class RewardBench2Eval:
     def score(self, scores: PromptScores) -> RewardBench2Scores:
         return score_v2((self.rows[i].subset, self.rows[i].id, s, self.rows[i].num_correct) for i, s in scores)
 
-    def report(self, trainer, log_dir: Path, scores: RewardBench2Scores, rewards: PromptScores) -> Path:
+    def report(self, trainer, log_dir: Path, scores: RewardBench2Scores, rewards: PromptScores,
+               at: Optional[tuple[int, int]] = None) -> Path:
         """``rewardbench2/<subset>`` and ``rewardbench2/overall`` to the loggers, and a JSON record
-        with every prompt's scores into ``log_dir/rewardbench2``; returns its path."""
-        step = trainer.global_step
+        with every prompt's scores into ``log_dir/rewardbench2``; returns its path. ``at``: the
+        (epoch, step) of the model scored, by default the trainer's."""
+        epoch, step = at if at is not None else (trainer.current_epoch, trainer.global_step)
         metrics = {f"rewardbench2/{subset}": value for subset, value in scores.subsets.items()}
         if scores.overall is not None:
             metrics["rewardbench2/overall"] = scores.overall
@@ -126,7 +128,7 @@ class RewardBench2Eval:
         }
         out_dir = log_dir / "rewardbench2"
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"epoch{trainer.current_epoch}-step{step}.json"
+        path = out_dir / f"epoch{epoch}-step{step}.json"
         path.write_text(json.dumps(record, indent=1))
         if rank_zero_only.rank == 0:
             overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"

@@ -171,10 +171,12 @@ class RewardBenchEval:
             ],
         }
 
-    def report(self, trainer, log_dir: Path, scores: RewardBenchScores, rewards: RowRewards) -> Path:
+    def report(self, trainer, log_dir: Path, scores: RewardBenchScores, rewards: RowRewards,
+               at: Optional[tuple[int, int]] = None) -> Path:
         """Log ``rewardbench/*`` scalars and text examples to the trainer's loggers and write the
-        JSON record (scores and per-row rewards) into ``log_dir/rewardbench``; returns its path."""
-        step = trainer.global_step
+        JSON record (scores and per-row rewards) into ``log_dir/rewardbench``; returns its path.
+        ``at``: the (epoch, step) of the model scored, by default the trainer's."""
+        epoch, step = at if at is not None else (trainer.current_epoch, trainer.global_step)
         metrics = {f"rewardbench/{subset}": acc for subset, acc in scores.subsets.items()}
         for section in scores.sections.values():
             if section.score is not None:
@@ -189,7 +191,7 @@ class RewardBenchEval:
                 experiment.add_text("rewardbench/examples", self.examples(rewards), step)
         out_dir = log_dir / "rewardbench"
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"epoch{trainer.current_epoch}-step{step}.json"
+        path = out_dir / f"epoch{epoch}-step{step}.json"
         path.write_text(json.dumps(self.record(scores, rewards, step), indent=1))
         overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
         partial = " (partial: see the sections)" if scores.partial else ""

@@ -52,11 +52,19 @@ def resolve_checkpoint(ckpt_path: str, folder: Optional[str | Path]) -> Path:
     raise MissingInputError(f"--ckpt_path best: {last} names {recorded} as the best checkpoint, which is gone")
 
 
+def checkpoint_metadata(path: Path) -> dict:
+    """A checkpoint's contents without reading its tensors (mapped from the file: a 135M model's
+    checkpoint is 1.6 GB): ``global_step``, ``epoch``, ``callbacks``... A sharded save keeps them
+    in its metadata file."""
+    path = Path(path)
+    if path.is_dir():
+        return torch.load(path / _METADATA_FILENAME, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
 def _best_recorded_in(last: Path) -> Optional[str]:
-    """The best checkpoint path the first ModelCheckpoint recorded in a save; tensors are mapped,
-    not read (a 135M model's checkpoint is 1.6 GB)."""
-    meta = last / _METADATA_FILENAME if last.is_dir() else last
-    state = torch.load(meta, map_location="cpu", weights_only=True, mmap=not last.is_dir())
+    """The best checkpoint path the first ModelCheckpoint recorded in a save."""
+    state = checkpoint_metadata(last)
     for key, callback_state in (state.get("callbacks") or {}).items():
         if str(key).startswith("ModelCheckpoint") and callback_state.get("best_model_path"):
             return str(callback_state["best_model_path"])
