@@ -47,6 +47,7 @@ from lightning_critrm.trainer import CritiqueRMTrainer, fill_all_critiques
 # Commands whose --ckpt_path names a trained model to read (fit's resumes, and may not exist yet).
 READS_A_CHECKPOINT = ("validate", "test", "predict", "rewardbench", "export")
 
+
 @rank_zero_only
 def rank_zero_print(*args) -> None:
     print(*args, flush=True)

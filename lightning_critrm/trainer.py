@@ -95,8 +95,7 @@ class CritiqueRMTrainer(L.Trainer):
         evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)
         at = None
         if ckpt_path is not None:
-            folder = self.checkpoint_callback.dirpath if self.checkpoint_callback is not None else None
-            ckpt_path = str(resolve_checkpoint(ckpt_path, folder))
+            ckpt_path = str(self._checkpoint(ckpt_path))
             # predict() restores weights, not the step: the scores are logged at the checkpoint's.
             meta = checkpoint_metadata(Path(ckpt_path))
             at = (int(meta.get("epoch", 0)), int(meta.get("global_step", 0)))
@@ -125,8 +124,7 @@ class CritiqueRMTrainer(L.Trainer):
                 a sharded (FSDP2) checkpoint.
             out: The folder to write (must not exist).
         """
-        folder = self.checkpoint_callback.dirpath if self.checkpoint_callback is not None else None
-        path = resolve_checkpoint(ckpt_path, folder)
+        path = self._checkpoint(ckpt_path)
         checkpoint = load_checkpoint_state(path)
         model.configure_model()  # the pretrained backbone (LoRA: its frozen weights), then the checkpoint
         model.on_load_checkpoint(checkpoint)
@@ -137,6 +135,11 @@ class CritiqueRMTrainer(L.Trainer):
                             Path(out), recipe_of(model, datamodule))
         if self.is_global_zero:
             print(f"exported {path} to {out}: AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
+
+    def _checkpoint(self, ckpt_path: str) -> Path:
+        """``ckpt_path`` (``last``, ``best`` or a path) as a checkpoint in this run's folder."""
+        folder = self.checkpoint_callback.dirpath if self.checkpoint_callback is not None else None
+        return resolve_checkpoint(ckpt_path, folder)
 
 
 def load_checkpoint_state(path: Path) -> dict:
