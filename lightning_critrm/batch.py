@@ -38,7 +38,7 @@ class RewardBatch:
                            layout, where restarting ``position_ids`` mark the sequence boundaries
         position_ids       LongTensor [B, T]: each token's position in its own sequence (0 first)
         first_token_index  LongTensor [N]: flat index (row * T + column) of each sequence's first token
-        last_token_index   LongTensor [N]: flat index of each sequence's last token (its EOS/[SEP])
+        last_token_index   LongTensor [N]: flat index of each sequence's last token (the reward's)
         num_pairs          P: sequences [0, P) are the chosen and [P, 2P) the rejected completions
                            of P pairs, in the same order; 0 when sequences are scored on their own
         margin             FloatTensor [P]: per-pair loss margin, or None

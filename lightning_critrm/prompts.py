@@ -1,12 +1,15 @@
 """Text templates the reward model reads: where the critique goes, and a chat fallback.
 
-The critique is appended after the completion as a clearly delimited block. The template is
-configuration (with a version string that enters every cache key), and the same
-:class:`CritiqueFormat` renders training and evaluation inputs, so the two cannot drift apart.
+The critique follows the completion, inside the assistant turn, as a clearly delimited block; in
+chat form it is a message of role ``critique`` that :func:`critique_chat_template` folds into the
+turn before it. The block is configuration (with a version string that enters every cache key),
+and the same :class:`CritiqueFormat` renders training and evaluation inputs, so the two cannot
+drift apart.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ DEFAULT_CRITIQUE_TEMPLATE_VERSION = "critique-block-v1"
 
 @dataclass(frozen=True)
 class CritiqueFormat:
-    """The block that carries a critique after the completion.
+    """The block that carries a critique after the completion (inside the assistant turn).
 
     Args:
         template: Text with exactly one ``{critique}`` placeholder. Other braces are literal.
@@ -46,14 +49,55 @@ class CritiqueFormat:
         return self.template.replace(CRITIQUE_PLACEHOLDER, critique.strip())
 
 
-def render_plain_conversation(messages: Sequence[Message]) -> str:
-    """Prompt text for tokenizers without a chat template (encoders such as MiniLM).
+# -- the chat form the reward model reads -------------------------------------------------------
+CRITIQUE_ROLE = "critique"
 
-    Ends with the assistant cue so the completion follows directly, mirroring
-    ``add_generation_prompt=True`` of a chat template.
+
+def _jinja_string(text: str) -> str:
+    """``text`` as a Jinja string literal (Jinja reads Python's escapes, which JSON writes)."""
+    return json.dumps(text)
+
+
+def plain_chat_template(leading: str, end: str) -> str:
+    """A chat template for tokenizers that have none (encoders such as MiniLM, base decoders).
+
+    Turns are ``Role: content`` joined by blank lines; ``add_generation_prompt`` ends with the
+    assistant cue. ``leading`` (e.g. ``[CLS]`` or BOS) starts the text and ``end`` (``[SEP]`` or
+    EOS) closes a conversation that ends with an assistant turn: the token the reward is read at.
+    Newlines are written as Jinja strings, which the block trimming of chat templates never eats.
     """
-    turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n\n".join(turns) + "\n\nAssistant: "
+    return (
+        "{{ " + _jinja_string(leading) + " }}"
+        "{% for message in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
+        "{{ message['role'] | capitalize }}: {{ message['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '\\n\\nAssistant: ' }}"
+        "{% elif messages and messages[-1]['role'] == 'assistant' %}{{ " + _jinja_string(end) + " }}{% endif %}"
+    )
+
+
+def critique_chat_template(base: str, critique_format: CritiqueFormat) -> str:
+    """``base`` that also reads a critique, given as a message of role ``critique`` right after the
+    assistant turn it judges.
+
+    Such a message is folded into that assistant turn, whose content becomes
+    ``completion + critique block``; then ``base`` renders the conversation as usual. So
+    ``apply_chat_template([*prompt, assistant, {"role": "critique", "content": critique}])`` gives
+    exactly the text the model was trained on, with any chat template.
+    """
+    before, after = critique_format.template.split(CRITIQUE_PLACEHOLDER)
+    fold = (
+        "{% set folded = namespace(messages=[]) %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == " + _jinja_string(CRITIQUE_ROLE) + " and folded.messages"
+        " and folded.messages[-1]['role'] == 'assistant' %}"
+        "{% set folded.messages = folded.messages[:-1] + [{'role': 'assistant', 'content': "
+        "folded.messages[-1]['content'] + " + _jinja_string(before) + " + (message['content'] | trim) + "
+        + _jinja_string(after) + "}] %}"
+        "{% else %}{% set folded.messages = folded.messages + [message] %}{% endif %}"
+        "{% endfor %}"
+        "{% set messages = folded.messages %}"
+    )
+    return fold + base
 
 
 # -- what the critic is asked ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import pytest
 
-from lightning_critrm.prompts import CritiqueFormat, render_plain_conversation
+from lightning_critrm.prompts import CritiqueFormat, critique_chat_template, plain_chat_template
 
 
 def test_critique_is_placed_where_the_template_says_and_braces_stay_literal():
@@ -14,9 +14,26 @@ def test_template_needs_exactly_one_placeholder(template):
         CritiqueFormat(template=template)
 
 
-def test_plain_conversation_ends_with_the_assistant_cue():
-    text = render_plain_conversation([{"role": "user", "content": "Q"}])
-    assert text == "User: Q\n\nAssistant: "
+def render(template, messages, add_generation_prompt=False):
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    return _compile_jinja_template(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
+
+
+def test_plain_template_writes_role_turns_its_specials_and_the_assistant_cue():
+    template = plain_chat_template("[CLS]", "[SEP]")
+    user = [{"role": "user", "content": "Q"}]
+    assert render(template, user, add_generation_prompt=True) == "[CLS]User: Q\n\nAssistant: "
+    assert render(template, [*user, {"role": "assistant", "content": "A"}]) == "[CLS]User: Q\n\nAssistant: A[SEP]"
+
+
+def test_a_critique_message_is_folded_into_the_assistant_turn_before_it():
+    base = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>\n{% endfor %}"
+    template = critique_chat_template(base, CritiqueFormat(template=' {"q": "{critique}"} ', version="t"))
+    messages = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"},
+                {"role": "critique", "content": "  fine \n"}]
+    assert render(template, messages) == '<user>Q</s>\n<assistant>A {"q": "fine"} </s>\n'
+    assert render(template, messages[:2]) == render(base, messages[:2])  # no critique: the base's text
 
 
 def test_critic_prompt_asks_about_one_completion_without_a_score():

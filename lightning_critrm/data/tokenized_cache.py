@@ -22,7 +22,7 @@ from lightning_critrm.errors import InputError
 log = logging.getLogger(__name__)
 
 # Bump when the token layout produced by SequenceFormatter changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the chat template's whole text, critique inside the assistant turn
 
 
 @dataclass

@@ -123,8 +123,9 @@ class CritiqueRewardModel(L.LightningModule):
         Args:
             backbone: Built-in alias (``smollm2-135m-instruct``, ``all-minilm-l6-v2``), local
                 folder, or Hugging Face hub name. Weights load in ``configure_model``.
-            pooling: Hidden state read for the reward: ``last`` real token (decoders; the EOS that
-                closes the sequence) or ``first`` token (the [CLS] of encoders).
+            pooling: Hidden state read for the reward: ``last`` real token (decoders: the last
+                token the chat template writes, as every reward-model reader takes it) or
+                ``first`` token (the [CLS] of encoders).
             lr: Peak learning rate.
             optimizer: Optimizer class or callable, called as ``optimizer(params, lr)``.
             lr_scheduler: Schedule class or callable, called as ``lr_scheduler(optimizer,

@@ -13,7 +13,7 @@ Pooling = Literal["last", "first"]
 
 def reward_positions(batch: RewardBatch, how: Pooling) -> torch.Tensor:
     """Flat indices [N] of the token each reward is read at: the ``last`` token of each sequence
-    (the EOS that closes it, for decoders) or the ``first`` (the [CLS] of encoders).
+    (what the chat template writes last, for decoders) or the ``first`` (the [CLS] of encoders).
 
     Read from the batch's layout, never by searching for the pad id: with pad == eos that search
     finds the real EOS of a shorter row, or nothing at all.

@@ -20,8 +20,10 @@ def test_setup_splits_by_prompt_and_batches_chosen_then_rejected(tmp_path, pairs
     assert not set(dm.train_dataset["prompt_key"]) & set(dm.val_dataset["prompt_key"])
     batch = next(iter(dm.train_dataloader()))
     assert batch.input_ids.shape[0] == 8 and batch.num_pairs == 4
-    eos = dm.tokenizer.eos_token_id
-    assert batch.input_ids.flatten()[batch.last_token_index].tolist() == [eos] * 8
+    # The reward is read at the chat template's last token: ChatML ends a turn with "<|im_end|>\n".
+    newline = dm.tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert batch.input_ids.flatten()[batch.last_token_index].tolist() == newline * 8
+    assert batch.input_ids.flatten()[batch.last_token_index - 1].tolist() == [dm.tokenizer.eos_token_id] * 8
     for k, pair in enumerate(batch.ids.tolist()):  # chosen rows first, then the rejected ones
         row = dm.train_dataset[pair]
         assert batch.input_ids[k][batch.attention_mask[k].bool()].tolist() == row["chosen_input_ids"]

@@ -12,16 +12,23 @@ EOS = 1
 
 
 class CharTokenizer:
-    """One token per character; EOS id 1; an optional BOS (id 2) prepended by add_special_tokens."""
+    """One token per character; EOS ``#`` (id 1), BOS ``^`` (id 2). Its chat template writes
+    ``P:<prompt>|A:`` then ``<completion>#`` and a trailing newline, like ChatML's end of turn; it
+    renders templates with transformers' own Jinja environment, as a real tokenizer does."""
 
     name_or_path = "char"
     eos_token_id = EOS
     eos_token = "#"
+    cls_token_id = None
 
     def __init__(self, chat_template=True, bos=False):
-        self.chat_template = "P:{p}|A:" if chat_template else None
+        self.chat_template = (
+            ("^" if bos else "") + "{% for m in messages %}{% if m['role'] == 'user' %}P:{{ m['content'] }}|A:"
+            "{% else %}{{ m['content'] }}{{ '#\\n' }}{% endif %}{% endfor %}"
+        ) if chat_template else None
         self.bos = bos
         self.bos_token = "^" if bos else None
+        self.bos_token_id = 2 if bos else None
 
     def __call__(self, text, add_special_tokens=True):
         ids = [EOS if ch == "#" else (2 if ch == "^" else ord(ch)) for ch in text]
@@ -29,12 +36,11 @@ class CharTokenizer:
             ids = [2] + ids
         return {"input_ids": ids}
 
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
-        # "P:<prompt>|A:" then "<completion>#" with a trailing newline, like ChatML's end of turn.
-        text = ("^" if self.bos else "") + f"P:{messages[0]['content']}|A:"
-        if len(messages) > 1:
-            text += messages[1]["content"] + "#\n"
-        return text
+    def apply_chat_template(self, messages, chat_template=None, tokenize=False, add_generation_prompt=False):
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        template = _compile_jinja_template(chat_template or self.chat_template)
+        return template.render(messages=messages, add_generation_prompt=add_generation_prompt)
 
     def decode(self, ids):
         return "".join("#" if i == EOS else ("^" if i == 2 else chr(i)) for i in ids)
@@ -49,53 +55,51 @@ def text_of(formatter, completion="xyz", critique="ok!", prompt=PROMPT):
     return formatter.tokenizer.decode(enc.input_ids), enc.truncated
 
 
-def test_layout_prompt_completion_critique_end():
+def test_layout_prompt_completion_critique_end_of_turn():
     f = SequenceFormatter(CharTokenizer(), max_length=100, critique_format=CRITIQUE)
-    assert text_of(f) == ("P:abcdef|A:xyz#[ok!]#", False)
+    assert text_of(f) == ("P:abcdef|A:xyz[ok!]#\n", False)
 
 
-def test_without_critiques_eos_is_not_doubled():
+def test_without_critiques_the_text_is_the_templates():
     f = SequenceFormatter(CharTokenizer(), max_length=100, critique_format=None)
-    assert text_of(f) == ("P:abcdef|A:xyz#", False)
+    assert text_of(f) == ("P:abcdef|A:xyz#\n", False)
 
 
 def test_truncation_cuts_prompt_from_the_left_first():
-    # Full text "P:abcdef|A:xyz#[ok!]#" is 21 tokens; at 17 the first 4 prompt tokens go.
+    # Full text "P:abcdef|A:xyz[ok!]#\n" is 21 tokens; at 17 the first 4 prompt tokens go.
     f = SequenceFormatter(CharTokenizer(), max_length=17, critique_format=CRITIQUE)
-    assert text_of(f) == ("cdef|A:xyz#[ok!]#", True)
+    assert text_of(f) == ("cdef|A:xyz[ok!]#\n", True)
 
 
 def test_truncation_then_cuts_the_critique_end_then_the_completion_end():
     f = SequenceFormatter(CharTokenizer(), max_length=7, critique_format=CRITIQUE)
-    # Prompt (11 tokens) gone, critique "[ok!]" loses 3 -> "[o", EOS appended.
-    assert text_of(f) == ("xyz#[o#", True)
+    # Prompt (11 tokens) gone, critique "[ok!]" loses 3 -> "[o"; the end of turn "#\n" stays.
+    assert text_of(f) == ("xyz[o#\n", True)
     f = SequenceFormatter(CharTokenizer(), max_length=4, critique_format=CRITIQUE)
-    # Critique gone too, completion "xyz#" loses 1 -> "xyz", EOS forced last.
-    assert text_of(f) == ("xyz#", True)
+    # Critique gone too, completion "xyz" loses 1.
+    assert text_of(f) == ("xy#\n", True)
     f = SequenceFormatter(CharTokenizer(), max_length=5, critique_format=CRITIQUE)
-    assert text_of(f, completion="abcdefgh") == ("abcd#", True)
+    assert text_of(f, completion="abcdefgh") == ("abc#\n", True)
 
 
-def test_eos_is_last_for_every_length():
+def test_the_end_of_turn_is_last_for_every_length():
     for max_length in range(4, 30):
         f = SequenceFormatter(CharTokenizer(), max_length=max_length, critique_format=CRITIQUE)
         ids = f.encode(PROMPT, "a long completion", "a long critique").input_ids
-        assert ids[-1] == EOS and len(ids) <= max_length
+        assert ids[-2:] == [EOS, ord("\n")] and len(ids) <= max_length
 
 
-def test_no_double_bos_when_the_template_writes_it():
+def test_a_bos_written_by_the_template_is_written_once_and_survives_truncation():
     f = SequenceFormatter(CharTokenizer(bos=True), max_length=100, critique_format=None)
-    ids = f.encode(PROMPT, "xyz", None).input_ids
-    assert ids.count(2) == 1 and ids[0] == 2
+    assert f.encode(PROMPT, "xyz", None).input_ids == [2, *map(ord, "P:abcdef|A:xyz"), EOS, ord("\n")]
+    f = SequenceFormatter(CharTokenizer(bos=True), max_length=8, critique_format=None)
+    assert text_of(f) == ("^A:xyz#\n", True)  # BOS, the prompt's last 2, "xyz", "#\\n"
 
 
-def test_bos_added_when_the_template_does_not_write_it():
-    tok = CharTokenizer(bos=True)
-    tok.apply_chat_template = lambda m, tokenize=False, add_generation_prompt=False: (
-        f"P:{m[0]['content']}|A:" + (m[1]["content"] + "#\n" if len(m) > 1 else "")
-    )
-    f = SequenceFormatter(tok, max_length=100, critique_format=None)
-    assert f.encode(PROMPT, "xyz", None).input_ids == [2, *map(ord, "P:abcdef|A:xyz"), EOS]
+def test_a_tokenizer_without_a_chat_template_gets_a_plain_one_with_its_specials():
+    f = SequenceFormatter(CharTokenizer(chat_template=False, bos=True), max_length=100, critique_format=CRITIQUE)
+    assert text_of(f) == ("^User: abcdef\n\nAssistant: xyz[ok!]#", False)
+    assert f.render(PROMPT, add_generation_prompt=True) == "^User: abcdef\n\nAssistant: "
 
 
 def test_critique_required_when_critiques_are_on():
@@ -104,14 +108,39 @@ def test_critique_required_when_critiques_are_on():
         f.encode(PROMPT, "xyz", None)
 
 
-def test_real_chat_template_places_the_critique_after_the_end_of_turn(chat_tokenizer):
-    fmt = CritiqueFormat()
-    f = SequenceFormatter(chat_tokenizer, max_length=512, critique_format=fmt)
+def test_real_chat_template_places_the_critique_inside_the_assistant_turn(chat_tokenizer):
+    f = SequenceFormatter(chat_tokenizer, max_length=512, critique_format=CritiqueFormat())
     text = f.render_text(PROMPT, "The answer is 42.", "Correctness: correct.")
     assert text == (
-        "<|im_start|>user\nabcdef<|im_end|>\n<|im_start|>assistant\nThe answer is 42.<|im_end|>"
-        "\n\n[Critique of the response]\nCorrectness: correct.\n[End of critique]<|im_end|>"
+        "<|im_start|>user\nabcdef<|im_end|>\n<|im_start|>assistant\nThe answer is 42."
+        "\n\n[Critique of the response]\nCorrectness: correct.\n[End of critique]<|im_end|>\n"
     )
+
+
+@pytest.mark.parametrize("critique", [None, "Correctness: correct."])
+def test_the_ids_are_apply_chat_template_of_the_conversation_with_the_formatters_template(chat_tokenizer, critique):
+    """What TRL, OpenRLHF and RewardBench's package compute: the formatter changes nothing."""
+    fmt = CritiqueFormat() if critique else None
+    f = SequenceFormatter(chat_tokenizer, max_length=512, critique_format=fmt)
+    messages = [*PROMPT, {"role": "assistant", "content": "The answer is 42."}]
+    if critique:
+        messages.append({"role": "critique", "content": critique})
+    expected = chat_tokenizer.apply_chat_template(messages, chat_template=f.chat_template, tokenize=True, return_dict=False)
+    assert f.encode(PROMPT, "The answer is 42.", critique).input_ids == expected
+
+
+def test_a_template_that_trims_the_turn_still_keeps_its_end_of_turn_when_cut(chat_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(chat_tokenizer)
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    f = SequenceFormatter(tok, max_length=12, critique_format=CritiqueFormat())
+    enc = f.encode(PROMPT, "  The answer is 42.  ", "Correctness: correct.")
+    assert enc.truncated and len(enc.input_ids) == 12 and enc.input_ids[-1] == tok.eos_token_id
+    assert tok.decode(enc.input_ids).startswith("The answer is 42.")
 
 
 def test_encoder_tokenizer_is_wrapped_in_cls_and_sep(tiny_encoder_dir):
@@ -120,6 +149,7 @@ def test_encoder_tokenizer_is_wrapped_in_cls_and_sep(tiny_encoder_dir):
     tok = AutoTokenizer.from_pretrained(tiny_encoder_dir)
     f = SequenceFormatter(tok, max_length=12, critique_format=CritiqueFormat())
     ids = f.encode(PROMPT, "the answer is 42", "correct").input_ids
+    assert f.encode(PROMPT, "the answer is 42", "correct").truncated
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
     assert ids.count(tok.cls_token_id) == 1 and ids.count(tok.sep_token_id) == 1
     assert len(ids) == 12
