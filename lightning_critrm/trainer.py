@@ -9,7 +9,9 @@ from typing import Optional
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from tqdm.auto import tqdm
 
+from lightning_critrm import console
 from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import InputError
@@ -112,10 +114,15 @@ class CritiqueRMTrainer(L.Trainer):
             print(format_table_v2(scores) if version == 2 else format_table(scores))
 
 
-    def export(self, model: L.LightningModule, datamodule: PreferenceDataModule, ckpt_path: str, out: str) -> None:
+    def export(
+        self, model: L.LightningModule, datamodule: PreferenceDataModule, ckpt_path: str, out: str,
+        reward_stats: bool = True,
+    ) -> None:
         """Write a checkpoint as a Hugging Face folder that loads with
-        ``transformers.AutoModelForSequenceClassification`` and gives the trainer's rewards for the
-        same formatted text: safetensors weights (LoRA adapters merged), config, tokenizer, and a
+        ``transformers.AutoModelForSequenceClassification`` (4.4x and 5.x) and in vLLM's pooling
+        runner, and gives the trainer's rewards for ``tokenizer.apply_chat_template(messages)``:
+        safetensors weights (LoRA adapters merged), config, the tokenizer with the training chat
+        template (a critique is a message of role ``critique`` after the assistant turn), and a
         model card; ``config.json`` records how inputs are formatted and critiqued. Written
         atomically: the folder appears whole or not at all.
 
@@ -123,16 +130,21 @@ class CritiqueRMTrainer(L.Trainer):
             ckpt_path: Checkpoint to export: ``last``, ``best``, a ``.ckpt`` file, or the folder of
                 a sharded (FSDP2) checkpoint.
             out: The folder to write (must not exist).
+            reward_stats: Score the validation set and store the mean and standard deviation of
+                its rewards, for ``score --normalize`` (reads the validation data and its critiques).
         """
         path = self._checkpoint(ckpt_path)
+        if Path(out).exists():
+            raise InputError(f"--out {out}: already exists; give a new folder")
         checkpoint = load_checkpoint_state(path)
         model.configure_model()  # the pretrained backbone (LoRA: its frozen weights), then the checkpoint
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
         if model.lora is not None:
             merge_lora(model.reward_model.backbone)
+        stats = validation_reward_stats(model, datamodule) if reward_stats else None
         export_reward_model(model.reward_model, resolve_backbone(model.hparams.backbone), datamodule.tokenizer,
-                            Path(out), recipe_of(model, datamodule))
+                            datamodule.formatter.chat_template, Path(out), recipe_of(model, datamodule, stats))
         if self.is_global_zero:
             print(f"exported {path} to {out}: AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
 
@@ -140,6 +152,28 @@ class CritiqueRMTrainer(L.Trainer):
         """``ckpt_path`` (``last``, ``best`` or a path) as a checkpoint in this run's folder."""
         folder = self.checkpoint_callback.dirpath if self.checkpoint_callback is not None else None
         return resolve_checkpoint(ckpt_path, folder)
+
+
+def validation_reward_stats(model: L.LightningModule, datamodule: PreferenceDataModule) -> dict:
+    """Mean and standard deviation of the model's rewards over every completion of the validation
+    set (OpenRLHF's reward normalisation), on a GPU where there is one."""
+    try:
+        datamodule.setup("validate")
+    except InputError as err:
+        raise InputError(f"{err}\n(or export without reward statistics: --reward_stats false)") from err
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = model.to(device).eval()
+    rewards = []
+    with torch.no_grad():
+        for batch in tqdm(datamodule.val_dataloader(), desc="reward statistics", unit="batch",
+                          file=console.progress_stream()):
+            rewards.append(net(batch.to(device)).float().cpu())
+    model.to("cpu")
+    values = torch.cat(rewards)
+    if values.numel() < 2:
+        raise InputError("reward statistics need at least 2 validation completions; or pass --reward_stats false")
+    return {"mean": values.mean().item(), "std": values.std().item(), "sequences": values.numel(),
+            "data": "validation set"}
 
 
 def load_checkpoint_state(path: Path) -> dict:

@@ -21,7 +21,7 @@ def test_missing_package_names_what_to_install(monkeypatch):
 def test_rope_theta_is_written_at_the_top_level(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}))
-    backbones._write_top_level_rope_theta(path)
+    backbones.write_top_level_rope_theta(path)
     assert json.loads(path.read_text())["rope_theta"] == 100000.0
 
 

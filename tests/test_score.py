@@ -42,6 +42,14 @@ def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path
         torch.testing.assert_close(torch.tensor(got), reference_rewards(model, formatter, items), atol=1e-4, rtol=1e-4)
     assert "scored 3 of 3 completions in 3 rows" in capsys.readouterr().out
 
+    # --normalize: (reward - mean) / std with the validation statistics the export stored.
+    stats = json.loads((model / "config.json").read_text())["lightning_critrm"]["reward_stats"]
+    normalized = tmp_path / "singles.normalized.jsonl"
+    main(["score", "--model", str(model), "--input", str(src), "--output", str(normalized), "--normalize", "true"])
+    want = [(s["reward"] - stats["mean"]) / stats["std"] for s in scored]
+    got = [json.loads(line)["reward"] for line in normalized.read_text().splitlines()]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-6, rtol=1e-6)
+
 
 def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them_cached(
     tmp_path, pairs_file, tiny_decoder_dir, fake_chat_server, monkeypatch,  # noqa: F811 (the imported fixture)

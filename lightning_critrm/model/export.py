@@ -1,13 +1,17 @@
-"""A trained reward model as a plain Hugging Face folder.
+"""A trained reward model as a plain Hugging Face folder that scores as the trainer does.
 
-The folder loads with ``transformers.AutoModelForSequenceClassification`` (safetensors, config,
-tokenizer) and gives the trainer's rewards for the same formatted text, so TRL, the reward-bench
-project's scripts or any inference stack can use it without this package.
+The folder loads with ``transformers.AutoModelForSequenceClassification`` (4.4x and 5.x), in
+vLLM's pooling runner, and in the tools built on them (TRL, OpenRLHF, RewardBench's package). They
+all render a conversation with ``tokenizer.apply_chat_template`` and read the reward at the last
+token that is not padding, which is the text and the token the trainer scores
+(:mod:`lightning_critrm.data.formatting`). Three things make that hold in every reader:
 
-One rule needs care. A sequence classifier reads the last token that is not the pad token, and
-this trainer scores at the EOS that closes the sequence. Where the tokenizer pads with EOS (many
-chat models do), the two disagree: the classifier would read the token before the EOS. Such an
-export gets a pad token of its own (one new embedding row, never seen in real text).
+- the tokenizer ships the trainer's chat template, which also folds a ``critique`` message into
+  the assistant turn for a model that reads critiques;
+- the pad token is never a token of a scored text (else "the last token that is not padding"
+  would stop early), so a tokenizer that pads with EOS, or with any token its template writes,
+  gets a pad token of its own (one new embedding row, never seen in real text);
+- ``problem_type: regression``: vLLM and transformers return the raw reward, not its sigmoid.
 """
 
 from __future__ import annotations
@@ -20,21 +24,33 @@ from typing import Optional
 import torch
 
 from lightning_critrm.atomic_folder import atomic_folder
+from lightning_critrm.backbones import write_top_level_rope_theta
 from lightning_critrm.errors import InputError
 
 EXPORT_PAD_TOKEN = "<|reward_pad|>"
+_PROBE = [{"role": "user", "content": "Is this a probe?"}, {"role": "assistant", "content": "It is."}]
+# Read by transformers 4.x, which has no TokenizersBackend (5.x's name for a tokenizers.json tokenizer).
+_PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
-def export_reward_model(reward_model, backbone_path: str, tokenizer, out: Path, recipe: dict) -> Path:
+def export_reward_model(
+    reward_model,
+    backbone_path: str,
+    tokenizer,
+    chat_template: str,
+    out: Path,
+    recipe: dict,
+) -> Path:
     """Write ``reward_model`` (a :class:`RewardModel` with LoRA merged) to ``out`` atomically.
 
     Args:
         reward_model: The model to export (pooling ``last``: decoders).
         backbone_path: Folder of the pretrained backbone, for its config.
         tokenizer: The tokenizer that formatted the training inputs.
+        chat_template: The template that rendered them (the formatter's); shipped as the tokenizer's.
         out: The folder to write; must not exist.
-        recipe: How inputs are formatted and critiqued (template, version, critic, max length);
-            recorded in ``config.json`` under ``lightning_critrm`` and in the model card.
+        recipe: How inputs are formatted and critiqued, and the reward statistics; recorded in
+            ``config.json`` under ``lightning_critrm`` and in the model card.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -52,26 +68,82 @@ def export_reward_model(reward_model, backbone_path: str, tokenizer, out: Path, 
     state = {k: v.detach().to("cpu", torch.float32) for k, v in reward_model.state_dict().items()}
     hf.load_state_dict(state, strict=True)  # the same names: RewardModel mirrors the HF layout
     tokenizer = copy.deepcopy(tokenizer)
-    scoring = tokenizer.eos_token_id
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == scoring:
+    tokenizer.chat_template = chat_template
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # no token_type_ids for a decoder
+    if not pad_is_safe(tokenizer):
         tokenizer.add_special_tokens({"pad_token": EXPORT_PAD_TOKEN})
         hf.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     hf.config.pad_token_id = tokenizer.pad_token_id
+    hf.config.problem_type = "regression"
     hf.config.architectures = [type(hf).__name__]
     hf.config.lightning_critrm = recipe
     with atomic_folder(out, complete_marker="config.json") as tmp:
         hf.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(model_card(recipe, type(hf).__name__, tokenizer.pad_token))
+        write_portable_tokenizer_config(tmp / "tokenizer_config.json", chat_template)
+        write_top_level_rope_theta(tmp / "config.json")
+        (tmp / "README.md").write_text(model_card(recipe, type(hf).__name__))
     return out
 
 
-def model_card(recipe: dict, architecture: str, pad_token: str) -> str:
+def pad_is_safe(tokenizer) -> bool:
+    """Whether the pad token can never be a token of a scored text: readers find the reward at the
+    last token that is not the pad token, so a pad that the template writes (EOS, an end-of-turn)
+    would move it."""
+    pad = tokenizer.pad_token_id
+    if pad is None or pad in (tokenizer.eos_token_id, tokenizer.bos_token_id):
+        return False
+    ids = tokenizer(tokenizer.apply_chat_template(_PROBE, tokenize=False), add_special_tokens=False)["input_ids"]
+    return pad not in ids
+
+
+def write_portable_tokenizer_config(path: Path, chat_template: str) -> None:
+    """Make ``tokenizer_config.json`` read the same in transformers 4.4x-4.5x and 5.x: a tokenizer
+    class both know, the model's input names, and the chat template inline (older readers do not
+    all read ``chat_template.jinja``)."""
+    config = json.loads(path.read_text())
+    if config.get("tokenizer_class") in (None, "TokenizersBackend"):
+        config["tokenizer_class"] = _PORTABLE_TOKENIZER_CLASS
+    config["model_input_names"] = ["input_ids", "attention_mask"]
+    config["chat_template"] = chat_template
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
+
+
+def model_card(recipe: dict, architecture: str) -> str:
+    reads_critiques = recipe.get("critiques") != "none"
     critic = recipe.get("critic") or {}
-    critic_line = (
-        f"written by `{critic.get('model')}` through `{critic.get('backend')}` (template "
-        f"`{critic.get('template_version')}`)"
-        if critic else "read from the data's critique columns" if recipe.get("critiques") == "columns" else "none"
+    if not reads_critiques:
+        what = "without critiques (a plain reward model: prompt and completion only)"
+    elif critic:
+        what = (
+            f"reading a critique of each completion, written by `{critic.get('model')}` through "
+            f"`{critic.get('backend')}` (critic template `{critic.get('template_version')}`; "
+            "`config.json` records its sampling)"
+        )
+    else:
+        what = "reading a critique of each completion, taken from the data's critique columns"
+    critique_message = (
+        '\n    {"role": "critique", "content": critique},  # a critique of this completion'
+        if reads_critiques else ""
+    )
+    critique_text = f"""
+The critique is a message of role `critique` right after the assistant turn. The chat template
+folds it into that turn as this block (version `{recipe.get("critique_template_version")}`), so the
+text is the one the model was trained on; give it the same kind of critique it learned from:
+
+```
+{recipe.get("critique_template")}
+```
+""" if reads_critiques else ""
+    cut_order = ("then the end of the critique, then the end of the completion" if reads_critiques
+                 else "then the end of the completion")
+    stats = recipe.get("reward_stats")
+    stats_text = (
+        f"\nOn its validation set ({stats['sequences']} completions) the rewards have mean "
+        f"{stats['mean']:.4f} and standard deviation {stats['std']:.4f} (`config.json`: "
+        "`lightning_critrm.reward_stats`); `python -m lightning_critrm score --normalize` scores "
+        "`(reward - mean) / std`.\n"
+        if stats else ""
     )
     return f"""---
 library_name: transformers
@@ -80,27 +152,43 @@ tags: [reward-model, lightning_critrm]
 # Reward model (lightning_critrm)
 
 A scalar reward model (`{architecture}`, one output) trained with the pairwise Bradley-Terry loss on
-preference pairs, reading a critique of each completion (arXiv 2405.20850).
+preference pairs, {what}.
 
 - Backbone: `{recipe.get("backbone")}`
-- Critiques: {recipe.get("critiques")}, {critic_line}
-- Input format: the prompt as the user turn and the completion as the assistant turn of the
-  tokenizer's chat template, then the critique block, then the EOS token, at most
-  {recipe.get("max_length")} tokens. The reward is the output at that final EOS.
-- Critique block (version `{recipe.get("critique_template_version")}`):
+- Input: the conversation rendered by this folder's chat template, at most {recipe.get("max_length")}
+  tokens. The reward is the model's output at the last token, whatever the template writes last
+  (an end-of-turn token, a newline).
+- Longer texts were cut in training: first the start of the prompt, {cut_order}, keeping what the
+  template writes after the turn. Tools that cut otherwise (or not at all) score such texts
+  differently; texts that fit score the same everywhere.
+{critique_text}{stats_text}
+## Rewards with plain transformers
 
-```
-{recipe.get("critique_template")}
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32)
+messages = [
+    {{"role": "user", "content": prompt}},
+    {{"role": "assistant", "content": completion}},{critique_message}
+]
+ids = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)
+reward = model(**ids).logits[0, 0].item()
 ```
 
-Load it with `AutoModelForSequenceClassification.from_pretrained(<this folder>)`. Pad with
-`{pad_token}` (the tokenizer's pad token): the classifier reads the last token that is not padding,
-which must be the closing EOS. `config.json` records the whole recipe under `lightning_critrm`.
+Batches may be padded on either side with the tokenizer's pad token (`{EXPORT_PAD_TOKEN}` where
+training padded with a token the template writes). vLLM serves it as a reward model:
+`LLM(model=folder, runner="pooling").classify(texts)` returns the raw reward of each rendered text
+(`problem_type: regression`: no sigmoid). `config.json` records the whole recipe under
+`lightning_critrm`; `python -m lightning_critrm score` reads it.
 """
 
 
-def recipe_of(module, datamodule) -> dict:
-    """How a trained model's inputs were made, from its module and data module settings."""
+def recipe_of(module, datamodule, reward_stats: Optional[dict] = None) -> dict:
+    """How a trained model's inputs were made, from its module and data module settings, and the
+    statistics of its rewards on the validation set (``None``: not computed)."""
     hp = datamodule.hparams
     critic: Optional[dict] = None
     if hp.critiques == "generate" and datamodule.critic is not None:
@@ -115,5 +203,6 @@ def recipe_of(module, datamodule) -> dict:
         "critique_template_version": hp.critique_template_version,
         "critic": critic,
         "max_length": hp.max_length,
-        "scoring_token": "eos",
+        "scoring_token": "last token of the chat template's text",
+        "reward_stats": reward_stats,
     }))

@@ -63,8 +63,15 @@ def test_the_export_loads_as_a_sequence_classifier_with_the_trainers_rewards(tmp
     assert "model.safetensors" in files and "README.md" in files and not any(f.endswith(".bin") for f in files)
     config = json.loads((out / "config.json").read_text())
     recipe = config["lightning_critrm"]
-    assert recipe["critiques"] == "columns" and recipe["scoring_token"] == "eos" and recipe["max_length"] == 1024
+    assert recipe["critiques"] == "columns" and recipe["max_length"] == 1024
     assert "{critique}" in recipe["critique_template"]
+    # Reward statistics of every validation completion, as the trainer scores them.
+    val = [data.val_dataset[i][k] for i in range(len(data.val_dataset)) for k in ("chosen_input_ids", "rejected_input_ids")]
+    rewards = trainer_rewards(cli, val)
+    assert recipe["reward_stats"]["sequences"] == len(val) == 2 * len(data.val_dataset)
+    assert recipe["reward_stats"]["mean"] == pytest.approx(rewards.mean().item(), abs=1e-5)
+    assert recipe["reward_stats"]["std"] == pytest.approx(rewards.std().item(), abs=1e-5)
+    assert config["problem_type"] == "regression"  # vLLM returns the raw reward, not its sigmoid
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
     assert (config["pad_token_id"] != data.tokenizer.eos_token_id) and (
         (tokenizer_config["pad_token"] == "<|reward_pad|>") == (pad == "pads with EOS"))
@@ -106,3 +113,26 @@ def test_the_recipe_records_the_critic_that_keys_the_critiques_and_nothing_of_wh
     assert recipe["critic"]["sampling"]["max_new_tokens"] == critic.sampling.max_new_tokens
     text = json.dumps(recipe)
     assert "10.0.0.1" not in text and "SECRET_KEY_VAR" not in text and "endpoint" not in text
+
+
+def test_the_model_card_says_what_the_model_reads():
+    from lightning_critrm.model.export import model_card
+    from lightning_critrm.prompts import CritiqueFormat
+
+    recipe = {"backbone": "b", "critiques": "none", "max_length": 256, "critique_template": CritiqueFormat().template,
+              "critique_template_version": "v", "critic": None, "reward_stats": None}
+    plain = model_card(recipe, "LlamaForSequenceClassification")
+    assert "without critiques" in plain and "critique" not in plain.replace("without critiques", "")
+    reading = model_card({**recipe, "critiques": "columns", "reward_stats": {"mean": 0.5, "std": 2.0, "sequences": 8}},
+                         "LlamaForSequenceClassification")
+    assert "reading a critique of each completion" in reading and '{"role": "critique", "content": critique}' in reading
+    assert CritiqueFormat().template in reading and "mean 0.5000" in reading and "deviation 2.0000" in reading
+
+
+def test_export_without_reward_stats_reads_no_data(tmp_path, pairs_file, tiny_decoder_dir):
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    main(["fit", "--config", str(cfg), "--trainer.max_steps", "1"])
+    pairs_file.unlink()  # the data is gone: only the checkpoint and the config remain
+    out = tmp_path / "exported"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out), "--reward_stats", "false"])
+    assert json.loads((out / "config.json").read_text())["lightning_critrm"]["reward_stats"] is None
