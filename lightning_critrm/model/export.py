@@ -126,14 +126,17 @@ def model_card(recipe: dict, architecture: str) -> str:
         '\n    {"role": "critique", "content": critique},  # a critique of this completion'
         if reads_critiques else ""
     )
+    source = (
+        "`python -m lightning_critrm score` writes missing ones with that critic (same template and "
+        "sampling), as training did"
+        if critic else "give it critiques like those of its training data"
+    )
     critique_text = f"""
 The critique is a message of role `critique` right after the assistant turn. The chat template
-folds it into that turn as this block (version `{recipe.get("critique_template_version")}`), so the
-text is the one the model was trained on; give it the same kind of critique it learned from:
-
-```
-{recipe.get("critique_template")}
-```
+folds it into that turn as `completion + block`, with this block (version
+`{recipe.get("critique_template_version")}`, as a JSON string), so the text is the one the model
+was trained on: `{json.dumps(recipe.get("critique_template"))}`. The model learned from one kind of
+critique: {source}.
 """ if reads_critiques else ""
     cut_order = ("then the end of the critique, then the end of the completion" if reads_critiques
                  else "then the end of the completion")
@@ -141,7 +144,7 @@ text is the one the model was trained on; give it the same kind of critique it l
     stats_text = (
         f"\nOn its validation set ({stats['sequences']} completions) the rewards have mean "
         f"{stats['mean']:.4f} and standard deviation {stats['std']:.4f} (`config.json`: "
-        "`lightning_critrm.reward_stats`); `python -m lightning_critrm score --normalize` scores "
+        "`lightning_critrm.reward_stats`); `python -m lightning_critrm score --normalize true` scores "
         "`(reward - mean) / std`.\n"
         if stats else ""
     )

@@ -126,7 +126,7 @@ def test_the_model_card_says_what_the_model_reads():
     reading = model_card({**recipe, "critiques": "columns", "reward_stats": {"mean": 0.5, "std": 2.0, "sequences": 8}},
                          "LlamaForSequenceClassification")
     assert "reading a critique of each completion" in reading and '{"role": "critique", "content": critique}' in reading
-    assert CritiqueFormat().template in reading and "mean 0.5000" in reading and "deviation 2.0000" in reading
+    assert json.dumps(CritiqueFormat().template) in reading and "mean 0.5000" in reading and "deviation 2.0000" in reading
 
 
 def test_export_without_reward_stats_reads_no_data(tmp_path, pairs_file, tiny_decoder_dir):
