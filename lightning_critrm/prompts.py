@@ -71,7 +71,8 @@ def plain_chat_template(leading: str, end: str) -> str:
         "{% for message in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
         "{{ message['role'] | capitalize }}: {{ message['content'] }}{% endfor %}"
         "{% if add_generation_prompt %}{{ '\\n\\nAssistant: ' }}"
-        "{% elif messages and messages[-1]['role'] == 'assistant' %}{{ " + _jinja_string(end) + " }}{% endif %}"
+        "{% elif messages and messages[-1]['role'] == 'assistant' %}"
+        "{{ " + _jinja_string(end) + " }}{% endif %}"
     )
 
 

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lightning_critrm.errors import InputError
-from lightning_critrm.prompts import CRITIQUE_ROLE, CritiqueFormat, critique_chat_template, plain_chat_template
+from lightning_critrm.prompts import (
+    CRITIQUE_ROLE,
+    CritiqueFormat,
+    critique_chat_template,
+    plain_chat_template,
+)
 from lightning_critrm.records import Message
 
 _PROBE = "hello"
@@ -85,8 +90,11 @@ class SequenceFormatter:
         self.critique_format = critique_format
         base = base_chat_template(tokenizer)
         #: The template that renders the scored text; the export ships it as the tokenizer's.
-        self.chat_template = base if critique_format is None else critique_chat_template(base, critique_format)
-        self._leading_ids = {i for i in (tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None)) if i is not None}
+        self.chat_template = (
+            base if critique_format is None else critique_chat_template(base, critique_format)
+        )
+        leading = (tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None))
+        self._leading_ids = {i for i in leading if i is not None}
         probe = self.conversation(_PROBE_PROMPT, _PROBE, _PROBE if critique_format is not None else None)
         if critique_format is not None and self.render(probe) != self._render(
             [*_PROBE_PROMPT, {"role": "assistant", "content": _PROBE + critique_format.render(_PROBE)}], base
@@ -100,7 +108,9 @@ class SequenceFormatter:
             raise InputError(f"data.max_length={max_length} is too small to hold any text")
 
     # -- text ---------------------------------------------------------------------------------
-    def conversation(self, prompt: Sequence[Message], completion: str, critique: Optional[str]) -> list[Message]:
+    def conversation(
+        self, prompt: Sequence[Message], completion: str, critique: Optional[str]
+    ) -> list[Message]:
         """The messages of one scored sequence: the prompt, the completion as the assistant turn,
         and (when the model reads critiques) the critique as a message of role ``critique``."""
         messages = [*prompt, {"role": "assistant", "content": completion}]
@@ -115,7 +125,8 @@ class SequenceFormatter:
 
     def _render(self, messages: Sequence[Message], template: str, add_generation_prompt: bool = False) -> str:
         return self.tokenizer.apply_chat_template(
-            list(messages), chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
+            list(messages), chat_template=template, tokenize=False,
+            add_generation_prompt=add_generation_prompt,
         )
 
     def render_text(self, prompt: Sequence[Message], completion: str, critique: Optional[str]) -> str:
@@ -141,13 +152,15 @@ class SequenceFormatter:
         has_critique = messages[-1]["role"] == CRITIQUE_ROLE
         completion = messages[-2 if has_critique else -1]["content"]
         block = self.critique_format.render(messages[-1]["content"]) if has_critique else ""
-        for content, tail_block in ((completion + block, block), ((completion + block).strip(), block.rstrip())):
+        written = completion + block
+        # As written, then as a template that trims the turn writes it.
+        for content, tail_block in ((written, block), (written.strip(), block.rstrip())):
             start = text.rfind(content) if content else -1
             if start >= 0:
                 end = start + len(content)
                 cut = end - len(tail_block)
                 return text[:start], text[start:cut], text[cut:end], text[end:]
-        # A template that rewrites the turn beyond trimming: the whole text is prompt, but its end.
+        # A template that rewrites the turn beyond trimming: all counts as prompt (its start is cut).
         return text, "", "", ""
 
     def _truncate(self, messages: list[Message], text: str) -> list[int]:
@@ -158,7 +171,8 @@ class SequenceFormatter:
         if prompt_ids and prompt_ids[0] in self._leading_ids:
             leading, prompt_ids = prompt_ids[:1], prompt_ids[1:]
 
-        excess = len(leading) + len(prompt_ids) + len(completion_ids) + len(critique_ids) + len(tail_ids) - self.max_length
+        parts = (leading, prompt_ids, completion_ids, critique_ids, tail_ids)
+        excess = sum(map(len, parts)) - self.max_length
         if excess > 0:  # the start of the prompt goes first (as RewardBench's reference does)
             cut = min(excess, len(prompt_ids))
             prompt_ids = prompt_ids[cut:]

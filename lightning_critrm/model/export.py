@@ -93,8 +93,8 @@ def pad_is_safe(tokenizer) -> bool:
     pad = tokenizer.pad_token_id
     if pad is None or pad in (tokenizer.eos_token_id, tokenizer.bos_token_id):
         return False
-    ids = tokenizer(tokenizer.apply_chat_template(_PROBE, tokenize=False), add_special_tokens=False)["input_ids"]
-    return pad not in ids
+    text = tokenizer.apply_chat_template(_PROBE, tokenize=False)
+    return pad not in tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def write_portable_tokenizer_config(path: Path, chat_template: str) -> None:

@@ -217,3 +217,17 @@ def main():
 if __name__ == "__main__":
     main()
 """
+
+
+def test_the_model_cards_snippet_gives_the_trainers_reward(exports):
+    """The plain-transformers code in each export's README runs as written and reproduces the reward."""
+    import re
+
+    for (template, critiques), (folder, expected) in exports.items():
+        card = (folder / "README.md").read_text()
+        code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+        messages = conversations(critiques)[0]
+        scope = {"folder": str(folder), "prompt": messages[0]["content"], "completion": messages[1]["content"],
+                 "critique": messages[2]["content"] if critiques else None}
+        exec(code, scope)
+        assert scope["reward"] == pytest.approx(expected[0].item(), abs=1e-3), (template, critiques)
