@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine (see README): `make quickstart` and `make test`.
+# Two entry points for a fresh machine (see README): `make quickstart` and `make test` (lint, then the suite).
 # Both create .venv and install everything first; a second run reuses it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,6 +33,7 @@ quickstart: install
 	$(OFFLINE) $(PY) -m lightning_critrm fit --config conf/quickstart.yaml
 
 test: install
+	$(PY) -m ruff check .
 	$(OFFLINE) $(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:

@@ -5,7 +5,6 @@ ends ``<|im_end|>\\n``) and on one whose template ends at the end-of-turn token.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
