@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightning_critrm.atomic_folder import atomic_folder
+from lightning_critrm.atomic_write import atomic_folder
 from lightning_critrm.errors import MissingInputError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ ones generated and cached in the same SQLite cache as training uses.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lightning_critrm import console
+from lightning_critrm.atomic_write import atomic_file
 from lightning_critrm.backbones import cache_root
 from lightning_critrm.critique import CriticConfig
 from lightning_critrm.critique.store import CritiqueStore
@@ -158,26 +158,19 @@ def _rewards(net, sequences: Sequence[Optional[list[int]]], pad: int, batch_size
 
 
 def _write(path: Path, rows: list[dict], rewards: list[Optional[float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     position = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                values = rewards[position : position + len(row["completions"])]
-                position += len(row["completions"])
-                out = dict(row["raw"])
-                if None in values:
-                    out["error"] = "no critique: its generation failed (see the critique cache)"
-                if len(values) == 1:
-                    out["reward"] = values[0]
-                else:
-                    out["reward_chosen"], out["reward_rejected"] = values
-                    if None not in values:
-                        gap = values[0] - values[1]
-                        out["preferred"] = "chosen" if gap > 0 else "rejected" if gap < 0 else "tie"
-                fh.write(json.dumps(out, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
+    with atomic_file(path, "w") as fh:
+        for row in rows:
+            values = rewards[position : position + len(row["completions"])]
+            position += len(row["completions"])
+            out = dict(row["raw"])
+            if None in values:
+                out["error"] = "no critique: its generation failed (see the critique cache)"
+            if len(values) == 1:
+                out["reward"] = values[0]
+            else:
+                out["reward_chosen"], out["reward_rejected"] = values
+                if None not in values:
+                    gap = values[0] - values[1]
+                    out["preferred"] = "chosen" if gap > 0 else "rejected" if gap < 0 else "tie"
+            fh.write(json.dumps(out, ensure_ascii=False) + "\n")

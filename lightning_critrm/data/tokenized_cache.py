@@ -15,7 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lightning_critrm.atomic_folder import atomic_folder
+from lightning_critrm.atomic_write import atomic_folder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError
 

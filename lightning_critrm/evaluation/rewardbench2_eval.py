@@ -15,6 +15,7 @@ from typing import Optional
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.critique import CriticConfig, CritiqueSummary
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.evaluation.rewardbench2_data import HUB_NAME_V2, RewardBench2Row, load_rewardbench2
@@ -129,7 +130,7 @@ class RewardBench2Eval:
         out_dir = log_dir / "rewardbench2"
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"epoch{epoch}-step{step}.json"
-        path.write_text(json.dumps(record, indent=1))
+        write_text_atomically(path, json.dumps(record, indent=1))
         if rank_zero_only.rank == 0:
             overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
             log.info(f"rewardbench2 step {step}: overall {overall}{' (partial)' if scores.partial else ''}; details in {path}")

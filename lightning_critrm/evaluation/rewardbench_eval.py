@@ -19,6 +19,7 @@ from typing import Optional
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.critique import CriticConfig, CritiqueSummary
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME, RewardBenchRow, load_rewardbench
@@ -192,7 +193,7 @@ class RewardBenchEval:
         out_dir = log_dir / "rewardbench"
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"epoch{epoch}-step{step}.json"
-        path.write_text(json.dumps(self.record(scores, rewards, step), indent=1))
+        write_text_atomically(path, json.dumps(self.record(scores, rewards, step), indent=1))
         overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
         partial = " (partial: see the sections)" if scores.partial else ""
         if rank_zero_only.rank == 0:

@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from lightning_critrm.atomic_folder import atomic_folder
+from lightning_critrm.atomic_write import atomic_folder
 from lightning_critrm.backbones import write_top_level_rope_theta
 from lightning_critrm.errors import InputError
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from lightning_critrm.atomic_folder import write_bytes_atomically
+from lightning_critrm.atomic_write import write_bytes_atomically
 from lightning_critrm.errors import MissingExtraError
 from lightning_critrm.study.results import RunResult, curves
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from lightning_critrm.atomic_folder import write_text_atomically
+from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.study.equivalence import Equivalence, describe_range, equivalence_factors
 
 RESULT_FILE = "result.json"

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import yaml
 
-from lightning_critrm.atomic_folder import write_text_atomically
+from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.errors import InputError, NotReadyError
 from lightning_critrm.signals import sigterm_raises_systemexit
 from lightning_critrm.study.figure import require_matplotlib, save_figure
