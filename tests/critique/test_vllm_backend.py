@@ -105,7 +105,9 @@ def test_openai_backend_against_a_real_vllm_server(tmp_path, tiny_decoder_dir):
         out = critic.generate(requests)
         assert len(out) == 6
         assert all(g.prompt_tokens > 0 for g in out), [g.error for g in out]
-        assert all(g.text is not None or g.error == "empty output" for g in out)
+        # A random tiny model may pick EOS first (reported as "empty output"), but not for most prompts.
+        assert all(g.text or g.error == "empty output" for g in out), [(g.text, g.error) for g in out]
+        assert sum(bool(g.text) for g in out) >= 4, [(g.text, g.error) for g in out]
     finally:
         server.terminate()
         try:

@@ -129,12 +129,26 @@ def test_shared_mtbench_pairs_with_critiques_from_columns(tmp_path, tiny_decoder
     dm.setup("fit")
     train_prompts = set(dm.train_dataset["prompt_key"])
     assert train_prompts and not train_prompts & set(dm.val_dataset["prompt_key"])
-    row = dm.train_dataset[0]
-    assert len(row["chosen_input_ids"]) <= 256
-    assert "[End of critique]" in dm.tokenizer.decode(row["chosen_input_ids"]) or row["truncated"]
+    assert max(len(r["chosen_input_ids"]) for r in dm.train_dataset) <= 256
+    # With this tiny tokenizer every pair is over 256 tokens: cut, with the template's end of turn last.
+    assert all(r["truncated"] for r in dm.train_dataset)
+    assert all(dm.tokenizer.decode(r["chosen_input_ids"]).endswith("<|im_end|>\n") for r in dm.train_dataset)
+    # Where they fit, each completion is followed by its own critique column, inside the turn.
+    head = tmp_path / "mtbench_head.jsonl"
+    head.write_text("".join(slice_file.read_text().splitlines(keepends=True)[:6]))
+    long = make_dm(tmp_path, head, tiny_decoder_dir, val_fraction=0.0, max_length=8192)
+    long.setup("fit")
+    raw = [json.loads(line) for line in head.read_text().splitlines()]
+    for row in long.train_dataset:
+        assert not row["truncated"]
+        text = long.tokenizer.decode(row["chosen_input_ids"], clean_up_tokenization_spaces=False)
+        source = next(r for r in raw if r["chosen"].strip() in text)
+        critique = source["chosen_critique"].strip()
+        assert f"{source['chosen'].strip()[-40:]}\n\n[Critique of the response]\n{critique[:40]}" in text
+        assert text.endswith(f"{critique[-40:]}\n[End of critique]<|im_end|>\n")
 
-    # One epoch on the slice, GPT-4 critiques read from its columns: the pairs must be learnable
-    # as read (a swapped side or critique would leave the loss at chance, ln 2 = 0.693).
+    # One epoch on the slice, GPT-4 pairs as read (critiques cut at this length): the pairs must
+    # be learnable (a swapped side would leave the loss at chance, ln 2 = 0.693).
     import lightning as L
 
     from lightning_critrm.model import CritiqueRewardModel
