@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine (see README): `make quickstart` and `make test` (lint, then the suite).
+# Two entry points for a fresh machine (see README): `make quickstart` and `make test` (lint, the docs, then the suite).
 # Both create .venv and install everything first; a second run reuses it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,6 +34,7 @@ quickstart: install
 
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(OFFLINE) $(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:

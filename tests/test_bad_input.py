@@ -1,5 +1,5 @@
 """Every kind of bad input a user hits: one `error:` paragraph naming the file, line (or row) and
-field, exit status 1, no traceback. The README's bad-input table lists the same kinds."""
+field, exit status 1, no traceback. docs/bad-input.md lists the same kinds."""
 
 import json
 import os
