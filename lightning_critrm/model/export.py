@@ -69,7 +69,6 @@ def export_reward_model(
     hf.load_state_dict(state, strict=True)  # the same names: RewardModel mirrors the HF layout
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.chat_template = chat_template
-    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # no token_type_ids for a decoder
     if not pad_is_safe(tokenizer):
         tokenizer.add_special_tokens({"pad_token": EXPORT_PAD_TOKEN})
         hf.resize_token_embeddings(len(tokenizer), mean_resizing=False)
