@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_critrm.batch import RewardBatch
+from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model.reward_model import RewardModel
 
 

@@ -12,7 +12,7 @@ every mode:
 * ``unsorted``: sequences in arrival order, padded batches;
 * ``length_grouped``: sorted by length, padded batches;
 * ``shared_prompt``: each row's chosen and rejected completions in one row with the prompt once
-  (``data.shared_prompt``), rows sorted by length.
+  (``data.layout.shared_prompt``), rows sorted by length.
 
 Speedups are against ``unsorted``; rewards must agree across modes.
 """
@@ -47,8 +47,9 @@ def main():
 
     from lightning_critrm.data import PreferenceDataModule
     from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
+    from lightning_critrm.layout import Layout, SequenceBatches
     from lightning_critrm.model import CritiqueRewardModel
-    from lightning_critrm.model.reward_pass import SequenceBatches, score_batches
+    from lightning_critrm.model.reward_pass import score_batches
 
     tmp = tempfile.mkdtemp()
     rows = [json.loads(line) for line in RB.read_text().splitlines()]
@@ -69,7 +70,7 @@ def main():
     modes = {
         "unsorted": dict(sort_by_length=False),
         "length_grouped": dict(sort_by_length=True),
-        "shared_prompt": dict(sort_by_length=True, shared_prompt=True,
+        "shared_prompt": dict(sort_by_length=True, layout=Layout(shared_prompt=True),
                               groups=[[k, k + 1] for k in range(0, len(sequences), 2)]),
     }
 

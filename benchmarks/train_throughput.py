@@ -10,7 +10,7 @@ sequence) and ``trl_grouped`` (transformers' length-grouped sampler, ``train_sam
 length and lays the batch out in one of four ways:
 
 * ``padded``: one sequence per row, right-padded (so a causal decoder runs without a mask);
-* ``packed``: the batch's sequences in one row, padding-free (``data.packing``'s default row);
+* ``packed``: the batch's sequences in one row, padding-free (``data.layout.packing``'s default row);
 * ``shared``: one row per pair, ``prompt | chosen rest | rejected rest``, the prompt once;
 * ``packed_shared``: those pair rows in one row.
 
@@ -123,8 +123,8 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
         sys.executable, "-m", "lightning_critrm", "fit", "--config", str(REPO / "conf" / "mtbench_smollm2.yaml"),
         "--model.backbone", args.backbone, "--trainer.accelerator", args.accelerator,
         "--data.source", str(work / "pairs.jsonl"), "--data.val_fraction", "0", "--data.max_length", str(args.max_length),
-        "--data.batch_size", str(args.pairs_per_step), "--data.packing", str(mode in PACKED).lower(),
-        "--data.shared_prompt", str(mode in SHARED).lower(),  # packed: the whole batch in one row (the default)
+        "--data.batch_size", str(args.pairs_per_step), "--data.layout.packing", str(mode in PACKED).lower(),
+        "--data.layout.shared_prompt", str(mode in SHARED).lower(),  # packed: the whole batch in one row (the default)
         "--data.cache_dir", str(work / "cache"), "--data.seed", str(args.seed),
         "--model.lr", str(args.lr), "--model.lr_scheduler", "lightning_critrm.model.schedules.ConstantLR",
         "--model.gradient_checkpointing", "true", "--trainer.precision", args.precision,
@@ -161,10 +161,11 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
 def our_batches(args, work: Path, mode: str) -> list[dict]:
     """The batches our run trained on, rebuilt (their order depends on data.seed alone)."""
     from lightning_critrm.data import PreferenceDataModule
+    from lightning_critrm.layout import Layout
 
     dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
                               val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
-                              packing=mode in PACKED, shared_prompt=mode in SHARED,
+                              layout=Layout(packing=mode in PACKED, shared_prompt=mode in SHARED),
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
     return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding, "pairs": b.ids.tolist()}

@@ -1,10 +1,11 @@
-"""Command line: ``python -m lightning_critrm fit|validate|test|critique|rewardbench|export --config conf/x.yaml``, ``score`` and ``study``.
+"""Command line: ``python -m lightning_critrm <subcommand>``, every subcommand on one LightningCLI parser.
 
-One LightningCLI, in omegaconf mode. The data module formats inputs with the model's tokenizer, so
-``data.backbone`` is linked to ``model.backbone`` rather than set twice. A ``checkpoint``
-ModelCheckpoint keeps ``last.ckpt`` in a fixed folder under the run root, which is what
-``--ckpt_path last`` resumes from. The subcommands that are not training loops live with the
-Trainer (:mod:`lightning_critrm.trainer`); ``score`` has its own parser (:mod:`lightning_critrm.score`).
+In omegaconf mode. The data module formats inputs with the model's tokenizer, so ``data.backbone``
+is linked to ``model.backbone`` rather than set twice. A ``checkpoint`` ModelCheckpoint keeps
+``last.ckpt`` in a fixed folder under the run root, which is what ``--ckpt_path last`` resumes
+from. The subcommands that are not training loops live with the Trainer
+(:mod:`lightning_critrm.trainer`); ``score`` and ``study`` build no model, data or Trainer of
+their own (:data:`STANDALONE`): their parsers sit beside the others, and they run as parsed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shlex
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -30,7 +32,6 @@ from lightning_critrm.backbones import empty_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import (
     USER_ERROR_EXIT_CODE,
-    InputError,
     paragraph,
     traceback_requested,
     user_error_in,
@@ -41,11 +42,19 @@ from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
 from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.reward_model import require_causal_decoder
+from lightning_critrm.model.throughput import TrainingThroughput
+from lightning_critrm.score import run_score_command, score_parser
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
+from lightning_critrm.study.command import run_study_command, split_fit_overrides, study_parser
 from lightning_critrm.trainer import CritiqueRMTrainer, fill_all_critiques
 
 # Commands whose --ckpt_path names a trained model to read (fit's resumes, and may not exist yet).
 READS_A_CHECKPOINT = ("validate", "test", "predict", "rewardbench", "export")
+# Subcommands that build no model, data module or Trainer: (their parser, how to run the parsed options).
+STANDALONE = {
+    "score": (score_parser, lambda options, cli: run_score_command(options.as_dict())),
+    "study": (study_parser, lambda options, cli: run_study_command(options, cli.fit_overrides)),
+}
 
 
 @rank_zero_only
@@ -89,6 +98,10 @@ class StepProgressBar(RichProgressBar):
 
 
 class CritiqueRMCLI(LightningCLI):
+    def __init__(self, *args, fit_overrides: Optional[list[str]] = None, **kwargs):
+        self.fit_overrides = fit_overrides or []  # study's --fit.* options, split off before parsing
+        super().__init__(*args, **kwargs)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {
@@ -97,6 +110,28 @@ class CritiqueRMCLI(LightningCLI):
             "rewardbench": {"model", "datamodule"},
             "export": {"model", "datamodule"},
         }
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        self._standalone_parsers = {}
+        for name, (make_parser, _) in STANDALONE.items():
+            self._standalone_parsers[name] = make_parser()
+            parser._subcommands_action.add_subcommand(name, self._standalone_parsers[name],
+                                                      help=self._standalone_parsers[name].description)
+
+    @property
+    def standalone(self) -> bool:
+        return self.subcommand in STANDALONE
+
+    def _set_seed(self) -> None:
+        if not self.standalone:  # (self.subcommand is set just before)
+            super()._set_seed()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        if subcommand not in STANDALONE:
+            return super()._run_subcommand(subcommand)
+        options = self._standalone_parsers[subcommand].instantiate_classes(self.config[subcommand])
+        STANDALONE[subcommand][1](options, self)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
@@ -125,7 +160,7 @@ class CritiqueRMCLI(LightningCLI):
         # else runs, other libraries' output goes to the run folder's log file.
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        if not subcommand or subcommand in STANDALONE:  # score: <output>.log; study: a log per run
             return
         config = self.config[subcommand]
         rank = rank_zero_only.rank
@@ -149,6 +184,8 @@ class CritiqueRMCLI(LightningCLI):
         return trainer
 
     def before_instantiate_classes(self) -> None:
+        if self.standalone:
+            return
         config = self.config[self.subcommand] if self.subcommand else self.config
         _fp32_where_bf16_is_emulated(config["trainer"])
         if config["checkpoint"]["dirpath"] is None:
@@ -159,20 +196,26 @@ class CritiqueRMCLI(LightningCLI):
             config["ckpt_path"] = str(resolve_checkpoint(config["ckpt_path"], config["checkpoint"]["dirpath"]))
 
     def instantiate_classes(self) -> None:
+        if self.standalone:
+            return
         super().instantiate_classes()
+        datamodule, model = getattr(self, "datamodule", None), getattr(self, "model", None)
+        if datamodule is not None and model is not None:
+            datamodule.connect(model.attends_per_sequence)
         self._check_shared_prompt()
 
     def _check_shared_prompt(self) -> None:
-        """Refuse ``data.shared_prompt`` on a backbone that cannot share a prompt before any data
+        """Refuse ``data.layout.shared_prompt`` on a backbone that cannot share a prompt before any data
         is read or critique written (the model is built on the meta device: no weights read)."""
         datamodule, model = getattr(self, "datamodule", None), getattr(self, "model", None)
-        if datamodule is None or model is None or not datamodule.hparams.get("shared_prompt"):
+        if datamodule is None or model is None or not datamodule.layout.shared_prompt:
             return
         require_causal_decoder(empty_backbone(model.hparams.backbone))
 
     def before_fit(self) -> None:
-        if not any(isinstance(c, ResumableCheckpoint) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(ResumableCheckpoint())
+        for needed in (ResumableCheckpoint, TrainingThroughput):
+            if not any(isinstance(c, needed) for c in self.trainer.callbacks):
+                self.trainer.callbacks.append(needed())
         self._critiques_before_launch()
 
     def _critiques_before_launch(self) -> None:
@@ -249,11 +292,13 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> Optional[Critiqu
     finished = False
     try:
         argv = sys.argv[1:] if args is None else list(args)
-        if run and argv[:1] in (["score"], ["study"]):
-            (_score if argv[0] == "score" else _study)(argv[1:])
-            finished = True
-            return None
-        cli = _cli(args, run)
+        fit_overrides = None
+        if run and argv[:1] == ["study"]:
+            argv, fit_overrides = split_fit_overrides(argv)
+            args = argv
+        with warnings.catch_warnings():  # args is the command line, rewritten
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = _cli(args, run, fit_overrides)
         finished = True
         return cli
     except SIGTERMException:
@@ -273,88 +318,11 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> Optional[Critiqu
         console.restore_terminal()
 
 
-def _score(argv: list[str]) -> None:
-    """``score``: not a Trainer entry point (it reads an exported folder, no config), so it has
-    its own parser; ``score --help`` lists its options."""
-    from jsonargparse import ArgumentParser
-
-    from lightning_critrm.score import score
-
-    parser = ArgumentParser(prog="python -m lightning_critrm score", description=score.__doc__.split("\n\n")[0])
-    parser.add_function_arguments(score, as_group=False)
-    options = parser.parse_args(argv)
-    values = {k: v for k, v in options.as_dict().items() if k != "config"}
-    log = Path(f"{values['output']}.log")
-    if console.send_other_output_to(log):  # a vLLM critic's logs, if critiques are generated
-        print(f"other libraries' output: {log} (LIGHTNING_CRITRM_SHOW_LOGS=1 shows it here)")
-    else:
-        console.show_package_logs()
-    score(**values)
-
-
-def parse_study_arguments(argv: list[str]):
-    """``study``'s command line: (settings, fit config, config path, fit overrides).
-
-    ``study`` runs many ``fit`` runs from one YAML (its ``study`` and ``fit`` sections), each in its
-    own process; ``study --help`` lists the ``study`` options. ``--fit.<option> value`` reaches
-    every run's ``fit`` command as ``--<option> value``: jsonargparse would replace the whole
-    ``fit`` mapping with an override rather than merge it, so those are split off first."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    from lightning_critrm.study import StudySettings
-
-    study_argv, fit_overrides = _split_fit_overrides(argv)
-    parser = ArgumentParser(
-        prog="python -m lightning_critrm study",
-        description="Train at several training-set sizes x conditions x seeds from one YAML; write a CSV, "
-        "a figure of accuracy against training pairs, and the equivalence factor of each condition. "
-        "--fit.<option> VALUE overrides the fit config of every run.",
-        parser_mode="omegaconf",
-    )
-    parser.add_argument("--config", action=ActionConfigFile, help="The study YAML: a `study` and a `fit` section.")
-    parser.add_argument("--study", type=StudySettings, default=StudySettings())
-    parser.add_argument("--fit", type=dict, required=True,
-                        help="A fit config, as given to `python -m lightning_critrm fit --config` (in the YAML).")
-    options = parser.parse_args(study_argv)
-    configs = options.get("config") or []
-    config_path = str(configs[-1]) if configs else None
-    return parser.instantiate_classes(options).study, options.fit, config_path, fit_overrides
-
-
-def _study(argv: list[str]) -> None:
-    """``study``: see :func:`parse_study_arguments` and :func:`lightning_critrm.study.run_study`."""
-    from lightning_critrm.study import run_study
-
-    settings, fit, config_path, fit_overrides = parse_study_arguments(argv)
-    run_study(settings, fit, config_path=config_path, fit_overrides=fit_overrides)
-
-
-def _split_fit_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(the study's own arguments, ``--fit.x.y v`` rewritten as ``--x.y v`` for each fit run)."""
-    own, fit = [], []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--fit."):
-            name, has_value, value = arg[len("--fit."):].partition("=")
-            if has_value:
-                fit += [f"--{name}", value]
-            elif i + 1 < len(argv):
-                fit += [f"--{name}", argv[i + 1]]
-                i += 1
-            else:
-                raise InputError(f"{arg} needs a value")
-            i += 1
-            continue
-        own.append(arg)
-        i += 1
-    return own, fit
-
-
-def _cli(args: Optional[list[str]], run: bool) -> CritiqueRMCLI:
+def _cli(args: Optional[list[str]], run: bool, fit_overrides: Optional[list[str]] = None) -> CritiqueRMCLI:
     return CritiqueRMCLI(
         CritiqueRewardModel,
         PreferenceDataModule,
+        fit_overrides=fit_overrides,
         trainer_class=CritiqueRMTrainer,
         args=args,
         run=run,

@@ -55,10 +55,6 @@ def progress_stream() -> Optional[TextIO]:
     return _active.terminal_err if _active else None
 
 
-def error_stream() -> TextIO:
-    return _active.terminal_err if _active else sys.stderr
-
-
 def send_other_output_to(path: Path, package_logs_to_terminal: bool = True) -> bool:
     """Send everything but this tool's own output to ``path`` (appended, with a header line per
     command) until ``restore_terminal``. The package's own log lines go to the file and, unless

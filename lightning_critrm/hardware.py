@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Optional
 
 
 @functools.cache
@@ -42,3 +43,25 @@ def local_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def peak_flops(device, precision: str) -> Optional[float]:
+    """Dense peak FLOP/s of one CUDA device at a Lightning ``precision`` (None for CPUs, which have
+    no such figure, and for GPUs Lightning does not know). H200s are looked up here: Lightning does
+    not recognise the plain name "NVIDIA H200" and lists them with 2:4 sparsity, which would halve
+    the MFU; MFU is conventionally against the dense peak."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
+    name = torch.cuda.get_device_name(device).lower()
+    if "h200" in name:
+        half, tf32, fp32 = (835.5e12, 417.8e12, 60.0e12) if "nvl" in name else (989.4e12, 494.7e12, 66.9e12)
+        if dtype != torch.float32:
+            return half  # bf16 and fp16
+        # TF32 tensor cores unless matmuls are asked for full fp32 precision.
+        return tf32 if torch.get_float32_matmul_precision() != "highest" else fp32
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    return get_available_flops(torch.device(device), dtype)

@@ -100,6 +100,27 @@ def score(
     print(f"scored {scored} of {len(rewards)} completions in {len(rows)} rows: {output}")
 
 
+def score_parser():
+    """The ``score`` options, from :func:`score`'s docstring."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(description=score.__doc__.split("\n\n")[0])
+    parser.add_function_arguments(score, as_group=False)
+    return parser
+
+
+def run_score_command(options: dict[str, Any]) -> None:
+    """Run :func:`score` with parsed ``options``, other libraries' output (a vLLM critic's) going to
+    ``<output>.log``."""
+    values = {k: v for k, v in options.items() if k != "config"}
+    log = Path(f"{values['output']}.log")
+    if console.send_other_output_to(log):
+        print(f"other libraries' output: {log} (LIGHTNING_CRITRM_SHOW_LOGS=1 shows it here)")
+    else:
+        console.show_package_logs()
+    score(**values)
+
+
 def read_score_rows(source: str, needs_critiques: bool) -> list[dict[str, Any]]:
     """Rows as ``{"raw", "prompt", "completions", "critiques"}``; errors name the file, line and field."""
     rows = []

@@ -16,13 +16,12 @@ from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation import RewardBenchCallback
-from lightning_critrm.evaluation.rewardbench2_eval import format_table_v2
 from lightning_critrm.evaluation.rewardbench_callback import evaluation_for
-from lightning_critrm.evaluation.table import format_table
+from lightning_critrm.layout.sequences import collect
 from lightning_critrm.model.checkpoint_paths import checkpoint_metadata, resolve_checkpoint
 from lightning_critrm.model.export import export_reward_model, recipe_of
 from lightning_critrm.model.lora import merge_lora
-from lightning_critrm.model.reward_pass import collect, gather_rewards
+from lightning_critrm.model.reward_pass import gather_rewards
 
 
 def fill_all_critiques(
@@ -111,7 +110,7 @@ class CritiqueRMTrainer(L.Trainer):
             rows = evaluation.row_rewards(rewards)
             scores = evaluation.score(rows)
             evaluation.report(self, log_dir, scores, rows, at=at)
-            print(format_table_v2(scores) if version == 2 else format_table(scores))
+            print(evaluation.table(scores))
 
 
     def export(

@@ -113,9 +113,9 @@ def test_a_config_value_of_the_wrong_type_names_the_key(tmp_path, tiny_decoder_d
 
 def test_shared_prompt_on_an_encoder_is_refused_in_one_line(tmp_path, tiny_encoder_dir, monkeypatch, capsys):
     cfg = tiny_config(tmp_path, tiny_encoder_dir, write_jsonl(tmp_path / "d.jsonl", arithmetic_rows(8)))
-    args = ["fit", "--config", str(cfg), "--model.pooling", "first", "--data.shared_prompt", "true"]
+    args = ["fit", "--config", str(cfg), "--model.pooling", "first", "--data.layout.shared_prompt", "true"]
     assert_one_error_line(*run(args, monkeypatch, capsys),
-                          r"data\.shared_prompt needs a causal decoder backbone .*: set data\.shared_prompt: false")
+                          r"data\.layout\.shared_prompt needs a causal decoder backbone .*: set data\.layout\.shared_prompt: false")
 
 
 def test_bad_rewardbench_rows_and_subsets_are_named(tmp_path, tiny_decoder_dir, monkeypatch, capsys):

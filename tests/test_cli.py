@@ -76,6 +76,21 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     assert Path(best.ckpt_path).parent == tmp_path / "run" / "checkpoints" and Path(best.ckpt_path).name.startswith("step")
 
 
+def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    listed = text[text.index("Available subcommands:"):]
+    for name in ("fit", "validate", "test", "predict", "critique", "rewardbench", "export", "score", "study"):
+        assert f"\n    {name} " in listed, name
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "--normalize" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    assert "--study.sizes" in capsys.readouterr().out
+
+
 def test_help_documents_every_option(capsys):
     import inspect
 
@@ -347,8 +362,8 @@ def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_
     runs = {}
     for packing, shared in ((False, False), (True, False), (False, True), (True, True)):
         # Without length grouping every layout gets the same pairs in the same batches.
-        cli = main(["fit", "--config", str(cfg), "--data.packing", str(packing).lower(),
-                    "--data.shared_prompt", str(shared).lower(), "--data.group_by_length", "false",
+        cli = main(["fit", "--config", str(cfg), "--data.layout.packing", str(packing).lower(),
+                    "--data.layout.shared_prompt", str(shared).lower(), "--data.group_by_length", "false",
                     "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}_{shared}")])
         batch = next(iter(cli.datamodule.train_dataloader()))
         runs[packing, shared] = (cli.trainer.callback_metrics, dict(cli.model.named_parameters()), batch)

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from lightning_critrm.batch import PaddingSide
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary
 from lightning_critrm.critique.generate import Item
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError
+from lightning_critrm.layout import Layout
 from lightning_critrm.records import Message
 
 
@@ -28,10 +28,8 @@ class CompletionEncoder:
             (training read critiques from data columns: see :meth:`for_evaluation`).
         reads_critiques: Whether the reward model reads critiques at all (``critiques != none``).
         pad_token_id: Id written into padding.
-        padding_side: Side to pad on.
+        layout: How scoring batches lay sequences out (the training data's, without packing).
         store_dir: Folder of the default critique file, for a critic given at evaluation time.
-        shared_prompt: Score the completions of one prompt with the prompt once (the training
-            data's ``shared_prompt``).
     """
 
     def __init__(
@@ -40,17 +38,15 @@ class CompletionEncoder:
         store: Optional[CritiqueStore],
         reads_critiques: bool,
         pad_token_id: int,
-        padding_side: PaddingSide = "right",
+        layout: Layout = Layout(),
         store_dir: Optional[Path] = None,
-        shared_prompt: bool = False,
     ):
         self.formatter = formatter
         self.store = store
         self.reads_critiques = reads_critiques
         self.pad_token_id = pad_token_id
-        self.padding_side = padding_side
+        self.layout = layout
         self.store_dir = store_dir
-        self.shared_prompt = shared_prompt
 
     def for_evaluation(self, critic: Optional[CriticConfig] = None) -> "CompletionEncoder":
         """This encoder with the critic of an evaluation set: ``critic`` when given (same
@@ -71,9 +67,7 @@ class CompletionEncoder:
                 "training reads critiques from data columns, which this evaluation set does not have: "
                 "give the evaluation a critic (the one that wrote the training critiques)"
             )
-        return CompletionEncoder(
-            self.formatter, store, True, self.pad_token_id, self.padding_side, self.store_dir, self.shared_prompt
-        )
+        return CompletionEncoder(self.formatter, store, True, self.pad_token_id, self.layout, self.store_dir)
 
     def fill(self, items: Sequence[Item], require_cached: Optional[bool] = None) -> Optional[CritiqueSummary]:
         """Generate the missing critiques of ``items``; None when the model reads none."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Literal, Optional
@@ -13,19 +14,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, SequentialSampler
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
-from lightning_critrm.batch import shared_prefix_tokens
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary, pair_items
 from lightning_critrm.data import sources
-from lightning_critrm.data.batching import (
-    EpochShuffleSampler,
-    IndexedDataset,
-    LengthGroupedBatchSampler,
-    ResumableDataLoader,
-    TokenBudgetBatchSampler,
-)
-from lightning_critrm.data.collate import PairCollator
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.data.loaders import IndexedDataset, ResumableDataLoader
 from lightning_critrm.data.splits import split_by_prompt, subsample
 from lightning_critrm.data.tokenized_cache import (
     TokenizedStats,
@@ -36,6 +29,12 @@ from lightning_critrm.data.tokenized_cache import (
     tokenizer_identity,
 )
 from lightning_critrm.errors import InputError, NotReadyError
+from lightning_critrm.layout import Layout, PairCollator
+from lightning_critrm.layout.samplers import (
+    EpochShuffleSampler,
+    LengthGroupedBatchSampler,
+    TokenBudgetBatchSampler,
+)
 from lightning_critrm.prompts import (
     DEFAULT_CRITIQUE_TEMPLATE,
     DEFAULT_CRITIQUE_TEMPLATE_VERSION,
@@ -74,10 +73,7 @@ class PreferenceDataModule(L.LightningDataModule):
         max_tokens_per_batch: Optional[int] = None,
         eval_batch_size: Optional[int] = None,
         group_by_length: bool = True,
-        padding_side: Literal["right", "left"] = "right",
-        packing: bool = False,
-        packing_row_tokens: Optional[int] = None,
-        shared_prompt: bool = False,
+        layout: Optional[Layout] = None,
         num_workers: int = 0,
         cache_dir: Optional[str] = None,
     ):
@@ -125,23 +121,9 @@ class PreferenceDataModule(L.LightningDataModule):
                 ``50 x batch_size`` pairs, and shuffled in order each epoch.
             eval_batch_size: Pairs per validation batch (default: ``batch_size``).
             group_by_length: Batch pairs of similar length together to cut padding.
-            padding_side: Side to pad on; rewards are the same either way.
-            packing: Pack each batch's sequences into rows with no padding between them
-                (position ids restart per sequence; attention stays within each: one sequence at a
-                time under ``sdpa`` on CPUs, a block-diagonal mask under ``sdpa`` on GPUs and
-                ``eager``, variable-length kernels under flash-attention 2). Same rewards and
-                gradients as padding, fewer tokens processed. Decoder backbones that read position
-                ids (Llama-style models).
-            packing_row_tokens: Tokens per packed row. Default: the whole batch in one row (nothing
-                padded) where the model attends one sequence at a time (``sdpa`` on CPUs,
-                flash-attention 2), else ``max_length``: attention over a masked row (``sdpa`` on
-                GPUs without flash-attention, ``eager``) costs the square of the row.
-            shared_prompt: Score each pair's prompt once: one row ``prompt | chosen rest | rejected
-                rest``, both completions attending to the prompt and not to each other, positions
-                continuing after the prompt. Same rewards and gradients as scoring each sequence
-                alone, for causal decoders (the model refuses encoders) with ``sdpa`` or ``eager``
-                attention; with ``packing``, several pairs share a row. Validation, test and
-                RewardBench scoring use it too. Saves the prompt's share of the tokens.
+            layout: How a batch's sequences share rows: ``padding_side``, ``packing`` (and its
+                ``row_tokens``), ``shared_prompt``. Validation, test and RewardBench scoring lay
+                rows out the same way (without packing).
             num_workers: DataLoader worker processes.
             cache_dir: Where tokenized pairs are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
                 ``~/.cache/lightning_critrm``).
@@ -153,16 +135,17 @@ class PreferenceDataModule(L.LightningDataModule):
         if max_tokens_per_batch is not None and max_tokens_per_batch < 2:
             raise InputError(f"data.max_tokens_per_batch must be >= 2 (a pair is two sequences), got {max_tokens_per_batch}")
         for name, value in (("max_train_pairs", max_train_pairs), ("max_val_pairs", max_val_pairs),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length),
-                            ("packing_row_tokens", packing_row_tokens)):
+                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length)):
             if value is not None and value < 1:
                 raise InputError(f"data.{name} must be >= 1, got {value}")
-        self.save_hyperparameters(ignore=["columns", "critic"])
+        self.save_hyperparameters(ignore=["columns", "critic", "layout"])
         self.columns = columns or ColumnMap()
+        self.layout = Layout(**layout) if isinstance(layout, dict) else layout or Layout()
         self.critic = (critic or CriticConfig()) if critiques == "generate" else critic
         # Plain dicts, not dataclasses, so checkpoints load with weights_only=True. The critic
         # holds no secret: an API key is only ever named by its environment variable.
         self.hparams["columns"] = asdict(self.columns)
+        self.hparams["layout"] = asdict(self.layout)
         self.hparams["critic"] = self.critic.as_dict() if self.critic is not None else None
         # The critique service of the training data, resolved once (it does no I/O until used).
         self.critique_store = (
@@ -179,6 +162,13 @@ class PreferenceDataModule(L.LightningDataModule):
         # (source, split) -> (tokenized pairs, stats): prepare_data builds them, setup in the same
         # process reuses them instead of reading the source and its critiques again.
         self._tokenized_sets: dict[tuple[str, str], tuple] = {}
+        self._attends_per_sequence: Callable[[], Optional[bool]] = lambda: None
+
+    def connect(self, attends_per_sequence: Callable[[], Optional[bool]]) -> None:
+        """What the data needs to know of the model: whether a packed row costs only its own
+        sequences' attention (asked when loaders are built, once the model is on its device;
+        None: not known yet). The CLI connects its model; unconnected, a packed row holds a batch."""
+        self._attends_per_sequence = attends_per_sequence
 
     # -- tokenizer and caching ----------------------------------------------------------------
     @property
@@ -269,9 +259,8 @@ class PreferenceDataModule(L.LightningDataModule):
             self.critique_store,
             reads_critiques=self.hparams.critiques != "none",
             pad_token_id=self.pad_token_id,
-            padding_side=self.hparams.padding_side,
+            layout=self.layout.for_scoring(),
             store_dir=self.cache_dir,
-            shared_prompt=self.hparams.shared_prompt,
         )
 
     def prepare_data(self) -> None:
@@ -345,30 +334,26 @@ class PreferenceDataModule(L.LightningDataModule):
         return pad if pad is not None else 0
 
     def collator(self) -> PairCollator:
-        return PairCollator(pad_token_id=self.pad_token_id, padding_side=self.hparams.padding_side,
-                            pack=self.hparams.packing, row_tokens=self.packing_row_tokens,
-                            shared_prompt=self.hparams.shared_prompt)
+        return PairCollator(self.pad_token_id, self.batch_layout)
 
     @property
-    def packing_row_tokens(self) -> Optional[int]:
-        """Tokens per packed row: as set, else None (the whole batch in one row) where the model
-        attends one sequence at a time, and ``max_length`` where it attends over masked rows."""
-        if self.hparams.packing_row_tokens is not None or not self.hparams.packing:
-            return self.hparams.packing_row_tokens
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        attends_per_sequence = getattr(module, "attends_per_sequence", None)  # a reward model built to ask
-        return self.hparams.max_length if attends_per_sequence is not None and attends_per_sequence() is False else None
+    def batch_layout(self) -> Layout:
+        """The layout with the packed row size resolved: as set, else the whole batch in one row
+        where the model attends one sequence at a time, and ``max_length`` where it attends over
+        masked rows."""
+        if self.layout.row_tokens is not None or not self.layout.packing or self._attends_per_sequence() is not False:
+            return self.layout
+        return replace(self.layout, row_tokens=self.hparams.max_length)
 
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
-        # What batching sorts and budgets by: each pair's longer sequence, or its shared-prompt row.
-        lengths = shared_prompt_lengths(dataset) if self.hparams.shared_prompt else list(dataset["length"])
+        lengths = self._lengths(dataset)
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
         if train and self.hparams.max_tokens_per_batch is not None:
             batch_sampler = TokenBudgetBatchSampler(
                 len(dataset), self.hparams.max_tokens_per_batch, lengths, self._sample_seed,
-                packed=self.hparams.packing, window=50 * batch_size if self.hparams.group_by_length else None,
-                rows=1 if self.hparams.shared_prompt else 2,
+                packed=self.layout.packing, window=50 * batch_size if self.hparams.group_by_length else None,
+                rows=1 if self.layout.shared_prompt else 2,
             )
         else:
             if train:
@@ -386,6 +371,13 @@ class PreferenceDataModule(L.LightningDataModule):
         if not train:
             return DataLoader(dataset, **kwargs)
         return ResumableDataLoader(dataset, epoch_source=self._current_epoch, **kwargs)
+
+    def _lengths(self, dataset) -> list[int]:
+        """What batching sorts and budgets by: each pair's longer sequence, or its shared-prompt row."""
+        if not self.layout.shared_prompt:
+            return list(dataset["length"])
+        chunks = dataset.select_columns(["chosen_input_ids", "rejected_input_ids"]).iter(batch_size=1024)
+        return [self.layout.group_tokens(pair) for c in chunks for pair in zip(c["chosen_input_ids"], c["rejected_input_ids"])]
 
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
@@ -405,11 +397,3 @@ class PreferenceDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)
 
-
-def shared_prompt_lengths(dataset) -> list[int]:
-    """Tokens of each tokenized pair laid out as one ``prompt | chosen rest | rejected rest`` row."""
-    lengths = []
-    for chunk in dataset.select_columns(["chosen_input_ids", "rejected_input_ids"]).iter(batch_size=1024):
-        for chosen, rejected in zip(chunk["chosen_input_ids"], chunk["rejected_input_ids"]):
-            lengths.append(shared_prefix_tokens([chosen, rejected]))
-    return lengths

@@ -18,12 +18,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning_critrm.critique import CriticConfig, CritiqueSummary
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.errors import InputError
-from lightning_critrm.evaluation.rewardbench2_data import HUB_NAME_V2
+from lightning_critrm.evaluation.benchmark import Benchmark
 from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
-from lightning_critrm.evaluation.rewardbench2_scoring import RewardBench2Scores
-from lightning_critrm.evaluation.rewardbench_data import HUB_NAME
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
-from lightning_critrm.evaluation.rewardbench_scoring import RewardBenchScores
 from lightning_critrm.model.reward_pass import gather_rewards, score_batches
 
 
@@ -38,13 +35,11 @@ def completion_encoder(trainer: L.Trainer) -> CompletionEncoder:
     return encoder
 
 
-def evaluation_for(version: int, source: Optional[str], *args) -> RewardBenchEval | RewardBench2Eval:
+def evaluation_for(version: int, source: Optional[str], *args) -> Benchmark:
     """The evaluation of RewardBench ``version`` (1 or 2), on its hub set unless ``source`` says otherwise."""
-    if version == 2:
-        return RewardBench2Eval(source or HUB_NAME_V2, *args)
-    if version != 1:
+    if version not in (1, 2):
         raise InputError(f"RewardBench version must be 1 or 2, got {version}")
-    return RewardBenchEval(source or HUB_NAME, *args)
+    return (RewardBenchEval if version == 1 else RewardBench2Eval)(source, *args)
 
 
 class RewardBenchCallback(Callback):
@@ -92,7 +87,7 @@ class RewardBenchCallback(Callback):
         # What to score and how: held once, by the evaluation the subcommand runs too.
         self.eval = evaluation_for(version, source, subsets, max_rows, critic, batch_size, sort_by_length,
                                    num_text_examples)
-        self.last_scores: Optional[RewardBenchScores | RewardBench2Scores] = None
+        self.last_scores = None  # the benchmark's scores of the last evaluation
         self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once
 
     @property
@@ -121,7 +116,7 @@ class RewardBenchCallback(Callback):
         if not trainer.is_global_zero:
             self.eval.prepare(encoder, generate=False)
 
-    def evaluate(self, trainer: L.Trainer) -> Optional[RewardBenchScores]:
+    def evaluate(self, trainer: L.Trainer):
         """Score every row once across ranks; rank 0 reports and returns the scores (others None)."""
         self.prepare(trainer)
         with trainer.precision_plugin.val_step_context():  # the precision validation runs in

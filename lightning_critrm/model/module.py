@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Literal, Optional
@@ -14,11 +13,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MaxMetric, MeanMetric, SumMetric
+from torchmetrics import MeanMetric
 
 from lightning_critrm.backbones import empty_backbone, load_backbone
-from lightning_critrm.batch import RewardBatch
 from lightning_critrm.errors import NonFiniteError
+from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model.lora import LoraSettings, add_lora, is_adapter_or_head
 from lightning_critrm.model.losses import pairwise_loss
 from lightning_critrm.model.pooling import Pooling
@@ -49,57 +48,6 @@ class _StageMetrics(nn.Module):
         self.reward_mean = MeanMetric()
         self.reward_sq = MeanMetric()
         self.margin = MeanMetric()
-
-
-class _Throughput(nn.Module):
-    """Tokens and compute time of the training batches of the current epoch, over all ranks."""
-
-    def __init__(self):
-        super().__init__()
-        # tokens of the sequences (a shared prompt counts once per sequence: the work it stands for)
-        self.real = SumMetric()
-        self.processed = SumMetric()  # positions the forward pass ran over, padding included
-        self.padding = SumMetric()  # positions holding no token
-        self.seconds = MaxMetric()  # the slowest rank's time in training steps (data loading excluded)
-        self._elapsed = 0.0
-
-    def update(self, batch: RewardBatch, seconds: float) -> None:
-        self._elapsed += seconds
-        self.real.update(float(batch.num_tokens))
-        self.processed.update(float(batch.num_positions))
-        self.padding.update(float(batch.num_padding))
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        self.seconds.update(self._elapsed)
-        real, processed, seconds = self.real.compute(), self.processed.compute(), self.seconds.compute().clamp(min=1e-9)
-        return {"real_tokens_per_s": real / seconds, "processed_tokens_per_s": processed / seconds,
-                "padded_share": self.padding.compute() / processed.clamp(min=1)}
-
-    def reset(self) -> None:
-        for metric in (self.real, self.processed, self.padding, self.seconds):
-            metric.reset()
-        self._elapsed = 0.0
-
-
-def model_flops_utilization(parameters: int, tokens_per_s: float, peak_flops: float) -> float:
-    """Share of the hardware's peak FLOP/s that training's matmuls use: 6 FLOPs per parameter per
-    processed token (forward 2, backward 4), the usual estimate; attention scores, recomputation
-    under gradient checkpointing and frozen (LoRA) weights' skipped gradients are not counted."""
-    return 6.0 * parameters * tokens_per_s / peak_flops
-
-
-def h200_peak_flops(device_name: str, dtype: torch.dtype) -> Optional[float]:
-    """Dense peak FLOP/s of an H200 (the SXM's, or the NVL's where the name says so), or None for
-    other devices. Lightning does not recognise the plain name "NVIDIA H200" and lists H200s with
-    2:4 sparsity, which would halve the MFU; MFU is conventionally against the dense peak."""
-    name = device_name.lower()
-    if "h200" not in name:
-        return None
-    half, tf32, fp32 = (835.5e12, 417.8e12, 60.0e12) if "nvl" in name else (989.4e12, 494.7e12, 66.9e12)
-    if dtype == torch.float32:
-        # TF32 tensor cores unless matmuls are asked for full fp32 precision.
-        return tf32 if torch.get_float32_matmul_precision() != "highest" else fp32
-    return half  # bf16 and fp16
 
 
 class CritiqueRewardModel(L.LightningModule):
@@ -159,8 +107,6 @@ class CritiqueRewardModel(L.LightningModule):
         self.train_metrics = _StageMetrics()
         self.val_metrics = _StageMetrics()
         self.test_metrics = _StageMetrics()
-        self.throughput = _Throughput()
-        self._batch_started = 0.0
         self._nonfinite_skipped = 0  # training batches skipped so far (kept in checkpoints)
         # The random state the model is built from (head, adapters), taken here, right after the
         # CLI's seed_everything: whatever runs before configure_model (a vLLM critic in
@@ -236,15 +182,6 @@ class CritiqueRewardModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._nonfinite_skipped = int(checkpoint.get("nonfinite_batches_skipped", 0))
-        # Checkpoints written before RewardModel existed held `backbone.*` and `score.weight`.
-        state = checkpoint.get("state_dict", {})
-        if self.reward_model is not None and any(k.startswith(("backbone.", "score.")) for k in state):
-            prefix = f"reward_model.{self.reward_model.base_model_prefix}."
-            checkpoint["state_dict"] = {
-                (prefix + k[len("backbone.") :]) if k.startswith("backbone.")
-                else ("reward_model." + k) if k.startswith("score.") else k: v
-                for k, v in state.items()
-            }
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, batch: RewardBatch) -> torch.Tensor:
@@ -308,55 +245,10 @@ class CritiqueRewardModel(L.LightningModule):
         self.log("train/nonfinite_batches_skipped", float(self._nonfinite_skipped), on_step=True, on_epoch=False)
         return False
 
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        self._synchronize()
-        self._batch_started = time.perf_counter()
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self._synchronize()
-        elapsed = time.perf_counter() - self._batch_started
-        tokens = batch.num_tokens * self.trainer.world_size
-        self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
-        self.throughput.update(batch, elapsed)
-
     def attends_per_sequence(self) -> Optional[bool]:
         """Whether packed rows cost only their sequences' attention here (None before the model
         is built); the data module sizes packed rows by it."""
         return None if self.reward_model is None else self.reward_model.attends_per_sequence(self.device)
-
-    def _synchronize(self) -> None:
-        # GPU kernels run asynchronously: without waiting, a step would be timed by its launches.
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def on_train_epoch_start(self) -> None:
-        self.throughput.reset()
-
-    def on_train_epoch_end(self) -> None:
-        # Per epoch, over all ranks: real tokens/s (what the data holds), processed tokens/s (what the
-        # hardware ran, padding included; below real tokens when prompts are shared) and the share
-        # of processed positions that were padding; on GPUs the model FLOPs utilization too.
-        if self.throughput.real.update_called:
-            speeds = self.throughput.compute()
-            for name, value in speeds.items():
-                self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
-            peak = self._peak_flops()
-            if peak:
-                parameters = sum(p.numel() for p in self.reward_model.parameters())  # DTensors count whole
-                mfu = model_flops_utilization(parameters, float(speeds["processed_tokens_per_s"]),
-                                              peak * self.trainer.world_size)
-                self.log("train/mfu", mfu, on_step=False, on_epoch=True, sync_dist=False)
-
-    def _peak_flops(self) -> Optional[float]:
-        """Theoretical FLOP/s of one device at the training precision (GPUs Lightning knows; None
-        elsewhere: CPUs have no such figure)."""
-        if self.device.type != "cuda":
-            return None
-        from lightning.fabric.utilities.throughput import get_available_flops
-
-        precision = str(self.trainer.precision)
-        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
-        return h200_peak_flops(torch.cuda.get_device_name(self.device), dtype) or get_available_flops(self.device, dtype)
 
     def validation_step(self, batch: RewardBatch, batch_idx: int) -> None:
         self._pair_step(batch, self.val_metrics, "val")

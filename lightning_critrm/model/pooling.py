@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from lightning_critrm.batch import RewardBatch
+from lightning_critrm.layout.batch import RewardBatch
 
 Pooling = Literal["last", "first"]
 

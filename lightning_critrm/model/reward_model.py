@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_critrm.batch import RewardBatch
 from lightning_critrm.errors import InputError
+from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model import segment_attention
 from lightning_critrm.model.pooling import Pooling, gather_hidden, reward_positions
 
@@ -59,20 +59,16 @@ class RewardModel(nn.Module):
         attention_mask = batch.attention_mask
         segments = {}
         # One sequence at a time where that pays: on CPUs. On GPUs the loop launches kernels per
-        # sequence and layer (7x slower than padding on an H200,
-        # benchmarks/results/train_throughput_gpu.json); one masked fused kernel runs the row there.
+        # sequence and layer; one masked fused kernel runs the row there.
         by_segment = (self._attention == segment_attention.IMPLEMENTATION
                       and self.attends_per_sequence(batch.input_ids.device))
         if attention_mask is None:
             self._check_row_width(batch)
             if not by_segment and self._attention != "eager":
                 warnings.warn(
-                    f"packed or shared-prompt rows under {self._attention!r} attention on {batch.input_ids.device.type}: "
-                    "attention runs over whole masked rows, slower than padded batches on an H200 "
-                    "(benchmarks/results/gpu_layouts.json); load the backbone with flash_attention_2 or set "
-                    "data.packing and data.shared_prompt to false",
-                    stacklevel=2,
-                )
+                    f"packed or shared-prompt rows under {self._attention!r} attention on {batch.input_ids.device.type} "
+                    "attend over whole masked rows: for speed, load the backbone with flash_attention_2 or set "
+                    "data.layout.packing and data.layout.shared_prompt to false", stacklevel=2)
         if batch.block_ids is not None:
             self._check_shared_prefix(batch)
             if by_segment:
@@ -83,7 +79,7 @@ class RewardModel(nn.Module):
             # Without position ids a packed row would be one long sequence attending across its parts.
             raise InputError(
                 f"packed batches need a backbone that reads position ids; {type(self.backbone).__name__} does not: "
-                "set data.packing: false"
+                "set data.layout.packing: false"
             )
         elif attention_mask is None and by_segment:
             segments = {"attention_segments": batch.attention_segments()}
@@ -129,7 +125,7 @@ class RewardModel(nn.Module):
         if starts.numel() > (starts // width).unique().numel():  # some row holds several sequences
             raise InputError(
                 f"packed rows of {width} tokens under {self._attention!r} attention, which weighs whole rows "
-                f"(memory grows with the square of the row): set data.packing_row_tokens to at most "
+                f"(memory grows with the square of the row): set data.layout.row_tokens to at most "
                 f"{WHOLE_ROW_ATTENTION_LIMIT} (e.g. data.max_length)"
             )
 
@@ -140,13 +136,13 @@ class RewardModel(nn.Module):
         window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
         if window and batch.input_ids.shape[1] > window:
             raise InputError(
-                f"data.shared_prompt: rows of {batch.input_ids.shape[1]} tokens exceed the backbone's sliding "
-                f"window ({window}), which a custom mask would ignore; set data.shared_prompt: false"
+                f"data.layout.shared_prompt: rows of {batch.input_ids.shape[1]} tokens exceed the backbone's sliding "
+                f"window ({window}), which a custom mask would ignore; set data.layout.shared_prompt: false"
             )
         if self._attention not in ("sdpa", "eager", segment_attention.IMPLEMENTATION):
             raise InputError(
-                f"data.shared_prompt needs sdpa or eager attention; the backbone uses {self._attention!r}: "
-                "set data.shared_prompt: false or load it with sdpa"
+                f"data.layout.shared_prompt needs sdpa or eager attention; the backbone uses {self._attention!r}: "
+                "set data.layout.shared_prompt: false or load it with sdpa"
             )
 
     def _shared_prefix_mask(self, batch: RewardBatch) -> torch.Tensor:
@@ -179,6 +175,6 @@ def require_causal_decoder(backbone: nn.Module) -> None:
 
 def shared_prompt_refusal(backbone: nn.Module) -> str:
     return (
-        f"data.shared_prompt needs a causal decoder backbone that reads position ids; "
-        f"{type(backbone).__name__} is not one: set data.shared_prompt: false"
+        f"data.layout.shared_prompt needs a causal decoder backbone that reads position ids; "
+        f"{type(backbone).__name__} is not one: set data.layout.shared_prompt: false"
     )

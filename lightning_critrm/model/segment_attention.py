@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from lightning_critrm.batch import Segment
+from lightning_critrm.layout.batch import Segment
 
 IMPLEMENTATION = "sdpa_segments"
 

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from lightning_critrm.data import PreferenceDataModule, sources
+from lightning_critrm.layout import Layout
 from lightning_critrm.records import ColumnMap
 from tests.conftest import MTBENCH_PAIRS, arithmetic_rows, write_jsonl
 
@@ -78,7 +79,8 @@ def test_token_budget_batches_hold_as_many_pairs_as_fit(tmp_path, tiny_decoder_d
     for k, row in enumerate(rows):  # lengths from ~30 to ~500 tokens
         row["chosen"] += " Because" * (k % 12)
     path = write_jsonl(tmp_path / "p.jsonl", rows)
-    dm = make_dm(tmp_path, path, tiny_decoder_dir, max_tokens_per_batch=1200, packing=packing, critiques="none")
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, max_tokens_per_batch=1200, layout=Layout(packing=packing),
+                 critiques="none")
     dm.setup("fit")
     batches = list(dm.train_dataloader())
     assert sorted(int(i) for b in batches for i in b.ids) == list(range(len(dm.train_dataset)))
@@ -210,27 +212,28 @@ def test_require_cached_fails_fast_naming_the_critique_command(tmp_path, pairs_f
         dm.setup("fit")  # a rank that skipped prepare_data still refuses to train without critiques
 
 
-def test_shared_prompt_lengths_count_the_prompt_once():
+def test_batching_sorts_shared_prompt_pairs_by_their_row_counting_the_prompt_once(tmp_path, pairs_file, tiny_decoder_dir):
     from datasets import Dataset
-
-    from lightning_critrm.data.datamodule import shared_prompt_lengths
 
     pairs = Dataset.from_dict({
         "chosen_input_ids": [[1, 2, 3, 2], [5, 2], [7, 8, 2]],
         "rejected_input_ids": [[1, 2, 9, 9, 2], [6, 2], [7, 8, 2]],
+        "length": [5, 2, 3],
     })
+    shared = make_dm(tmp_path, pairs_file, tiny_decoder_dir, layout=Layout(shared_prompt=True))
     # 4 + 5 - 2 (prompt [1 2]); nothing shared; identical sequences keep their last token apart: 3 + 3 - 2
-    assert shared_prompt_lengths(pairs) == [7, 4, 4]
+    assert shared._lengths(pairs) == [7, 4, 4]
+    assert make_dm(tmp_path, pairs_file, tiny_decoder_dir)._lengths(pairs) == [5, 2, 3]
 
 
 def test_packed_rows_hold_the_whole_batch_only_where_the_model_attends_one_sequence_at_a_time(tmp_path, tiny_decoder_dir, pairs_file):
-    from types import SimpleNamespace
-
-    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, max_length=96, packing=True,
-                              cache_dir=str(tmp_path))
-    assert dm.packing_row_tokens is None  # on its own: the whole batch in one row
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, max_length=96,
+                              layout=Layout(packing=True), cache_dir=str(tmp_path))
+    assert dm.batch_layout.row_tokens is None  # on its own: the whole batch in one row
     for per_sequence, expected in ((True, None), (False, 96), (None, None)):
-        dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(attends_per_sequence=lambda: per_sequence))
-        assert dm.packing_row_tokens == expected and dm.collator().row_tokens == expected
-    assert PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, packing=True, packing_row_tokens=64,
-                                cache_dir=str(tmp_path)).packing_row_tokens == 64
+        dm.connect(lambda: per_sequence)
+        assert dm.batch_layout.row_tokens == expected and dm.collator().layout.row_tokens == expected
+    given = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir,
+                                 layout={"packing": True, "row_tokens": 64}, cache_dir=str(tmp_path))
+    given.connect(lambda: False)
+    assert given.batch_layout == Layout(packing=True, row_tokens=64)

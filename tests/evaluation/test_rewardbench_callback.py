@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import Logger
 from lightning_critrm.cli import main
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.evaluation import RewardBenchCallback
+from lightning_critrm.layout import Layout
 from tests.conftest import REPO, SHARED, write_jsonl
 
 RB_PARTIAL = SHARED / "data" / "rewardbench" / "rewardbench_filtered_partial.jsonl"
@@ -84,7 +85,6 @@ def test_a_row_whose_critique_failed_counts_as_wrong_and_is_shown(tmp_path, pair
     # would have left hep-go at 1/2 instead of the 1/3 every row gives).
     from lightning_critrm.critique import CriticConfig
     from lightning_critrm.critique.backend import CriticBackend, Generation
-    from lightning_critrm.evaluation.table import format_table
 
     class FailsOnP2(CriticBackend):
         def generate(self, requests):
@@ -107,7 +107,7 @@ def test_a_row_whose_critique_failed_counts_as_wrong_and_is_shown(tmp_path, pair
     assert record["without_critique_counted_wrong"] == ["2"] and len(record["rows"]) == 5
     row2 = next(r for r in record["rows"] if r["id"] == "2")
     assert row2["reward_chosen"] is None and row2["reward_rejected"] is None
-    table = format_table(callback.eval.score(callback.eval.row_rewards(
+    table = callback.eval.table(callback.eval.score(callback.eval.row_rewards(
         {i: v for i, v in enumerate([7.0, 1.0, 1.0, 7.0, 7.0, 1.0, 1.0, 1.0])})))
     assert "  hep-go                         33.3      3  (1 without critique, counted wrong)" in table
     assert table.endswith("1 row(s) had no critique (its generation failed) and count as wrong")
@@ -155,7 +155,7 @@ def test_shared_prompt_scoring_gives_the_plain_rewards_with_each_prompt_once(tmp
     rewards, positions = {}, {}
     for shared in (False, True):
         dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none",
-                                  shared_prompt=shared, cache_dir=str(tmp_path / "c"))
+                                  layout=Layout(shared_prompt=shared), cache_dir=str(tmp_path / "c"))
         evaluation = evaluation_class(source=source, batch_size=4)
         evaluation.prepare(dm.completion_encoder, generate=True)
         batches = evaluation.batches()

@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-from lightning_critrm.batch import RewardBatch
 from lightning_critrm.cli import main
+from lightning_critrm.layout.batch import RewardBatch
 from tests.test_cli import tiny_config
 
 

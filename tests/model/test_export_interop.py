@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_critrm.batch import RewardBatch
 from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model.export import export_reward_model
 from lightning_critrm.prompts import CritiqueFormat
 from tests.conftest import REPO

@@ -114,7 +114,7 @@ def test_fsdp2_shards_parameters_matches_one_process_and_resumes(tmp_path, confi
 
 
 def test_head_computes_in_fp32_with_bf16_parameters(tiny_decoder_dir):
-    from lightning_critrm.batch import RewardBatch
+    from lightning_critrm.layout.batch import RewardBatch
     from lightning_critrm.model import CritiqueRewardModel
 
     model = CritiqueRewardModel(backbone=tiny_decoder_dir)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from lightning_critrm.batch import RewardBatch
 from lightning_critrm.data import PreferenceDataModule
-from lightning_critrm.data.collate import PairCollator
 from lightning_critrm.errors import InputError
+from lightning_critrm.layout import Layout, PairCollator
+from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.schedules import ConstantLR
 
@@ -28,8 +28,8 @@ def built(backbone, **kw):
 @pytest.mark.parametrize("which, pooling", [("tiny_decoder_dir", "last"), ("tiny_encoder_dir", "first")])
 def test_rewards_do_not_depend_on_padding_side(request, which, pooling):
     model = built(request.getfixturevalue(which), pooling=pooling).eval()
-    right = PairCollator(pad_token_id=0, padding_side="right")(FEATURES)
-    left = PairCollator(pad_token_id=0, padding_side="left")(FEATURES)
+    right = PairCollator(0, Layout(padding_side="right"))(FEATURES)
+    left = PairCollator(0, Layout(padding_side="left"))(FEATURES)
     with torch.no_grad():
         r_right, r_left = model(right), model(left)
     assert r_right.shape == (4,) and r_right.dtype == torch.float32
@@ -50,7 +50,7 @@ def test_the_backbone_gets_a_padding_mask_only_where_attention_could_see_padding
             inspect.signature(module.forward).bind(*args, **kwargs).arguments.get("attention_mask")),
         with_kwargs=True,
     )
-    model(PairCollator(pad_token_id=0, padding_side=padding_side)(FEATURES))
+    model(PairCollator(0, Layout(padding_side=padding_side))(FEATURES))
     assert (seen[0] is not None) == gets_mask  # what the attention itself is given
 
 
@@ -341,7 +341,7 @@ def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_n
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
     for name in ("packed_one_row", "shared_prompt_one_row"):
         calls.clear()
-        with pytest.warns(UserWarning, match="whole masked rows, slower than padded batches"):
+        with pytest.warns(UserWarning, match="attend over whole masked rows: for speed, load the backbone with flash_attention_2"):
             rewards = model(LAYOUTS[name](sequences))
         assert_close(rewards, expected, atol=1e-5, rtol=1e-5, msg=name)
         assert calls == [True, True], name  # one masked call per layer, no loop over sequences
@@ -378,7 +378,7 @@ def test_eager_attention_refuses_packed_rows_whose_mask_would_grow_too_large(tin
     one_row = LAYOUTS["packed_one_row"](sequences)  # 1 x 147 tokens
     assert torch.isfinite(model(one_row)).all()  # sdpa attends each sequence alone: any row is fine
     model.reward_model.backbone.set_attn_implementation("eager")
-    with pytest.raises(InputError, match="packed rows of 147 tokens under 'eager' attention.*data.packing_row_tokens"):
+    with pytest.raises(InputError, match="packed rows of 147 tokens under 'eager' attention.*data.layout.row_tokens"):
         model(one_row)
     # One shared-prompt pair per row: rows as wide, but none holds several sequences.
     unpacked = LAYOUTS["shared_prompt"](sequences)
@@ -393,40 +393,3 @@ def test_a_packed_row_holds_sequences_whole_with_positions_restarting():
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 1, 2]]
     assert batch.attention_mask is None
     assert batch.first_token_index.tolist() == [6, 4, 0] and batch.last_token_index.tolist() == [8, 5, 3]
-
-
-@pytest.mark.parametrize("packing, shared_prompt", [(False, False), (True, False), (False, True), (True, True)])
-def test_each_epoch_logs_real_and_processed_tokens_per_second_and_the_padded_share(
-    tmp_path, pairs_file, tiny_decoder_dir, packing, shared_prompt
-):
-    L.seed_everything(0)
-    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, packing=packing, shared_prompt=shared_prompt)
-    model = built(tiny_decoder_dir, lr=1e-3)
-    run = trainer(-1, max_epochs=1)
-    run.fit(model, dm)
-    batches = list(dm.train_dataloader())  # epoch 0's batches again (the order depends on the seed alone)
-    assert all((b.block_ids is not None) == shared_prompt for b in batches)
-    real, processed = sum(b.num_tokens for b in batches), sum(b.num_positions for b in batches)
-    padding = sum(b.num_padding for b in batches)
-    metrics = run.callback_metrics
-    # Shared prompts run fewer positions than the sequences hold; otherwise padding adds some.
-    assert processed < real if shared_prompt else processed == real + padding
-    assert (padding == 0) if packing else (padding > 0)  # packing: the whole batch in one row
-    assert float(metrics["train/padded_share"]) == pytest.approx(padding / processed, rel=1e-4)
-    ratio = float(metrics["train/processed_tokens_per_s"]) / float(metrics["train/real_tokens_per_s"])
-    assert ratio == pytest.approx(processed / real, rel=1e-5)
-
-
-def test_an_h200_is_measured_against_its_dense_peak():
-    from lightning_critrm.model.module import h200_peak_flops
-
-    assert h200_peak_flops("NVIDIA H200", torch.bfloat16) == 989.4e12
-    assert h200_peak_flops("NVIDIA H200 NVL", torch.float16) == 835.5e12
-    assert h200_peak_flops("NVIDIA A100-SXM4-80GB", torch.bfloat16) is None  # Lightning's table has it
-
-
-def test_model_flops_utilization_by_hand():
-    from lightning_critrm.model.module import model_flops_utilization
-
-    # 135M parameters at 1,000 tokens/s: 6 x 1.35e8 x 1e3 = 8.1e11 FLOP/s of a 1e12 peak.
-    assert model_flops_utilization(135_000_000, 1_000.0, 1e12) == pytest.approx(0.81)

@@ -1,7 +1,7 @@
 import torch
 from torch.testing import assert_close
 
-from lightning_critrm.batch import RewardBatch
+from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model.pooling import gather_hidden, reward_positions
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from lightning_critrm.data.batching import (
+from lightning_critrm.layout.samplers import (
     EpochShuffleSampler,
     LengthGroupedBatchSampler,
     TokenBudgetBatchSampler,

@@ -16,15 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 import torch
 
 PaddingSide = Literal["right", "left"]
-# One causal sequence of a row, for attention computed sequence by sequence: its column ranges in
-# order, and the first of its positions whose outputs it owns (0, or the prefix length for the
-# second and later sequences of a shared-prefix group, whose prefix the first one owns).
-Segment = tuple[tuple[tuple[int, int], ...], int]
+
+
+class Segment(NamedTuple):
+    """One causal sequence of a row, for attention computed sequence by sequence."""
+
+    spans: tuple[tuple[int, int], ...]  # its column ranges [start, end), in order
+    owns_from: int  # first of its positions whose outputs it writes (a shared prefix's belong to its first sequence)
 
 
 @dataclass
@@ -78,10 +81,7 @@ class RewardBatch:
     ) -> "RewardBatch":
         """One sequence per row, padded to the longest (rounded up to ``pad_to_multiple_of``).
         Position ids count real tokens only, so left and right padding give the same rewards."""
-        if not sequences:
-            raise ValueError("a batch needs at least one sequence")
-        if num_pairs and len(sequences) != 2 * num_pairs:
-            raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
+        _check_sequences(sequences, num_pairs)
         width = max(len(s) for s in sequences)
         if pad_to_multiple_of:
             width = math.ceil(width / pad_to_multiple_of) * pad_to_multiple_of
@@ -89,8 +89,6 @@ class RewardBatch:
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
         starts = []
         for row, seq in enumerate(sequences):
-            if not seq:
-                raise ValueError(f"sequence {row} of the batch is empty")
             start = 0 if padding_side == "right" else width - len(seq)
             input_ids[row, start : start + len(seq)] = torch.as_tensor(seq, dtype=torch.long)
             attention_mask[row, start : start + len(seq)] = 1
@@ -103,9 +101,7 @@ class RewardBatch:
             position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
             first_token_index=first,
             last_token_index=last,
-            num_pairs=num_pairs,
-            margin=None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
-            ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),
+            **_pair_fields(num_pairs, margin, ids),
         )
 
     @classmethod
@@ -147,9 +143,7 @@ class RewardBatch:
             position_ids=position_ids,
             first_token_index=first_index,
             last_token_index=first_index + torch.tensor([len(s) - 1 for s in sequences], dtype=torch.long),
-            num_pairs=num_pairs,
-            margin=None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
-            ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),
+            **_pair_fields(num_pairs, margin, ids),
         )
 
     @classmethod
@@ -218,9 +212,7 @@ class RewardBatch:
             position_ids=position_ids,
             first_token_index=torch.tensor(first, dtype=torch.long),
             last_token_index=torch.tensor(last, dtype=torch.long),
-            num_pairs=num_pairs,
-            margin=None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
-            ids=None if ids is None else torch.tensor(list(ids), dtype=torch.long),
+            **_pair_fields(num_pairs, margin, ids),
             block_ids=block_ids,
             branch_ids=branch_ids,
         )
@@ -267,7 +259,7 @@ class RewardBatch:
             if self.attention_mask is not None:
                 raise ValueError("a padded batch has no segments: its rows are its sequences")
             for first, last in zip(self.first_token_index.tolist(), self.last_token_index.tolist()):
-                rows[first // width].append((((first % width, last % width + 1),), 0))
+                rows[first // width].append(Segment(((first % width, last % width + 1),), 0))
             return rows
         for r, (blocks, branches) in enumerate(zip(self.block_ids.tolist(), self.branch_ids.tolist())):
             spans: dict[tuple[int, int], list[int]] = {}  # (block, branch) -> [first column, end]
@@ -279,9 +271,9 @@ class RewardBatch:
                     continue
                 prefix = spans.get((block, 0))
                 if prefix is None:
-                    rows[r].append((((start, end),), 0))
+                    rows[r].append(Segment(((start, end),), 0))
                 else:
-                    rows[r].append(((tuple(prefix), (start, end)), 0 if branch == 1 else prefix[1] - prefix[0]))
+                    rows[r].append(Segment((tuple(prefix), (start, end)), 0 if branch == 1 else prefix[1] - prefix[0]))
         return rows
 
     def attention_blocks(self) -> torch.Tensor:
@@ -314,13 +306,22 @@ class RewardBatch:
         return replace(self, **moved)
 
 
+def _pair_fields(num_pairs: int, margin: Optional[Sequence[float]], ids: Optional[Sequence[int]]) -> dict:
+    return {
+        "num_pairs": num_pairs,
+        "margin": None if margin is None else torch.tensor([float(m) for m in margin], dtype=torch.float32),
+        "ids": None if ids is None else torch.tensor(list(ids), dtype=torch.long),
+    }
+
+
 def _check_sequences(sequences: Sequence[Sequence[int]], num_pairs: int) -> None:
     if not sequences:
         raise ValueError("a batch needs at least one sequence")
     if num_pairs and len(sequences) != 2 * num_pairs:
         raise ValueError(f"{num_pairs} pairs need {2 * num_pairs} sequences, got {len(sequences)}")
-    if any(not s for s in sequences):
-        raise ValueError("a batch's sequences must not be empty")
+    empty = next((k for k, s in enumerate(sequences) if not s), None)
+    if empty is not None:
+        raise ValueError(f"sequence {empty} of the batch is empty")
 
 
 def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:

@@ -1,19 +1,21 @@
 """Which pairs go into which batch, in an order an interrupted run can replay.
 
-Training order depends only on (seed, epoch), and the loader records how many batches the trainer
-has consumed, so a run resumed from a mid-epoch checkpoint continues with the next unseen batch
-instead of starting the epoch over in a new order.
+Training order depends only on (seed, epoch), and the loader
+(:class:`~lightning_critrm.data.loaders.ResumableDataLoader`) tells the sampler how many batches to
+skip, so a run resumed from a mid-epoch checkpoint continues with the next unseen batch instead of
+starting the epoch over in a new order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, Optional
+from collections.abc import Iterator, Sequence
+from typing import Literal, Optional
 
 import torch
-import torch.distributed as dist
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DistributedSampler, Sampler
+
+from lightning_critrm.layout.ranks import deal, rank_and_world
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -81,17 +83,10 @@ class LengthGroupedBatchSampler(BatchSampler):
     def _replicas(self) -> tuple[int, int]:
         if isinstance(self.sampler, DistributedSampler):
             return 0, 1  # Lightning sharded the indices already
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return rank_and_world()
 
     def _deal(self, batches: list[list[int]]) -> list[list[int]]:
-        rank, world = self._replicas()
-        if world == 1 or not batches:
-            return batches
-        if self.uneven == "pad" and len(batches) % world:
-            batches = batches + batches[: world - len(batches) % world]
-        return batches[rank : len(batches) - len(batches) % world : world]
+        return deal(batches, *self._replicas(), uneven=self.uneven)
 
     def __iter__(self) -> Iterator[list[int]]:
         indices = list(iter(self.sampler))
@@ -203,67 +198,3 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
 
     def __len__(self) -> int:
         return len(self.composed()) // self._replicas()[1]
-
-
-class IndexedDataset(Dataset):
-    """``dataset[i]`` with ``"index": i`` added, so a batch can name the rows it holds."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {**self.dataset[i], "index": i}
-
-
-class ResumableDataLoader(DataLoader):
-    """A DataLoader whose position in the epoch is saved in Lightning checkpoints.
-
-    Lightning saves ``state_dict()`` with each checkpoint and calls ``load_state_dict()`` before
-    iterating again on resume. ``batches_consumed`` is advanced by the data module as each batch
-    reaches the training step (after Lightning's prefetching, so it counts trained batches, not
-    fetched ones). Needs a :class:`LengthGroupedBatchSampler` as ``batch_sampler``.
-
-    The epoch that orders each pass is this loader's own count, not Lightning's ``set_epoch``
-    calls: on resume Lightning may build the iterator before it calls them (worker processes then
-    draw batches of the wrong epoch), and after a checkpoint taken at the end of an epoch it
-    counts that epoch twice, which would skip a permutation. The first pass takes the epoch of the
-    checkpoint (its unseen batches only) or, fresh, ``epoch_source()`` (the trainer's
-    ``current_epoch``); each later pass the next epoch.
-    """
-
-    def __init__(self, *args: Any, epoch_source: Optional[Callable[[], int]] = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.epoch_source = epoch_source
-        self.batches_consumed = 0
-        self.epoch: Optional[int] = None  # of the pass under way; None before the first
-        self._resume: Optional[tuple[Optional[int], int]] = None  # (epoch, batches consumed in it)
-
-    def __iter__(self):
-        skip = 0
-        if self._resume is not None:
-            saved_epoch, skip = self._resume
-            self._resume = None
-            self.epoch = saved_epoch if saved_epoch is not None else self._fresh_epoch()
-        elif self.epoch is None:
-            self.epoch = self._fresh_epoch()
-        else:
-            self.epoch += 1
-        self.batch_sampler.set_epoch(self.epoch)
-        self.batch_sampler.skip_batches = skip
-        self.batches_consumed = skip
-        return super().__iter__()
-
-    def _fresh_epoch(self) -> int:
-        if self.epoch_source is not None:
-            return int(self.epoch_source())
-        return int(getattr(self.batch_sampler.sampler, "epoch", 0))
-
-    def state_dict(self) -> dict[str, int]:
-        return {"batches_consumed": self.batches_consumed, "epoch": self.epoch or 0}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        epoch = state.get("epoch")  # absent from checkpoints of older versions: the epoch that runs
-        self._resume = (None if epoch is None else int(epoch), int(state.get("batches_consumed", 0)))

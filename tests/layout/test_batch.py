@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from lightning_critrm.batch import RewardBatch, shared_prefix_length
+from lightning_critrm.layout.batch import RewardBatch, shared_prefix_length
 
 
 def test_split_pairs_gives_chosen_then_rejected():
