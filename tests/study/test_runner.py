@@ -6,7 +6,6 @@ import pytest
 import yaml
 
 from lightning_critrm.errors import InputError
-from lightning_critrm.study.command import split_fit_overrides, study_parser
 from lightning_critrm.study.results import RunResult
 from lightning_critrm.study.runner import (
     StudySettings,
@@ -64,15 +63,6 @@ def test_a_token_budget_is_refused_since_steps_could_not_say_how_many_passes_a_r
     assert plan_runs(StudySettings(sizes=[8], seeds=[0]), fit, ["--data.max_tokens_per_batch", "null"])
 
 
-def test_fit_options_are_split_from_the_study_options():
-    own, fit = split_fit_overrides(["--config", "s.yaml", "--fit.model.lr", "1e-4", "--fit.data.max_length=128",
-                                     "--study.sizes", "[8]"])
-    assert own == ["--config", "s.yaml", "--study.sizes", "[8]"]
-    assert fit == ["--model.lr", "1e-4", "--data.max_length", "128"]
-    with pytest.raises(InputError, match="--fit.model.lr needs a value"):
-        split_fit_overrides(["--fit.model.lr"])
-
-
 @pytest.mark.parametrize("change, message", [
     ({"sizes": [0, 8]}, "study.sizes must be positive"),
     ({"seeds": []}, "study.seeds is empty"),
@@ -96,18 +86,6 @@ def test_a_study_folder_refuses_another_fit_config(tmp_path):
     _pin_fit_config(path, json.loads(json.dumps(FIT)))  # the same config again: fine
     with pytest.raises(InputError, match="holds runs of another `fit` config"):
         _pin_fit_config(path, {**FIT, "model": {"backbone": "y"}})
-
-
-def test_the_shipped_study_config_parses():
-    argv, overrides = split_fit_overrides(
-        ["--config", str(REPO / "conf" / "study_mtbench.yaml"), "--study.seeds", "[3]", "--fit.model.lr", "1e-4"])
-    parser = study_parser()
-    options = parser.instantiate_classes(parser.parse_args(argv))
-    settings, fit = options.study, options.fit
-    assert isinstance(settings, StudySettings) and settings.seeds == [3] and settings.baseline == "none"
-    assert set(settings.conditions) == {"critiques", "verdicts_stripped", "none"}
-    assert fit["model"]["backbone"] == "all-minilm-l6-v2" and overrides == ["--model.lr", "1e-4"]
-    check_settings(settings, fit)
 
 
 def run_study_command(config, *args):

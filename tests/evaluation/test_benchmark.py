@@ -1,0 +1,68 @@
+import math
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+
+from lightning_critrm.evaluation.benchmark import Benchmark, format_table
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    subset: str
+    prompt: tuple
+    completions: tuple
+
+
+class BestFirst(Benchmark):
+    """Correct when the first completion gets the highest reward."""
+
+    name, default_source, unscored_counts_as = "bestfirst", "hub/bestfirst", "wrong"
+
+    def load(self):
+        return []
+
+    def completions(self, row):
+        return row.completions
+
+    def score(self, rewards):
+        right = [not math.isnan(r[0]) and r[0] > max(r[1:]) for _, r in rewards]
+        overall = sum(right) / len(right)
+        return SimpleNamespace(subsets={"all": overall}, rows={"all": len(right)}, overall=overall, partial=False)
+
+    def table_lines(self, scores):
+        return [("all", scores.subsets["all"], scores.rows["all"], ""), ("overall", scores.overall, None, "")]
+
+
+def prepared():
+    bench = BestFirst()
+    bench.rows = [Row("a", "all", (), ("x", "y")), Row("b", "all", (), ("x", "y", "z")), Row("c", "all", (), ("x", "y"))]
+    bench.scored = [(0, 0), (2, 2)]  # row b had no critique: not scored
+    bench.sequences = [[1]] * 4
+    return bench
+
+
+def test_rewards_go_back_to_their_rows_and_an_unscored_row_gets_nan():
+    bench = prepared()
+    rows = bench.row_rewards({0: 2.0, 1: 1.0, 2: 0.0, 3: 5.0})
+    assert rows[0] == (0, [2.0, 1.0]) and rows[2] == (2, [0.0, 5.0])
+    assert rows[1][0] == 1 and all(math.isnan(v) for v in rows[1][1]) and len(rows[1][1]) == 3
+    assert bench.score(rows).overall == pytest.approx(1 / 3)  # a right, b unscored, c wrong
+    assert bench.source == "hub/bestfirst"
+
+
+def test_every_sequence_must_be_scored_once():
+    with pytest.raises(RuntimeError, match="3 of 4 sequences scored"):
+        prepared().row_rewards({0: 1.0, 1: 1.0, 2: 1.0})
+
+
+def test_the_table_prints_percentages_and_leaves_out_counts_it_lacks():
+    bench = prepared()
+    table = bench.table(bench.score(bench.row_rewards({0: 2.0, 1: 1.0, 2: 0.0, 3: 5.0})))
+    assert table.splitlines() == [
+        f"{'subset':<28} {'score':>8} {'rows':>6}",
+        f"{'all':<28} {'33.3':>8} {3:>6}",
+        f"{'overall':<28} {'33.3':>8}",
+    ]
+    assert format_table([("x", None, 2, "  note")], ("a", "b", "prompts")).splitlines()[1] == f"{'x':<28} {'-':>8} {2:>7}  note"
