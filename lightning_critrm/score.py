@@ -24,6 +24,7 @@ from lightning_critrm.critique.store import CritiqueStore
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.sources import local_files, rows_of_file
 from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.layout import SequenceBatches
 from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import ColumnMap, RecordError, normalize_row
 
@@ -163,18 +164,15 @@ def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path, end
 
 
 def _rewards(net, sequences: Sequence[Optional[list[int]]], pad: int, batch_size: int, device) -> list[Optional[float]]:
-    order = sorted((i for i, s in enumerate(sequences) if s is not None), key=lambda i: len(sequences[i]))
+    kept = [i for i, s in enumerate(sequences) if s is not None]
     rewards: list[Optional[float]] = [None] * len(sequences)
-    with torch.no_grad(), tqdm(total=len(order), desc="scoring", unit="seq", file=console.progress_stream()) as bar:
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            width = max(len(sequences[i]) for i in batch)
-            ids = torch.tensor([sequences[i] + [pad] * (width - len(sequences[i])) for i in batch], device=device)
-            mask = torch.tensor([[1] * len(sequences[i]) + [0] * (width - len(sequences[i])) for i in batch], device=device)
-            logits = net(input_ids=ids, attention_mask=mask).logits.float()[:, 0]
-            for i, value in zip(batch, logits.tolist()):
-                rewards[i] = value
-            bar.update(len(batch))
+    with torch.no_grad(), tqdm(total=len(kept), desc="scoring", unit="seq", file=console.progress_stream()) as bar:
+        for batch in SequenceBatches([sequences[i] for i in kept], batch_size, pad):  # sorted by length, right-padded
+            batch = batch.to(device)
+            logits = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()[:, 0]
+            for k, value in zip(batch.ids.tolist(), logits.tolist()):
+                rewards[kept[k]] = value
+            bar.update(batch.num_sequences)
     return rewards
 
 

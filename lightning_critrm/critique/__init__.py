@@ -3,7 +3,7 @@ training and evaluation share."""
 
 from lightning_critrm.critique.cache import CritiqueCache
 from lightning_critrm.critique.config import CachePolicy, CriticConfig, Endpoint, Engine, Sampling
-from lightning_critrm.critique.generate import (
+from lightning_critrm.critique.fill import (
     CritiqueSummary,
     attach_critiques,
     fill_cache,

@@ -1,6 +1,6 @@
 """The interface every critic backend implements: ``generate(chat requests) -> list of Generation``.
 
-Backends live in their own modules and import this one; :mod:`lightning_critrm.critique.backends`
+Backends live in their own modules and import this one; :mod:`lightning_critrm.critique.backend_factory`
 picks one by name. Every local backend renders a request with the critic's own chat template and
 tokenizes it with ``add_special_tokens=False`` (the template writes BOS where the model wants it),
 so vLLM and transformers see identical token ids for the same request.

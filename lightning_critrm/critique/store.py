@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Optional
 
 from lightning_critrm.critique.backend import CriticBackend
-from lightning_critrm.critique.backends import build_backend
+from lightning_critrm.critique.backend_factory import build_backend
 from lightning_critrm.critique.cache import CritiqueCache
 from lightning_critrm.critique.config import CriticConfig, ResolvedCritic
-from lightning_critrm.critique.fingerprint import probe
-from lightning_critrm.critique.generate import (
+from lightning_critrm.critique.fill import (
     AttachResult,
     CritiqueSummary,
     Item,
@@ -28,6 +27,7 @@ from lightning_critrm.critique.generate import (
     missing,
     requests_for_completions,
 )
+from lightning_critrm.critique.fingerprint import probe
 from lightning_critrm.errors import NotReadyError
 from lightning_critrm.records import PreferencePair
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary
-from lightning_critrm.critique.generate import Item
+from lightning_critrm.critique.fill import Item
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError
 from lightning_critrm.layout import Layout

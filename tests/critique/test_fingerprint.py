@@ -60,7 +60,7 @@ def test_an_endpoint_is_identified_by_what_it_serves(fake_chat_server):
 
 
 def test_a_store_reads_recorded_critiques_where_the_critic_is_not(critic_dir, tmp_path, fake_chat_server):
-    from tests.critique.test_generate import CountingCritic
+    from tests.critique.test_fill import CountingCritic
 
     local = CriticConfig(model=str(critic_dir), dtype="float32")
     store = CritiqueStore(local, tmp_path / "c.sqlite", backend_factory=CountingCritic)

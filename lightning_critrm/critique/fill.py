@@ -1,4 +1,4 @@
-"""Fill the critique cache for a set of completions, and read critiques back onto pairs."""
+"""Filling the critique cache (generating only what it lacks), and attaching cached critiques to pairs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from lightning_critrm import console
 from lightning_critrm.critique.backend import CriticBackend
-from lightning_critrm.critique.backends import build_backend
+from lightning_critrm.critique.backend_factory import build_backend
 from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.records import Message, PreferencePair

@@ -5,7 +5,7 @@ import pytest
 from lightning_critrm.critique import CriticConfig, CritiqueCache, attach_critiques, fill_cache, requests_for
 from lightning_critrm.critique.backend import CriticBackend, Generation
 from lightning_critrm.critique.config import CachePolicy, Engine, Sampling
-from lightning_critrm.critique.generate import current, requests_for_completions
+from lightning_critrm.critique.fill import current, requests_for_completions
 from lightning_critrm.critique.transformers_backend import TransformersCritic
 from lightning_critrm.records import PreferencePair
 
