@@ -123,7 +123,7 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
         sys.executable, "-m", "lightning_critrm", "fit", "--config", str(REPO / "conf" / "mtbench_smollm2.yaml"),
         "--model.backbone", args.backbone, "--trainer.accelerator", args.accelerator,
         "--data.source", str(work / "pairs.jsonl"), "--data.val_fraction", "0", "--data.max_length", str(args.max_length),
-        "--data.batch_size", str(args.pairs_per_step), "--data.layout.packing", str(mode in PACKED).lower(),
+        "--data.batching.batch_size", str(args.pairs_per_step), "--data.layout.packing", str(mode in PACKED).lower(),
         "--data.layout.shared_prompt", str(mode in SHARED).lower(),  # packed: the whole batch in one row (the default)
         "--data.cache_dir", str(work / "cache"), "--data.seed", str(args.seed),
         "--model.lr", str(args.lr), "--model.lr_scheduler", "lightning_critrm.model.schedules.ConstantLR",
@@ -161,10 +161,10 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
 def our_batches(args, work: Path, mode: str) -> list[dict]:
     """The batches our run trained on, rebuilt (their order depends on data.seed alone)."""
     from lightning_critrm.data import PreferenceDataModule
-    from lightning_critrm.layout import Layout
+    from lightning_critrm.layout import Batching, Layout
 
     dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
-                              val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
+                              val_fraction=0.0, batching=Batching(batch_size=args.pairs_per_step), seed=args.seed,
                               layout=Layout(packing=mode in PACKED, shared_prompt=mode in SHARED),
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
@@ -179,10 +179,11 @@ def write_matched_inputs(args, work: Path) -> None:
     import torch
 
     from lightning_critrm.data import PreferenceDataModule
+    from lightning_critrm.layout import Batching
     from lightning_critrm.model import CritiqueRewardModel
 
     dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
-                              val_fraction=0.0, batch_size=args.pairs_per_step, seed=args.seed,
+                              val_fraction=0.0, batching=Batching(batch_size=args.pairs_per_step), seed=args.seed,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
     with open(work / "ids_matched.jsonl", "w") as out:

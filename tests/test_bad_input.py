@@ -107,8 +107,8 @@ def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
 def test_a_config_value_of_the_wrong_type_names_the_key(tmp_path, tiny_decoder_dir, monkeypatch, capsys):
     # jsonargparse reports these itself (exit status 2, the key named): kept as it is.
     cfg = tiny_config(tmp_path, tiny_decoder_dir, write_jsonl(tmp_path / "d.jsonl", [GOOD]))
-    code, err = run(["fit", "--config", str(cfg), "--data.batch_size", "four"], monkeypatch, capsys)
-    assert code == 2 and "data.batch_size" in err and "Traceback" not in err
+    code, err = run(["fit", "--config", str(cfg), "--data.batching.batch_size", "four"], monkeypatch, capsys)
+    assert code == 2 and "data.batching.batch_size" in err and "Traceback" not in err
 
 
 def test_shared_prompt_on_an_encoder_is_refused_in_one_line(tmp_path, tiny_encoder_dir, monkeypatch, capsys):

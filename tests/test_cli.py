@@ -25,7 +25,7 @@ def tiny_config(tmp_path, backbone, source) -> Path:
             "log_every_n_steps": 1, "enable_progress_bar": False, "default_root_dir": str(tmp_path / "run"),
         },
         "model": {"backbone": backbone, "lr": 1e-3},
-        "data": {"source": str(source), "batch_size": 4, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+        "data": {"source": str(source), "batching": {"batch_size": 4}, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -363,7 +363,7 @@ def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_
     for packing, shared in ((False, False), (True, False), (False, True), (True, True)):
         # Without length grouping every layout gets the same pairs in the same batches.
         cli = main(["fit", "--config", str(cfg), "--data.layout.packing", str(packing).lower(),
-                    "--data.layout.shared_prompt", str(shared).lower(), "--data.group_by_length", "false",
+                    "--data.layout.shared_prompt", str(shared).lower(), "--data.batching.group_by_length", "false",
                     "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}_{shared}")])
         batch = next(iter(cli.datamodule.train_dataloader()))
         runs[packing, shared] = (cli.trainer.callback_metrics, dict(cli.model.named_parameters()), batch)

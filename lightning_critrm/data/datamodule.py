@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import DataLoader
 
 from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary, pair_items
@@ -29,15 +29,8 @@ from lightning_critrm.data.tokenized_cache import (
     tokenizer_identity,
 )
 from lightning_critrm.errors import InputError, NotReadyError
-from lightning_critrm.layout import Layout, PairCollator
-from lightning_critrm.layout.samplers import (
-    EpochShuffleSampler,
-    LengthGroupedBatchSampler,
-    TokenBudgetBatchSampler,
-)
+from lightning_critrm.layout import Batching, Layout, PairCollator
 from lightning_critrm.prompts import (
-    DEFAULT_CRITIQUE_TEMPLATE,
-    DEFAULT_CRITIQUE_TEMPLATE_VERSION,
     CritiqueFormat,
 )
 from lightning_critrm.records import ColumnMap
@@ -60,8 +53,7 @@ class PreferenceDataModule(L.LightningDataModule):
         on_bad_row: Literal["error", "skip"] = "error",
         critiques: CritiqueMode = "columns",
         critic: Optional[CriticConfig] = None,
-        critique_template: str = DEFAULT_CRITIQUE_TEMPLATE,
-        critique_template_version: str = DEFAULT_CRITIQUE_TEMPLATE_VERSION,
+        critique_format: CritiqueFormat = CritiqueFormat(),
         backbone: str = "smollm2-135m-instruct",
         max_length: int = 1024,
         val_fraction: float = 0.1,
@@ -69,12 +61,8 @@ class PreferenceDataModule(L.LightningDataModule):
         max_val_pairs: Optional[int] = None,
         seed: int = 0,
         sample_seed: Optional[int] = None,
-        batch_size: int = 8,
-        max_tokens_per_batch: Optional[int] = None,
-        eval_batch_size: Optional[int] = None,
-        group_by_length: bool = True,
-        layout: Optional[Layout] = None,
-        num_workers: int = 0,
+        batching: Batching = Batching(),
+        layout: Layout = Layout(),
         cache_dir: Optional[str] = None,
     ):
         """Preference pairs (prompt, chosen, rejected) with one critique per completion.
@@ -100,8 +88,8 @@ class PreferenceDataModule(L.LightningDataModule):
                 plain reward model on the same data. Critiques follow the completion.
             critic: The critic for ``critiques: generate`` (default: SmolLM2-135M-Instruct through
                 transformers, greedy).
-            critique_template: The block that carries a critique; exactly one ``{critique}``.
-            critique_template_version: Name of that template; it enters every cache key.
+            critique_format: The block that carries a critique (``template``, with exactly one
+                ``{critique}``) and its name (``version``), which enters every cache key.
             backbone: Backbone whose tokenizer and chat template format the inputs. Linked from
                 ``model.backbone`` by the CLI; set it only when using the module on its own.
             max_length: Tokens per sequence at most. Longer ones lose the start of the prompt, then
@@ -113,18 +101,12 @@ class PreferenceDataModule(L.LightningDataModule):
             sample_seed: Seed of the training subsample and the training order alone (default:
                 ``seed``). A data-efficiency study varies it and keeps ``seed``, so every run is
                 tested on the same held-out prompts.
-            batch_size: Pairs per training batch (each pair is two sequences).
-            max_tokens_per_batch: Fill each training batch with pairs up to this many tokens instead
-                of ``batch_size`` pairs (padded batches count ``2 x pairs x longest``, packed ones
-                their sequences' tokens): steps of even work, many short pairs or few long ones.
-                The batches are composed once per run, sorted by length within windows of
-                ``50 x batch_size`` pairs, and shuffled in order each epoch.
-            eval_batch_size: Pairs per validation batch (default: ``batch_size``).
-            group_by_length: Batch pairs of similar length together to cut padding.
+            batching: Which pairs go into a batch: ``batch_size`` (pairs), ``eval_batch_size``,
+                ``max_tokens_per_batch`` (a token budget instead), ``group_by_length``,
+                ``num_workers``.
             layout: How a batch's sequences share rows: ``padding_side``, ``packing`` (and its
                 ``row_tokens``), ``shared_prompt``. Validation, test and RewardBench scoring lay
                 rows out the same way (without packing).
-            num_workers: DataLoader worker processes.
             cache_dir: Where tokenized pairs are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
                 ``~/.cache/lightning_critrm``).
         """
@@ -132,19 +114,19 @@ class PreferenceDataModule(L.LightningDataModule):
         # Settings checked here, before any data is read or a critic starts.
         if not 0.0 <= val_fraction < 1.0:
             raise InputError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
-        if max_tokens_per_batch is not None and max_tokens_per_batch < 2:
-            raise InputError(f"data.max_tokens_per_batch must be >= 2 (a pair is two sequences), got {max_tokens_per_batch}")
         for name, value in (("max_train_pairs", max_train_pairs), ("max_val_pairs", max_val_pairs),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_length", max_length)):
+                            ("max_length", max_length)):
             if value is not None and value < 1:
                 raise InputError(f"data.{name} must be >= 1, got {value}")
-        self.save_hyperparameters(ignore=["columns", "critic", "layout"])
-        self.columns = columns or ColumnMap()
-        self.layout = Layout(**layout) if isinstance(layout, dict) else layout or Layout()
+        self.save_hyperparameters(ignore=["columns", "critic", "critique_format", "batching", "layout"])
+        self.columns = _typed(ColumnMap, columns)
+        self.batching, self.layout = _typed(Batching, batching), _typed(Layout, layout)
         self.critic = (critic or CriticConfig()) if critiques == "generate" else critic
         # Plain dicts, not dataclasses, so checkpoints load with weights_only=True. The critic
         # holds no secret: an API key is only ever named by its environment variable.
         self.hparams["columns"] = asdict(self.columns)
+        self.hparams["critique_format"] = asdict(_typed(CritiqueFormat, critique_format))
+        self.hparams["batching"] = asdict(self.batching)
         self.hparams["layout"] = asdict(self.layout)
         self.hparams["critic"] = self.critic.as_dict() if self.critic is not None else None
         # The critique service of the training data, resolved once (it does no I/O until used).
@@ -152,7 +134,7 @@ class PreferenceDataModule(L.LightningDataModule):
             CritiqueStore.for_critic(self.critic, self.cache_dir) if critiques == "generate" else None
         )
         self.critique_format = (
-            CritiqueFormat(critique_template, critique_template_version) if critiques != "none" else None
+            _typed(CritiqueFormat, critique_format) if critiques != "none" else None
         )
         self.train_dataset = None
         self.val_dataset = None
@@ -345,29 +327,11 @@ class PreferenceDataModule(L.LightningDataModule):
             return self.layout
         return replace(self.layout, row_tokens=self.hparams.max_length)
 
-    def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
-        lengths = self._lengths(dataset)
+    def _loader(self, dataset, train: bool) -> DataLoader:
+        batch_sampler = self.batching.sampler(self._lengths(dataset), self._sample_seed, train, self.layout)
         columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
-        if train and self.hparams.max_tokens_per_batch is not None:
-            batch_sampler = TokenBudgetBatchSampler(
-                len(dataset), self.hparams.max_tokens_per_batch, lengths, self._sample_seed,
-                packed=self.layout.packing, window=50 * batch_size if self.hparams.group_by_length else None,
-                rows=1 if self.layout.shared_prompt else 2,
-            )
-        else:
-            if train:
-                sampler = EpochShuffleSampler(len(dataset), self._sample_seed)
-                # A window of one batch keeps the random composition: grouping off.
-                window = 50 if self.hparams.group_by_length else 1
-            else:
-                sampler = SequentialSampler(dataset)
-                window = None if self.hparams.group_by_length else 1
-            batch_sampler = LengthGroupedBatchSampler(
-                sampler, batch_size=batch_size, drop_last=False, lengths=lengths, mega_batch_factor=window,
-                uneven="drop" if train else "pad",
-            )
-        kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.hparams.num_workers}
+        kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.batching.num_workers}
         if not train:
             return DataLoader(dataset, **kwargs)
         return ResumableDataLoader(dataset, epoch_source=self._current_epoch, **kwargs)
@@ -389,11 +353,15 @@ class PreferenceDataModule(L.LightningDataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.hparams.batch_size, train=True)
+        return self._loader(self.train_dataset, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)
+        return self._loader(self.val_dataset, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.hparams.eval_batch_size or self.hparams.batch_size, train=False)
+        return self._loader(self.test_dataset, train=False)
 
+
+def _typed(cls, value):
+    """An options object from itself, its dict (as a checkpoint's hyperparameters hold it) or None (defaults)."""
+    return cls(**value) if isinstance(value, dict) else value or cls()

@@ -1,6 +1,7 @@
-"""How a batch's sequences are laid out in rows: the one options object every consumer takes.
+"""The typed options of how pairs become batches: which pairs go together (:class:`Batching`,
+``data.batching``) and how a batch's sequences share rows (:class:`Layout`, ``data.layout``).
 
-Training (``data.layout``), validation, RewardBench and ``score`` all build their batches through
+Training, validation, RewardBench and ``score`` all build their batches through
 :meth:`Layout.batch`, so a layout chosen for training is the one every evaluation uses.
 """
 
@@ -12,6 +13,11 @@ from typing import Optional
 
 from lightning_critrm.errors import InputError
 from lightning_critrm.layout.batch import PaddingSide, RewardBatch, shared_prefix_tokens
+from lightning_critrm.layout.samplers import (
+    EpochShuffleSampler,
+    LengthGroupedBatchSampler,
+    TokenBudgetBatchSampler,
+)
 
 
 @dataclass(frozen=True)
@@ -76,3 +82,50 @@ class Layout:
         """The layout of evaluation and ``score`` batches: sequences (or shared-prompt groups) one per
         row, padded; packing would only save the little padding that length-sorted batches have."""
         return Layout(padding_side=self.padding_side, shared_prompt=self.shared_prompt)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Which pairs go into which batch.
+
+    Args:
+        batch_size: Pairs per training batch (each pair is two sequences).
+        eval_batch_size: Pairs per validation and test batch (default: ``batch_size``).
+        max_tokens_per_batch: Fill each training batch with pairs up to this many tokens instead of
+            ``batch_size`` pairs (padded batches count ``2 x pairs x longest``, packed ones their
+            sequences' tokens): steps of even work, many short pairs or few long ones. Composed
+            once per run and shuffled in order each epoch, so every epoch has as many steps.
+        group_by_length: Batch pairs of similar length together (sorted within windows of
+            ``50 x batch_size`` pairs) to cut padding.
+        num_workers: DataLoader worker processes.
+    """
+
+    batch_size: int = 8
+    eval_batch_size: Optional[int] = None
+    max_tokens_per_batch: Optional[int] = None
+    group_by_length: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"data.batching.{name} must be >= 1, got {value}")
+        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 2:
+            raise InputError(f"data.batching.max_tokens_per_batch must be >= 2 (a pair is two sequences), "
+                             f"got {self.max_tokens_per_batch}")
+
+    def sampler(self, lengths: Sequence[int], seed: int, train: bool, layout: Layout) -> LengthGroupedBatchSampler:
+        """The batch sampler of a set of pairs of ``lengths`` (tokens as ``layout`` lays each out):
+        training batches shuffled by ``seed`` and the epoch, dropping what does not divide among
+        ranks; evaluation batches in order, every pair seen."""
+        if not train:
+            return LengthGroupedBatchSampler(range(len(lengths)), self.eval_batch_size or self.batch_size, False, lengths,
+                                             mega_batch_factor=None if self.group_by_length else 1, uneven="pad")
+        if self.max_tokens_per_batch is not None:
+            window = 50 * self.batch_size if self.group_by_length else None
+            return TokenBudgetBatchSampler(len(lengths), self.max_tokens_per_batch, lengths, seed, packed=layout.packing,
+                                           window=window, rows=1 if layout.shared_prompt else 2)
+        # A window of one batch keeps the random composition: grouping off.
+        return LengthGroupedBatchSampler(EpochShuffleSampler(len(lengths), seed), self.batch_size, False, lengths,
+                                         mega_batch_factor=50 if self.group_by_length else 1, uneven="drop")

@@ -201,8 +201,8 @@ def recipe_of(module, datamodule, reward_stats: Optional[dict] = None) -> dict:
     return json.loads(json.dumps({
         "backbone": module.hparams.backbone,
         "critiques": hp.critiques,
-        "critique_template": hp.critique_template,
-        "critique_template_version": hp.critique_template_version,
+        "critique_template": hp.critique_format["template"],
+        "critique_template_version": hp.critique_format["version"],
         "critic": critic,
         "max_length": hp.max_length,
         "scoring_token": "last token of the chat template's text",

@@ -125,22 +125,28 @@ def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] =
 def pairs_per_step(fit: dict, overrides: Sequence[str] = ()) -> int:
     """Training pairs one optimizer step takes under the ``fit`` config and ``overrides`` (later
     ones win): pairs per batch x accumulated batches x processes (devices x nodes)."""
-    data, trainer = dict(fit.get("data") or {}), dict(fit.get("trainer") or {})
+    config = json.loads(json.dumps({"data": fit.get("data") or {}, "trainer": fit.get("trainer") or {}}))
     for key, value in zip(overrides[::2], overrides[1::2]):
-        section, _, option = key.removeprefix("--").partition(".")
-        if section in ("data", "trainer"):
-            (data if section == "data" else trainer)[option] = yaml.safe_load(value)
-    if data.get("max_tokens_per_batch") is not None:
+        *path, option = key.removeprefix("--").split(".")
+        if path and path[0] in config:
+            node = config
+            for part in path:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[option] = yaml.safe_load(value)
+    batching, trainer = config["data"].get("batching") or {}, config["trainer"]
+    if batching.get("max_tokens_per_batch") is not None:
         # Batches then hold as many pairs as fit the budget, so a step count cannot say how many
         # passes over the set a run makes, and critiques (longer pairs) would see fewer pairs.
         raise InputError(
-            f"study: data.max_tokens_per_batch is {data['max_tokens_per_batch']}, but the study gives every run of a "
-            "size the steps of `study.epochs` passes, counted in pairs per batch: set data.max_tokens_per_batch: null "
-            "(data.batch_size sets the pairs per batch)"
+            f"study: data.batching.max_tokens_per_batch is {batching['max_tokens_per_batch']}, but the study gives "
+            "every run of a size the steps of `study.epochs` passes, counted in pairs per batch: set "
+            "data.batching.max_tokens_per_batch: null (data.batching.batch_size sets the pairs per batch)"
         )
     processes = _devices(trainer.get("devices", "auto"), trainer.get("accelerator", "auto"))
     processes *= int(trainer.get("num_nodes") or 1)
-    return int(data.get("batch_size", 8)) * int(trainer.get("accumulate_grad_batches") or 1) * processes
+    return int(batching.get("batch_size", 8)) * int(trainer.get("accumulate_grad_batches") or 1) * processes
 
 
 def _devices(devices: Any, accelerator: Any) -> int:

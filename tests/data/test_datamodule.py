@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lightning_critrm.data import PreferenceDataModule, sources
-from lightning_critrm.layout import Layout
+from lightning_critrm.layout import Batching, Layout
 from lightning_critrm.records import ColumnMap
 from tests.conftest import MTBENCH_PAIRS, arithmetic_rows, write_jsonl
 
@@ -14,7 +14,7 @@ def make_dm(tmp_path, source, backbone, **kw):
 
 
 def test_setup_splits_by_prompt_and_batches_chosen_then_rejected(tmp_path, pairs_file, tiny_decoder_dir):
-    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=4)
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batching=Batching(batch_size=4))
     dm.prepare_data()
     dm.setup("fit")
     assert len(dm.train_dataset) == 18 and len(dm.val_dataset) == 6  # ceil(0.25 * 24) prompts held out
@@ -49,7 +49,7 @@ def test_rerun_loads_the_tokenized_cache_without_reading_the_source(tmp_path, pa
         raise AssertionError("retokenized")
 
     monkeypatch.setattr(sources, "read_pairs", boom)
-    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=2, max_train_pairs=5)
+    dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batching=Batching(batch_size=2), max_train_pairs=5)
     dm.setup("fit")  # other batch size and subsample: same token ids, same cache entry
     assert len(dm.train_dataset) == 5
     with pytest.raises(AssertionError, match="retokenized"):  # another max_length: a new entry
@@ -79,7 +79,7 @@ def test_token_budget_batches_hold_as_many_pairs_as_fit(tmp_path, tiny_decoder_d
     for k, row in enumerate(rows):  # lengths from ~30 to ~500 tokens
         row["chosen"] += " Because" * (k % 12)
     path = write_jsonl(tmp_path / "p.jsonl", rows)
-    dm = make_dm(tmp_path, path, tiny_decoder_dir, max_tokens_per_batch=1200, layout=Layout(packing=packing),
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, batching=Batching(max_tokens_per_batch=1200), layout=Layout(packing=packing),
                  critiques="none")
     dm.setup("fit")
     batches = list(dm.train_dataloader())
@@ -90,8 +90,8 @@ def test_token_budget_batches_hold_as_many_pairs_as_fit(tmp_path, tiny_decoder_d
     assert set(over) <= {1}
     assert len({b.num_pairs for b in batches}) > 2  # many short pairs, few long ones
     assert len(dm.train_dataloader()) == len(batches)
-    with pytest.raises(ValueError, match="data.max_tokens_per_batch must be >= 2"):
-        make_dm(tmp_path, path, tiny_decoder_dir, max_tokens_per_batch=1)
+    with pytest.raises(ValueError, match="data.batching.max_tokens_per_batch must be >= 2"):
+        Batching(max_tokens_per_batch=1)
 
 
 def test_identical_pairs_after_truncation_are_dropped_and_counted(tmp_path, tiny_decoder_dir):
@@ -187,7 +187,8 @@ def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_f
                             enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0)
         # 18 train pairs in batches of 4: 5 batches an epoch, so step 3 is mid-epoch 0 and step 7
         # mid-epoch 1. An explicit ColumnMap too: the checkpoint must still load with weights_only=True.
-        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batch_size=4, columns=ColumnMap(), num_workers=num_workers)
+        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batching=Batching(batch_size=4, num_workers=num_workers),
+                     columns=ColumnMap())
         trainer.fit(CritiqueRewardModel(backbone=tiny_decoder_dir), dm, ckpt_path=ckpt_path)
         return rec.seen
 

@@ -183,7 +183,7 @@ def test_fit_logs_rewardbench_each_epoch_with_a_json_per_evaluation(tmp_path, pa
                     "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
                                    "init_args": {"source": str(rb), "batch_size": 4}}]},
         "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "critiques": "none", "batch_size": 6, "val_fraction": 0.25,
+        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6}, "val_fraction": 0.25,
                  "cache_dir": str(tmp_path / "cache")},
     }
     cfg = tmp_path / "c.yaml"
@@ -205,7 +205,7 @@ def test_rewardbench_subcommand_on_the_shared_rows_marks_sections_partial(tmp_pa
         "trainer": {"accelerator": "cpu", "max_steps": 1, "enable_progress_bar": False,
                     "default_root_dir": str(tmp_path / "run")},
         "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "critiques": "none", "max_length": 256, "batch_size": 4,
+        "data": {"source": str(pairs_file), "critiques": "none", "max_length": 256, "batching": {"batch_size": 4},
                  "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
     }
     cfg = tmp_path / "c.yaml"

@@ -42,7 +42,7 @@ def config(tmp_path, tiny_decoder_dir):
                 **trainer,
             },
             "model": {"backbone": tiny_decoder_dir, "lr": 1e-3, "lr_scheduler": CONSTANT_LR, **(model or {})},
-            "data": {"source": str(pairs), "batch_size": 2, "eval_batch_size": 3, "val_fraction": 0.25,
+            "data": {"source": str(pairs), "batching": {"batch_size": 2, "eval_batch_size": 3}, "val_fraction": 0.25,
                      "cache_dir": str(tmp_path / "cache")},
         }
         path = tmp_path / f"{name}.yaml"

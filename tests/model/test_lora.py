@@ -18,7 +18,7 @@ def trainer(steps, **kw):
 
 def datamodule(tmp_path, pairs_file, backbone):
     return PreferenceDataModule(source=str(pairs_file), val_source=str(pairs_file), backbone=backbone,
-                                cache_dir=str(tmp_path / "cache"), batch_size=4)
+                                cache_dir=str(tmp_path / "cache"), batching={"batch_size": 4})
 
 
 def test_only_adapters_and_head_train_and_checkpoints_hold_only_them(tmp_path, pairs_file, tiny_decoder_dir):

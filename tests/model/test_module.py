@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lightning_critrm.data import PreferenceDataModule
-from lightning_critrm.layout import PairCollator
+from lightning_critrm.layout import Batching, PairCollator
 from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.schedules import ConstantLR
@@ -25,7 +25,7 @@ def built(backbone, **kw):
 def datamodule(tmp_path, pairs_file, backbone, **kw):
     return PreferenceDataModule(
         source=str(pairs_file), val_source=str(pairs_file), backbone=backbone,
-        cache_dir=str(tmp_path / "cache"), batch_size=4, **kw,
+        cache_dir=str(tmp_path / "cache"), batching=Batching(batch_size=4), **kw,
     )
 
 

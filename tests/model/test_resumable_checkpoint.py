@@ -19,7 +19,8 @@ def test_sigterm_saves_last_checkpoint_that_resumes(tmp_path, pairs_file, tiny_d
         "trainer": {"accelerator": "cpu", "max_steps": 100000, "log_every_n_steps": 1, "enable_progress_bar": False,
                     "limit_val_batches": 0, "default_root_dir": str(tmp_path / "run")},
         "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "batch_size": 2, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+        "data": {"source": str(pairs_file), "batching": {"batch_size": 2}, "val_fraction": 0.25,
+                 "cache_dir": str(tmp_path / "cache")},
     }
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config))
@@ -59,7 +60,7 @@ def kill_config(tmp_path, pairs_file, backbone, name: str, num_workers: int, kil
                     "limit_val_batches": 0, "default_root_dir": str(tmp_path / name)},
         "checkpoint": {"every_n_train_steps": 1, "monitor": None, "save_top_k": 0},
         "model": {"backbone": backbone, "lr": 1e-3},
-        "data": {"source": str(pairs_file), "batch_size": 4, "val_fraction": 0.25, "num_workers": num_workers,
+        "data": {"source": str(pairs_file), "batching": {"batch_size": 4, "num_workers": num_workers}, "val_fraction": 0.25,
                  "cache_dir": str(tmp_path / "cache")},
     }
     if kill_at is not None:

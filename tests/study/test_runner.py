@@ -16,7 +16,7 @@ from lightning_critrm.study.runner import (
 )
 from tests.conftest import REPO, arithmetic_rows, write_jsonl
 
-FIT = {"model": {"backbone": "x"}, "data": {"batch_size": 4}, "trainer": {"accumulate_grad_batches": 2}}
+FIT = {"model": {"backbone": "x"}, "data": {"batching": {"batch_size": 4}}, "trainer": {"accumulate_grad_batches": 2}}
 
 
 def test_runs_are_planned_smallest_first_with_steps_from_epochs_and_a_floor():
@@ -37,7 +37,7 @@ def test_runs_are_planned_smallest_first_with_steps_from_epochs_and_a_floor():
 
 
 def test_fit_overrides_reach_every_run_and_the_step_count():
-    overrides = ["--data.batch_size", "16", "--model.lr", "1e-4"]
+    overrides = ["--data.batching.batch_size", "16", "--model.lr", "1e-4"]
     runs = plan_runs(StudySettings(sizes=[64], seeds=[0], min_steps=1), FIT, overrides)
     assert all(r.args[:4] == tuple(overrides) for r in runs)
     assert runs[0].steps == 2  # 64 pairs / (16 x 2) per step
@@ -49,18 +49,18 @@ def test_pairs_per_step_count_every_process_and_each_conditions_own_batch():
     assert pairs_per_step(FIT, ["--trainer.devices", "[0, 1]"]) == 16
     assert pairs_per_step(FIT, ["--trainer.devices", "0,1,2"]) == 24
     assert pairs_per_step(FIT, ["--trainer.devices", "auto", "--trainer.accelerator", "cpu"]) == 8
-    assert pairs_per_step(FIT, ["--data.batch_size", "2", "--data.batch_size", "1"]) == 2  # the last one wins
+    assert pairs_per_step(FIT, ["--data.batching.batch_size", "2", "--data.batching.batch_size", "1"]) == 2  # the last one wins
     # A condition with its own batch size gets the steps of the same passes over the set.
-    conditions = {"critiques": {"data.batch_size": 2}, "none": {"data.critiques": "none"}}
+    conditions = {"critiques": {"data.batching.batch_size": 2}, "none": {"data.critiques": "none"}}
     runs = plan_runs(StudySettings(sizes=[64], seeds=[0], conditions=conditions), FIT, ["--trainer.devices", "2"])
     assert [(r.condition, r.steps) for r in runs] == [("critiques", 8), ("none", 4)]  # 64 / (2 x 2 x 2), 64 / 16
 
 
 def test_a_token_budget_is_refused_since_steps_could_not_say_how_many_passes_a_run_makes():
-    fit = {**FIT, "data": {"batch_size": 4, "max_tokens_per_batch": 4096}}
-    with pytest.raises(InputError, match="max_tokens_per_batch is 4096.*set data.max_tokens_per_batch: null"):
+    fit = {**FIT, "data": {"batching": {"batch_size": 4, "max_tokens_per_batch": 4096}}}
+    with pytest.raises(InputError, match="max_tokens_per_batch is 4096.*set data.batching.max_tokens_per_batch: null"):
         plan_runs(StudySettings(sizes=[8], seeds=[0]), fit)
-    assert plan_runs(StudySettings(sizes=[8], seeds=[0]), fit, ["--data.max_tokens_per_batch", "null"])
+    assert plan_runs(StudySettings(sizes=[8], seeds=[0]), fit, ["--data.batching.max_tokens_per_batch", "null"])
 
 
 @pytest.mark.parametrize("change, message", [
@@ -104,7 +104,7 @@ def test_a_small_study_runs_end_to_end_and_resumes_without_rerunning(tmp_path, t
             "seed_everything": 0,
             "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
             "model": {"backbone": tiny_decoder_dir, "lr": 1e-3},
-            "data": {"source": str(pairs), "max_length": 64, "val_fraction": 0.25, "batch_size": 4,
+            "data": {"source": str(pairs), "max_length": 64, "val_fraction": 0.25, "batching": {"batch_size": 4},
                      "cache_dir": str(tmp_path / "cache")},
         },
     }))
