@@ -37,11 +37,11 @@ from lightning_critrm.errors import (
     user_error_in,
 )
 from lightning_critrm.hardware import cpu_has_native_bf16
+from lightning_critrm.layout.attention import require_causal_decoder
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
 from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
-from lightning_critrm.model.reward_model import require_causal_decoder
 from lightning_critrm.model.throughput import TrainingThroughput
 from lightning_critrm.score import run_score_command, score_parser
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes

@@ -9,6 +9,7 @@ from torch.testing import assert_close
 
 from lightning_critrm.errors import InputError
 from lightning_critrm.layout import Layout, PairCollator
+from lightning_critrm.layout.attention import BackboneAttention
 from lightning_critrm.layout.batch import RewardBatch
 from tests.model.test_module import FEATURES, built
 
@@ -153,7 +154,7 @@ def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_n
         calls.append(attn_mask is not None)
         return real_sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
 
-    monkeypatch.setattr(type(reward_model), "attends_per_sequence", lambda self, device: False)
+    monkeypatch.setattr(BackboneAttention, "per_sequence", lambda self, device: False)
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
     for name in ("packed_one_row", "shared_prompt_one_row"):
         calls.clear()
@@ -186,9 +187,9 @@ def test_rows_attended_one_sequence_at_a_time_build_no_block_mask(tiny_decoder_d
 
 
 def test_eager_attention_refuses_packed_rows_whose_mask_would_grow_too_large(tiny_decoder_dir, monkeypatch):
-    from lightning_critrm.model import reward_model
+    from lightning_critrm.layout import attention
 
-    monkeypatch.setattr(reward_model, "WHOLE_ROW_ATTENTION_LIMIT", 40)
+    monkeypatch.setattr(attention, "WHOLE_ROW_ATTENTION_LIMIT", 40)
     model = built(tiny_decoder_dir).eval()
     sequences = pair_sequences()
     one_row = LAYOUTS["packed_one_row"](sequences)  # 1 x 147 tokens

@@ -5,7 +5,7 @@ from torch.nn.attention import SDPBackend
 from torch.testing import assert_close
 
 from lightning_critrm.layout.batch import RewardBatch
-from lightning_critrm.model.segment_attention import segment_attention
+from lightning_critrm.layout.segment_attention import segment_attention
 
 SEQUENCES = [[5, 6, 7, 8, 2], [5, 6, 9, 2], [3, 2], [4, 4, 4, 2], [1, 2, 3, 4, 5, 6, 2], [1, 2, 3, 2]]
 
