@@ -53,11 +53,14 @@ def main() -> None:
     positions = torch.arange(tokens).expand(rows, tokens)
     padding = torch.ones(rows, tokens, dtype=torch.long)
     padding[-1, min(1500, tokens - 1):] = 0
-    causal = torch.ones(tokens, tokens, dtype=torch.bool).tril()[None, None].expand(rows, 1, tokens, tokens).contiguous()
+    causal = torch.ones(tokens, tokens, dtype=torch.bool).tril()[None, None].expand(rows, 1, tokens,
+                                                                                    tokens).contiguous()
     cases = {"no_mask": None, "padding_mask": padding, "block_mask": causal}
-    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "precision": "bf16 autocast",
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+              "precision": "bf16 autocast",
               "gradient_checkpointing": True, "rows": rows, "tokens": tokens,
-              "command": "python benchmarks/attention_mask.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out")}
+              "command": "python benchmarks/attention_mask.py " + " ".join(f"--{k} {v}" for k,
+                      v in vars(args).items() if k != "out")}
     for name, mask in cases.items():
         seconds = []
         for _ in range(args.repeats):
@@ -69,7 +72,8 @@ def main() -> None:
         result[name] = {"seconds": seconds, "best_s": min(seconds)}
         print(name, seconds, flush=True)
     for name in ("padding_mask", "block_mask"):
-        result[name]["time_saved_without_mask"] = round(1 - result["no_mask"]["best_s"] / result[name]["best_s"], 3)
+        saved = 1 - result["no_mask"]["best_s"] / result[name]["best_s"]
+        result[name]["time_saved_without_mask"] = round(saved, 3)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 

@@ -50,7 +50,8 @@ def one_case(dtype: str, eager: bool, n: int) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=128, help="critiques per case")
     parser.add_argument("--emulate-avx2", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "critic_start.json"))
@@ -63,14 +64,17 @@ def main():
     if args.emulate_avx2:
         env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
     flags = Path("/proc/cpuinfo").read_text()
-    cpu = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "?")
-    result = {"command": "python benchmarks/critic_start.py" + (" --emulate-avx2" if args.emulate_avx2 else ""),
+    cpu = next((line.split(":",
+            1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "?")
+    flags = " --emulate-avx2" if args.emulate_avx2 else ""
+    result = {"command": "python benchmarks/critic_start.py" + flags,
               "machine": {"cpu": cpu, "cpus": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags,
                           "emulated_avx2": args.emulate_avx2, "platform": platform.platform()},
               "cases": []}
     for dtype, eager in CASES:
         began = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--n", str(args.n), "--case", dtype, "1" if eager else "0"],
+        proc = subprocess.run([sys.executable, __file__, "--n", str(args.n), "--case", dtype,
+                               "1" if eager else "0"],
                               cwd=REPO, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])

@@ -2,7 +2,8 @@
 
 Run by hand (not a test); results go to a JSON file:
 
-    VLLM_CPU_KVCACHE_SPACE=1 python benchmarks/critique_throughput.py --out benchmarks/results/critique_throughput.json
+    VLLM_CPU_KVCACHE_SPACE=1 python benchmarks/critique_throughput.py --out
+    benchmarks/results/critique_throughput.json
 
 Same prompts for every contender: the first ``--n`` distinct completions of the shared MT-Bench
 pairs, each rendered with the default critic instruction through SmolLM2-135M-Instruct's chat
@@ -88,9 +89,11 @@ def bench_vllm(requests, args, prefix_caching: bool):
     start_s = time.perf_counter() - began
     import vllm
 
-    prompts = [{"prompt_token_ids": chat_prompt_ids(backend.tokenizer, config.prompt.render(r.prompt, r.completion))}
+    prompts = [{"prompt_token_ids": chat_prompt_ids(backend.tokenizer,
+                                                    config.prompt.render(r.prompt, r.completion))}
                for r in requests]
-    backend.llm.generate(prompts[:4], vllm.SamplingParams(max_tokens=8, temperature=0), use_tqdm=False)  # warm-up
+    # warm-up
+    backend.llm.generate(prompts[:4], vllm.SamplingParams(max_tokens=8, temperature=0), use_tqdm=False)
     sampling = vllm.SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens, seed=0)
     began = time.perf_counter()
     outputs = backend.llm.generate(prompts, sampling, use_tqdm=True)
@@ -111,10 +114,12 @@ def bench_transformers(requests, args):
     from lightning_critrm.critique.transformers_backend import TransformersCritic
 
     config = CriticConfig(backend="transformers", model="smollm2-135m-instruct", dtype=args.hf_dtype,
-                          sampling=Sampling(max_new_tokens=args.max_new_tokens), cache=CachePolicy(batch_size=64),
+                          sampling=Sampling(max_new_tokens=args.max_new_tokens),
+                          cache=CachePolicy(batch_size=64),
                           engine=Engine(generation_batch_size=16))
     backend = TransformersCritic(config)
-    lengths = [len(chat_prompt_ids(backend.tokenizer, config.prompt.render(r.prompt, r.completion))) for r in requests]
+    lengths = [len(chat_prompt_ids(backend.tokenizer,
+                                   config.prompt.render(r.prompt, r.completion))) for r in requests]
     result = timed_fill(requests, config, backend)
     result.update({"dtype": args.hf_dtype, "generation_batch_size": 16,
                    "prompt_padding_share_sorted": padding_share(lengths, 16, sort=True),
@@ -152,19 +157,22 @@ def bench_cached_pass(rows: int = 10_000):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--vllm-dtype", default="bfloat16")
     parser.add_argument("--hf-dtype", default="float32")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["vllm", "vllm_no_prefix", "transformers", "cached"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["vllm", "vllm_no_prefix", "transformers", "cached"])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "critique_throughput.json"))
     args = parser.parse_args()
     from lightning_critrm.critique import CriticConfig
 
     requests = load_requests(args.n, CriticConfig())
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-               "n_critiques": len(requests), "max_new_tokens": args.max_new_tokens, "critic": "smollm2-135m-instruct"}
+               "n_critiques": len(requests), "max_new_tokens": args.max_new_tokens,
+               "critic": "smollm2-135m-instruct"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -184,7 +192,8 @@ def main():
         results["transformers"] = bench_transformers(requests, args)
         if "vllm" in results:
             results["vllm_over_transformers"] = round(
-                results["vllm"]["our_vllm_backend"]["tokens_per_s"] / results["transformers"]["tokens_per_s"], 2)
+                results["vllm"]["our_vllm_backend"]["tokens_per_s"] / results["transformers"]["tokens_per_s"],
+                                                      2)
         save()
     print(json.dumps(results, indent=2))
 

@@ -40,7 +40,8 @@ def layouts(seqs: list[list[int]], max_length: int) -> dict[str, RewardBatch]:
         "packed_rows_of_max_length": RewardBatch.packed(seqs, 0, row_tokens=max_length, num_pairs=n),
         "packed_one_row": RewardBatch.packed(seqs, 0, row_tokens=whole, num_pairs=n),
         "shared": RewardBatch.shared_prefix(seqs, groups, 0, num_pairs=n),
-        "shared_rows_of_max_length": RewardBatch.shared_prefix(seqs, groups, 0, pack=True, row_tokens=max_length,
+        "shared_rows_of_max_length": RewardBatch.shared_prefix(seqs, groups, 0, pack=True,
+                                                               row_tokens=max_length,
                                                                num_pairs=n),
     }
 
@@ -65,7 +66,8 @@ def main() -> None:
     backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = RewardModel(backbone).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    data = [layouts(seqs, args.max_length) for seqs in batches(args.work / "ids.jsonl", args.pairs, args.batches)]
+    data = [layouts(seqs, args.max_length) for seqs in batches(args.work / "ids.jsonl", args.pairs,
+                                                               args.batches)]
 
     def step(batch: RewardBatch) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -105,9 +107,12 @@ def main() -> None:
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         reference = model(data[0]["padded"].to(device))
-        gaps = {name: float((model(batch.to(device)) - reference).abs().max()) for name, batch in data[0].items()}
-    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-              "layers": config.num_hidden_layers, "pairs_per_batch": args.pairs, "timed_batches": args.batches - 1,
+        gaps = {name: float((model(batch.to(device)) - reference).abs().max()) for name,
+                batch in data[0].items()}
+    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+              "torch": torch.__version__,
+              "layers": config.num_hidden_layers, "pairs_per_batch": args.pairs,
+              "timed_batches": args.batches - 1,
               "precision": "bf16 autocast", "results": results, "max_reward_gap_vs_padded": gaps}
     print(json.dumps(result, indent=1))
     if args.out:

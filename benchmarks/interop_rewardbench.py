@@ -75,11 +75,15 @@ def compare(args) -> None:
     diffs, fitting, agree = [], 0, 0
     fit_diffs, acc_ours_fit, acc_theirs_fit = [], 0, 0
     for mine, row in zip(ours, theirs):
-        pair_diffs = [abs(mine["reward_chosen"] - row["scores_chosen"]), abs(mine["reward_rejected"] - row["scores_rejected"])]
+        pair_diffs = [abs(mine["reward_chosen"] - row["scores_chosen"]),
+                      abs(mine["reward_rejected"] - row["scores_rejected"])]
         diffs.extend(pair_diffs)
-        agree += (mine["reward_chosen"] > mine["reward_rejected"]) == (row["scores_chosen"] > row["scores_rejected"])
+        agree += ((mine["reward_chosen"] > mine["reward_rejected"])
+                  == (row["scores_chosen"] > row["scores_rejected"]))
         user = {"role": "user", "content": mine["prompt"]}
-        fits = all(tokens([user, {"role": "assistant", "content": mine[k]}]) <= recipe["max_length"] for k in ("chosen", "rejected"))
+        fits = all(tokens([user,
+                {"role": "assistant", "content": mine[k]}]) <= recipe["max_length"] for k in ("chosen",
+                                                                                              "rejected"))
         if fits:
             fitting += 1
             fit_diffs.extend(pair_diffs)
@@ -87,7 +91,8 @@ def compare(args) -> None:
             acc_theirs_fit += row["scores_chosen"] > row["scores_rejected"]
     n = len(ours)
     result = {
-        "what": "the official rewardbench package (0.1.4, transformers 4.51) and `score` on one export, same rows",
+        "what": "the official rewardbench package (0.1.4, transformers 4.51) and `score` on one export, same "
+                "rows",
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
         "model": str(model),
@@ -107,8 +112,9 @@ def compare(args) -> None:
         "accuracy_official_fitting_rows": acc_theirs_fit / fitting if fitting else None,
         "accuracy_score_fitting_rows": acc_ours_fit / fitting if fitting else None,
         "same_preferred_completion_all_rows": agree / n,
-        "note": "rows longer than max_length are cut by `score` as in training and read whole by the official "
-                "package (it does not truncate by default), so only rows that fit are expected to agree",
+        "note": "rows longer than max_length are cut by `score` as in training and read whole by the "
+                "official package (it does not truncate by default), so only rows that fit are expected to "
+                "agree",
     }
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
     Path(args.result).write_text(json.dumps(result, indent=2) + "\n")
@@ -121,7 +127,8 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 flags = Path("/proc/cpuinfo").read_text()
                 bf16 = "avx512_bf16" in flags
-                return line.split(":", 1)[1].strip() + (" with AVX-512 BF16" if bf16 else " without AVX-512 BF16")
+                return line.split(":", 1)[1].strip() + (" with AVX-512 BF16" if bf16 else " without AVX-512 "
+                                                                                          "BF16")
     except OSError:
         pass
     return platform.processor()

@@ -34,12 +34,15 @@ RB = REPO.parent / "shared" / "data" / "rewardbench" / "rewardbench_filtered_par
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=None, help="seeded sample of this many rows (default: all)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=None, help="seeded sample of this many rows (default: "
+                                                               "all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: autocast, as the callback runs under bf16-mixed (CPUs with native bf16 only)")
+                        help="bf16: autocast, as the callback runs under bf16-mixed (CPUs with native bf16 "
+                             "only)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "rewardbench_scoring.json"))
     args = parser.parse_args()
 
@@ -57,7 +60,8 @@ def main():
         rows = random.Random(0).sample(rows, args.rows)
     source = Path(tmp) / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    dm = PreferenceDataModule(source="builtin:arithmetic:8", backbone="smollm2-135m-instruct", critiques="none",
+    dm = PreferenceDataModule(source="builtin:arithmetic:8", backbone="smollm2-135m-instruct",
+                              critiques="none",
                               max_length=args.max_length, cache_dir=tmp)
     model = CritiqueRewardModel(backbone="smollm2-135m-instruct")
     model.configure_model()
@@ -82,7 +86,8 @@ def main():
         score_batches(model, batches_of("length_grouped", sequences[:4]), cpu)  # warm-up
     result = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "platform": platform.platform(),
                           "torch_threads": torch.get_num_threads()},
-              "model": "smollm2-135m-instruct", "precision": args.precision, "rows": len(rows), "sequences": len(sequences),
+              "model": "smollm2-135m-instruct", "precision": args.precision, "rows": len(rows),
+              "sequences": len(sequences),
               "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
               "command": "python benchmarks/rewardbench_scoring.py " + " ".join(sys.argv[1:])}
     rewards = {}
@@ -96,11 +101,13 @@ def main():
         rewards[mode] = [scored[i] for i in range(len(sequences))]
         result[mode] = {"wall_s": round(wall, 2), "sequences_per_s": round(len(sequences) / wall, 2),
                         "processed_tokens": sum(b.num_positions for b in laid_out),
-                        "padding_share": round(sum(b.num_padding for b in laid_out) / sum(b.num_positions for b in laid_out), 4)}
+                        "padding_share": round(sum(b.num_padding for b in laid_out)
+                                               / sum(b.num_positions for b in laid_out), 4)}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for mode in ("length_grouped", "shared_prompt"):
-        result[mode]["speedup_over_unsorted"] = round(result["unsorted"]["wall_s"] / result[mode]["wall_s"], 2)
+        result[mode]["speedup_over_unsorted"] = round(result["unsorted"]["wall_s"] / result[mode]["wall_s"],
+                                                      2)
         result[mode]["max_abs_reward_difference_to_unsorted"] = max(
             abs(a - b) for a, b in zip(rewards[mode], rewards["unsorted"]))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

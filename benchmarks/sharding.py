@@ -30,7 +30,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = {
-    "single_process": ["--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.accumulate_grad_batches", "2"],
+    "single_process": ["--trainer.devices", "1", "--trainer.strategy", "auto",
+                       "--trainer.accumulate_grad_batches", "2"],
     "ddp": ["--trainer.strategy", "ddp"],
     "fsdp2": [],  # the config as shipped
     # LoRA on the attention projections; its own learning rate, so its loss is not comparable.
@@ -98,12 +99,14 @@ def run_mode(name: str, extra: list[str], work: Path) -> dict:
     events.Reload()
     val = events.Scalars("val/loss")
     ranks = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("rank*.json"))]
-    return {"wall_s": round(wall, 1), "final_val_loss": val[-1].value, "val_loss_by_step": [(e.step, e.value) for e in val],
+    return {"wall_s": round(wall, 1), "final_val_loss": val[-1].value,
+            "val_loss_by_step": [(e.step, e.value) for e in val],
             "ranks": ranks}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "sharding.json"))
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     args = parser.parse_args()

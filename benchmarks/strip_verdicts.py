@@ -37,7 +37,8 @@ NEGATIVE = (
     r"misunderst\w*|misinterpret\w*|however|unfortunately|instead|only|fall(s)? short|should have|could have|"
     r"would have|low quality"
 )
-SCORE = r"rat(e|ed|ing)|scores?|out of 10|/10|\d+\s*/\s*\d+|overall|in conclusion|in summary|to summari[sz]e|verdict"
+SCORE = (r"rat(e|ed|ing)|scores?|out of 10|/10|\d+\s*/\s*\d+|overall|in conclusion|in summary|"
+         r"to summari[sz]e|verdict")
 VERDICT = re.compile(rf"\b({POSITIVE}|{NEGATIVE}|{SCORE})\b", re.IGNORECASE)
 POSITIVE_WORDS = re.compile(r"\b(correct|accurate|helpful|good)\b", re.IGNORECASE)
 NEGATIVE_WORDS = re.compile(r"\b(incorrect|wrong|error|mistake|fails|lacks|poor)\b", re.IGNORECASE)
@@ -79,10 +80,13 @@ def main() -> None:
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(args.out)
-    empty = sum(r[s] == "(no descriptive sentence)" for r in rows for s in ("chosen_critique", "rejected_critique"))
+    empty = sum(r[s] == "(no descriptive sentence)" for r in rows for s in ("chosen_critique",
+                                                                            "rejected_critique"))
     print(json.dumps({
-        "out": str(args.out.relative_to(REPO)) if args.out.is_relative_to(REPO) else str(args.out), "pairs": len(rows), "critique_chars_kept": round(chars_after / chars_before, 4),
-        "critiques_left_empty": empty, "keyword_rule_before": before, "keyword_rule_after": keyword_rule(rows),
+        "out": str(args.out.relative_to(REPO)) if args.out.is_relative_to(REPO) else str(args.out),
+                      "pairs": len(rows), "critique_chars_kept": round(chars_after / chars_before, 4),
+        "critiques_left_empty": empty, "keyword_rule_before": before,
+                      "keyword_rule_after": keyword_rule(rows),
     }, indent=1))
 
 

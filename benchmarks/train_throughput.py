@@ -21,10 +21,10 @@ the same invocation the per-step losses can be compared (``loss_agreement`` in t
 Each contender runs in its own process, alternating, ``--rounds`` times, over the same pairs in one
 pass; every step is timed by default. (Leaving a first step untimed would leave different pairs
 untimed on each side: ours puts its heaviest batch first, TRL takes a random one.) A step's time
-is forward, backward and optimizer step (data loading excluded on both sides). Reported per mode: real tokens/s (the tokens of the sequences),
-processed tokens/s (padding included; below the real tokens when prompts are shared), the padded
-share of the processed positions, the ratios to both TRL runs, peak RSS of the process, and the losses of the
-timed steps.
+is forward, backward and optimizer step (data loading excluded on both sides). Reported per mode: real
+tokens/s (the tokens of the sequences), processed tokens/s (padding included; below the real tokens when
+prompts are shared), the padded share of the processed positions, the ratios to both TRL runs, peak RSS of the
+process, and the losses of the timed steps.
 
 TRL runs in its own virtual environment (its pins may differ from ours):
 
@@ -75,7 +75,8 @@ def select_pairs(args, work: Path) -> tuple[list[dict], str]:
     from lightning_critrm.backbones import resolve_backbone
     from lightning_critrm.data import PreferenceDataModule
 
-    dm = PreferenceDataModule(source=str(SOURCE), backbone=BACKBONE, max_length=args.max_length, val_fraction=0.0,
+    dm = PreferenceDataModule(source=str(SOURCE), backbone=BACKBONE, max_length=args.max_length,
+                              val_fraction=0.0,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
     data = dm.train_dataset
@@ -86,12 +87,15 @@ def select_pairs(args, work: Path) -> tuple[list[dict], str]:
     with open(work / "pairs.jsonl", "w") as raw, open(work / "ids.jsonl", "w") as ids:
         for i in chosen:
             row = data[i]
-            raw.write(json.dumps({"prompt": json.loads(row["prompt"]), "chosen": row["chosen"], "rejected": row["rejected"],
+            raw.write(json.dumps({"prompt": json.loads(row["prompt"]), "chosen": row["chosen"],
+                                  "rejected": row["rejected"],
                                   "chosen_critique": row["chosen_critique"],
                                   "rejected_critique": row["rejected_critique"]}) + "\n")
-            ids.write(json.dumps({"chosen_ids": row["chosen_input_ids"], "rejected_ids": row["rejected_input_ids"]}) + "\n")
+            ids.write(json.dumps({"chosen_ids": row["chosen_input_ids"],
+                                  "rejected_ids": row["rejected_input_ids"]}) + "\n")
             rows.append(row)
-    print(f"{len(fits)} of {len(data)} pairs fit {args.max_length} tokens; benchmarking {len(chosen)}", flush=True)
+    print(f"{len(fits)} of {len(data)} pairs fit {args.max_length} tokens; benchmarking {len(chosen)}",
+          flush=True)
     return rows, resolve_backbone(BACKBONE)
 
 
@@ -113,27 +117,35 @@ def timed(command: list[str], log: Path, also: Path | None = None) -> tuple[floa
     peak = int(lines[-1]) // 1024 if lines and lines[-1].isdigit() else None
     detail = ""
     if code != 0:
-        detail = log.read_text()[-3000:] + (f"\n{also}:\n" + also.read_text()[-6000:] if also and also.exists() else "")
+        detail = (log.read_text()[-3000:]
+                  + (f"\n{also}:\n" + also.read_text()[-6000:] if also and also.exists() else ""))
     return wall, peak, code, detail
 
 
 def run_ours(args, work: Path, mode: str, round_: int) -> dict:
     root = work / f"ours_{mode}_{round_}"
     command = [
-        sys.executable, "-m", "lightning_critrm", "fit", "--config", str(REPO / "conf" / "mtbench_smollm2.yaml"),
+        sys.executable, "-m", "lightning_critrm", "fit", "--config",
+               str(REPO / "conf" / "mtbench_smollm2.yaml"),
         "--model.backbone", args.backbone, "--trainer.accelerator", args.accelerator,
-        "--data.source", str(work / "pairs.jsonl"), "--data.val_fraction", "0", "--data.max_length", str(args.max_length),
-        "--data.batching.batch_size", str(args.pairs_per_step), "--data.layout.packing", str(mode in PACKED).lower(),
-        "--data.layout.shared_prompt", str(mode in SHARED).lower(),  # packed: the whole batch in one row (the default)
+        "--data.source", str(work / "pairs.jsonl"), "--data.val_fraction", "0", "--data.max_length",
+               str(args.max_length),
+        "--data.batching.batch_size", str(args.pairs_per_step), "--data.layout.packing",
+               str(mode in PACKED).lower(),
+        # packed: the whole batch in one row (the default)
+        "--data.layout.shared_prompt", str(mode in SHARED).lower(),
         "--data.cache_dir", str(work / "cache"), "--data.seed", str(args.seed),
         "--model.lr", str(args.lr), "--model.lr_scheduler", "lightning_critrm.model.schedules.ConstantLR",
         "--model.gradient_checkpointing", "true", "--trainer.precision", args.precision,
         "--trainer.max_steps", str(args.steps + args.warmup), "--trainer.max_epochs", "-1",
-        "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0", "--trainer.log_every_n_steps", "1",
+        "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+               "--trainer.log_every_n_steps", "1",
         "--trainer.val_check_interval", "null", "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(root), "--checkpoint.save_last", "false", "--checkpoint.save_top_k", "0",
+        "--trainer.default_root_dir", str(root), "--checkpoint.save_last", "false", "--checkpoint.save_top_k",
+               "0",
     ]
-    wall, rss, code, detail = timed(command, work / f"ours_{mode}_{round_}.log", also=root / "logs" / "fit.log")
+    wall, rss, code, detail = timed(command, work / f"ours_{mode}_{round_}.log",
+                                    also=root / "logs" / "fit.log")
     if code != 0 and not (root / "lightning_logs").exists():
         raise RunFailed(f"ours {mode} failed ({code}):\n{detail}")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -147,7 +159,8 @@ def run_ours(args, work: Path, mode: str, round_: int) -> dict:
     batches = our_batches(args, work, mode)
     steps = sorted(speed)  # the k-th logged step trained on the k-th batch
     if len(steps) != args.steps + args.warmup or sorted(losses) != steps:
-        raise RunFailed(f"ours {mode}: logged steps {steps}, losses at {sorted(losses)} (exit {code}):\n{detail}")
+        raise RunFailed(f"ours {mode}: logged steps {steps}, losses at {sorted(losses)} (exit "
+                        f"{code}):\n{detail}")
     timed_steps = range(args.warmup, len(steps))
     shutil.rmtree(root / "checkpoints", ignore_errors=True)
     return {"mode": mode, "round": round_, "wall_s": round(wall, 1), "peak_rss_mb": rss,
@@ -163,12 +176,15 @@ def our_batches(args, work: Path, mode: str) -> list[dict]:
     from lightning_critrm.data import PreferenceDataModule
     from lightning_critrm.layout import Batching, Layout
 
-    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
-                              val_fraction=0.0, batching=Batching(batch_size=args.pairs_per_step), seed=args.seed,
+    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone,
+                              max_length=args.max_length,
+                              val_fraction=0.0, batching=Batching(batch_size=args.pairs_per_step),
+                              seed=args.seed,
                               layout=Layout(packing=mode in PACKED, shared_prompt=mode in SHARED),
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
-    return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding, "pairs": b.ids.tolist()}
+    return [{"real": b.num_tokens, "processed": b.num_positions, "padding": b.num_padding,
+             "pairs": b.ids.tolist()}
             for b in dm.train_dataloader()]
 
 
@@ -182,15 +198,18 @@ def write_matched_inputs(args, work: Path) -> None:
     from lightning_critrm.layout import Batching
     from lightning_critrm.model import CritiqueRewardModel
 
-    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone, max_length=args.max_length,
-                              val_fraction=0.0, batching=Batching(batch_size=args.pairs_per_step), seed=args.seed,
+    dm = PreferenceDataModule(source=str(work / "pairs.jsonl"), backbone=args.backbone,
+                              max_length=args.max_length,
+                              val_fraction=0.0, batching=Batching(batch_size=args.pairs_per_step),
+                              seed=args.seed,
                               critiques="columns", cache_dir=str(work / "cache"))
     dm.setup("fit")
     with open(work / "ids_matched.jsonl", "w") as out:
         for batch in our_batches(args, work, "padded"):
             for i in batch["pairs"]:
                 row = dm.train_dataset[i]
-                out.write(json.dumps({"chosen_ids": row["chosen_input_ids"], "rejected_ids": row["rejected_input_ids"]}) + "\n")
+                out.write(json.dumps({"chosen_ids": row["chosen_input_ids"],
+                                      "rejected_ids": row["rejected_input_ids"]}) + "\n")
     L.seed_everything(CONFIG_SEED)
     model = CritiqueRewardModel(backbone=args.backbone)
     model.configure_model()
@@ -202,7 +221,8 @@ def run_trl(args, work: Path, backbone_dir: str, round_: int, mode: str = "trl")
     out = work / f"{mode}_{round_}.json"
     ids = work / ("ids_matched.jsonl" if matched else "ids.jsonl")
     command = [args.trl_python, str(REPO / "benchmarks" / "trl_reward_run.py"), "--ids", str(ids),
-               "--model", backbone_dir, "--steps", str(args.steps + args.warmup), "--batch", str(args.pairs_per_step),
+               "--model", backbone_dir, "--steps", str(args.steps + args.warmup), "--batch",
+               str(args.pairs_per_step),
                "--precision", "bf16" if "bf16" in args.precision else "fp32", "--lr", str(args.lr),
                "--max-length", str(args.max_length), "--out", str(out),
                "--device", "cuda" if args.accelerator == "gpu" else "cpu"]
@@ -231,16 +251,20 @@ def summarize(runs: list[dict]) -> dict:
         padding = sum(b.get("padding", b["processed"] - b["real"]) for r in mine for b in r["batches"])
         per_round = [sum(b["real"] for b in r["batches"]) / sum(r["seconds"]) for r in mine]
         by_mode[mode] = {
-            "real_tokens_per_s": round(real / seconds, 1), "processed_tokens_per_s": round(processed / seconds, 1),
-            "padded_share": round(padding / processed, 4), "real_tokens_per_s_by_round": [round(x, 1) for x in per_round],
+            "real_tokens_per_s": round(real / seconds, 1),
+                         "processed_tokens_per_s": round(processed / seconds, 1),
+            "padded_share": round(padding / processed, 4),
+                         "real_tokens_per_s_by_round": [round(x, 1) for x in per_round],
             "peak_rss_mb": max((r["peak_rss_mb"] for r in mine if r["peak_rss_mb"]), default=None),
             "logged_mfu": next((r["logged_mfu"] for r in mine if r.get("logged_mfu") is not None), None),
-            "mean_loss_timed_steps": round(sum(sum(r["losses"]) for r in mine) / sum(len(r["losses"]) for r in mine), 4),
+            "mean_loss_timed_steps": round(sum(sum(r["losses"]) for r in mine)
+                                           / sum(len(r["losses"]) for r in mine), 4),
         }
     for mode, entry in by_mode.items():
         for peer in ("trl", "trl_grouped"):
             if peer in by_mode and not mode.startswith("trl"):
-                entry[f"ratio_to_{peer}"] = round(entry["real_tokens_per_s"] / by_mode[peer]["real_tokens_per_s"], 2)
+                ratio = entry["real_tokens_per_s"] / by_mode[peer]["real_tokens_per_s"]
+                entry[f"ratio_to_{peer}"] = round(ratio, 2)
     matched = [r for r in runs if r["mode"] == "trl_matched"]
     padded = [r for r in runs if r["mode"] == "padded"]
     if matched and padded:  # the same pairs in the same batches from the same head: per-step losses
@@ -258,15 +282,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pairs-per-step", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=2048)
-    parser.add_argument("--precision", default="bf16-mixed", help="ours; TRL gets the same (bf16 autocast or fp32)")
+    parser.add_argument("--precision", default="bf16-mixed", help="ours; TRL gets the same (bf16 autocast or "
+                                                                  "fp32)")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modes", default="trl,trl_grouped,padded,packed,shared,packed_shared,trl_matched")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"], help="both sides")
     parser.add_argument("--backbone", default=BACKBONE)
-    parser.add_argument("--prepare", type=Path, help="only write the pairs and the backbone's config/tokenizer here")
-    parser.add_argument("--work", type=Path, help="a folder written by --prepare: run on it (weights seeded at random)")
+    parser.add_argument("--prepare", type=Path, help="only write the pairs and the backbone's "
+                                                     "config/tokenizer here")
+    parser.add_argument("--work", type=Path, help="a folder written by --prepare: run on it (weights seeded "
+                                                  "at random)")
     args = parser.parse_args()
     if args.work:
         random_init(args.work / "backbone", args.seed)
@@ -302,7 +329,8 @@ def main() -> None:
                 "critiques that fit max_length, same token ids, batch and steps; ours vs TRL RewardTrainer",
         "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu_name(args), "precision": args.precision,
         "weights": "seeded random init (--work)" if args.work else "pretrained",
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "trl_python")},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k,
+                     v in vars(args).items() if k not in ("out", "trl_python")},
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
         "summary": summarize(runs), "runs": runs, **({"failed": failed} if failed else {}),
     }
@@ -335,7 +363,8 @@ def random_init(backbone_dir: Path, seed: int) -> None:
     if (backbone_dir / "model.safetensors").exists():
         return
     torch.manual_seed(seed)
-    AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir), dtype=torch.float32).save_pretrained(backbone_dir)
+    AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir),
+                          dtype=torch.float32).save_pretrained(backbone_dir)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ class CountingCollator(DataCollatorForPreference):
 
     def torch_call(self, examples):
         out = super().torch_call(examples)
-        self.batches.append({"real": int(out["attention_mask"].sum()), "processed": int(out["input_ids"].numel())})
+        self.batches.append({"real": int(out["attention_mask"].sum()),
+                             "processed": int(out["input_ids"].numel())})
         return out
 
 
@@ -68,7 +69,8 @@ def main() -> None:
     parser.add_argument("--sequential", action="store_true",
                         help="take the pairs in file order, batch after batch (no shuffling)")
     parser.add_argument("--group-by-length", action="store_true",
-                        help="transformers' length-grouped sampler (train_sampling_strategy='group_by_length')")
+                        help="transformers' length-grouped sampler "
+                             "(train_sampling_strategy='group_by_length')")
     parser.add_argument("--head", help="a torch file with the score head's initial weight [1, hidden]")
     args = parser.parse_args()
 
@@ -77,7 +79,8 @@ def main() -> None:
     dataset = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"],
                                   "length": max(len(r["chosen_ids"]), len(r["rejected_ids"]))} for r in rows])
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    tokenizer.pad_token = args.pad_token  # not EOS: the classifier reads the last non-pad token, our scoring EOS
+    # not EOS: the classifier reads the last non-pad token, our scoring EOS
+    tokenizer.pad_token = args.pad_token
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1, dtype=torch.float32)
     if args.head:
         with torch.no_grad():
@@ -85,10 +88,14 @@ def main() -> None:
     config = RewardConfig(
         output_dir=args.out + ".trainer", per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, bf16=args.precision == "bf16",
-        gradient_checkpointing=True, logging_steps=1, report_to=[], save_strategy="no", use_cpu=args.device == "cpu",
-        dataloader_num_workers=0, max_length=args.max_length, disable_dropout=True, seed=0, pad_token=args.pad_token,
-        train_sampling_strategy="sequential" if args.sequential else "group_by_length" if args.group_by_length else "random",
-        remove_unused_columns=not args.group_by_length,  # the sampler reads ``length``; the collator ignores it
+        gradient_checkpointing=True, logging_steps=1, report_to=[], save_strategy="no",
+                          use_cpu=args.device == "cpu",
+        dataloader_num_workers=0, max_length=args.max_length, disable_dropout=True, seed=0,
+                          pad_token=args.pad_token,
+        train_sampling_strategy=("sequential" if args.sequential
+                                 else "group_by_length" if args.group_by_length else "random"),
+        # the sampler reads ``length``; the collator ignores it
+        remove_unused_columns=not args.group_by_length,
     )
     timer = StepTimer()
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)
@@ -98,7 +105,8 @@ def main() -> None:
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {"pairs_kept": kept, "seconds": timer.seconds, "batches": collator.batches[: len(timer.seconds)],
-              "losses": losses, "trl": __import__("trl").__version__, "transformers": __import__("transformers").__version__}
+              "losses": losses, "trl": __import__("trl").__version__,
+              "transformers": __import__("transformers").__version__}
     with open(args.out, "w") as fh:
         json.dump(result, fh)
 

@@ -140,8 +140,9 @@ class CritiqueRMCLI(LightningCLI):
             action=ActionYesNo,
             default=False,
             help="Show the output of vLLM, transformers, Lightning and other libraries on the terminal "
-            "(also LIGHTNING_CRITRM_SHOW_LOGS=1). By default it goes to <default_root_dir>/logs/<command>.log "
-            "and the terminal shows this tool's progress and summaries only.",
+            "(also LIGHTNING_CRITRM_SHOW_LOGS=1). By default it goes to "
+            "<default_root_dir>/logs/<command>.log and the terminal shows this tool's progress and summaries "
+            "only.",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -165,7 +166,8 @@ class CritiqueRMCLI(LightningCLI):
         config = self.config[subcommand]
         rank = rank_zero_only.rank
         log = self._root(config) / "logs" / f"{subcommand}{f'.rank{rank}' if rank else ''}.log"
-        if not config.get("show_logs") and console.send_other_output_to(log, package_logs_to_terminal=rank == 0):
+        if not config.get("show_logs") and console.send_other_output_to(log,
+                                                                        package_logs_to_terminal=rank == 0):
             rank_zero_print(f"other libraries' output: {log} (--show_logs shows it here)")
         elif rank == 0:
             console.show_package_logs()
@@ -193,7 +195,8 @@ class CritiqueRMCLI(LightningCLI):
             config["checkpoint"]["dirpath"] = str(self._root(config) / "checkpoints")
         if self.subcommand in READS_A_CHECKPOINT and config.get("ckpt_path") in ("last", "best"):
             # Lightning finds `best` only in the process that trained, and runs on without a `last`.
-            config["ckpt_path"] = str(resolve_checkpoint(config["ckpt_path"], config["checkpoint"]["dirpath"]))
+            config["ckpt_path"] = str(resolve_checkpoint(config["ckpt_path"],
+                                                         config["checkpoint"]["dirpath"]))
 
     def instantiate_classes(self) -> None:
         if self.standalone:
@@ -241,8 +244,8 @@ class CritiqueRMCLI(LightningCLI):
         if acc is not None:
             n = len(self.datamodule.val_dataset) if self.datamodule.val_dataset is not None else 0
             print(
-                f"validation accuracy: {float(acc):.3f} on {n} held-out pairs at step {trainer.global_step}: the "
-                "share of pairs whose chosen answer gets the higher reward (0.5 is chance)"
+                f"validation accuracy: {float(acc):.3f} on {n} held-out pairs at step {trainer.global_step}: "
+                "the share of pairs whose chosen answer gets the higher reward (0.5 is chance)"
             )
         print(f"run folder: {log_dir} (tensorboard --logdir {trainer.default_root_dir})")
         ckpt = trainer.checkpoint_callback

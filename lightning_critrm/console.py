@@ -58,8 +58,9 @@ def progress_stream() -> Optional[TextIO]:
 def send_other_output_to(path: Path, package_logs_to_terminal: bool = True) -> bool:
     """Send everything but this tool's own output to ``path`` (appended, with a header line per
     command) until ``restore_terminal``. The package's own log lines go to the file and, unless
-    ``package_logs_to_terminal`` is False (ranks other than 0), to the terminal. Does nothing, and returns False, when showing them was
-    asked for, when already redirected, or when stdout/stderr are not the process's own file
+    ``package_logs_to_terminal`` is False (ranks other than 0), to the terminal. Does nothing, and returns
+    False, when showing them was asked for, when already redirected, or when stdout/stderr are not the
+    process's own file
     descriptors 1 and 2 (a test harness capturing them)."""
     global _active
     if _active is not None or show_logs_requested():
@@ -84,13 +85,15 @@ def send_other_output_to(path: Path, package_logs_to_terminal: bool = True) -> b
     os.close(log_fd)
     # vLLM logs to sys.stdout by default, which is the terminal now; its engine processes inherit this.
     env = {"VLLM_LOGGING_STREAM": "ext://sys.stderr"}
-    redirect = _Redirect(path, saved, terminal_out, terminal_err, sys.stdout, {k: os.environ.get(k) for k in env})
+    redirect = _Redirect(path, saved, terminal_out, terminal_err, sys.stdout,
+                         {k: os.environ.get(k) for k in env})
     os.environ.update(env)
     sys.stdout = terminal_out
     _rich_console_to(sys.stderr)  # Lightning's model summary table: into the file
     to_file = logging.StreamHandler(sys.stderr)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    _attach_package_handlers(logging.StreamHandler(terminal_err) if package_logs_to_terminal else None, to_file)
+    _attach_package_handlers(logging.StreamHandler(terminal_err) if package_logs_to_terminal else None,
+                             to_file)
     _active = redirect
     return True
 

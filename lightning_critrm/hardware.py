@@ -54,7 +54,8 @@ def peak_flops(device, precision: str) -> Optional[float]:
 
     if torch.device(device).type != "cuda":
         return None
-    dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
+    half = torch.float16 if precision.startswith("16") else torch.float32
+    dtype = torch.bfloat16 if "bf16" in precision else half
     name = torch.cuda.get_device_name(device).lower()
     if "h200" in name:
         half, tf32, fp32 = (835.5e12, 417.8e12, 60.0e12) if "nvl" in name else (989.4e12, 494.7e12, 66.9e12)

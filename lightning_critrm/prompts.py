@@ -102,6 +102,7 @@ def critique_chat_template(base: str, critique_format: CritiqueFormat) -> str:
 
 
 # -- what the critic is asked ------------------------------------------------------------------
+# The text enters every critique's cache key: rewrapping it would orphan cached critiques.
 DEFAULT_CRITIC_INSTRUCTION = """You are reviewing one response written by an AI assistant. Write a critique of it.
 
 Evaluate the response on:
@@ -119,7 +120,7 @@ List the response's main strengths and weaknesses. Be specific and refer to the 
 [Response]
 {completion}
 
-[Critique]"""
+[Critique]"""  # noqa: E501
 DEFAULT_CRITIC_INSTRUCTION_VERSION = "critic-instruction-v1"
 _NO_SCORE = "Do not give a numeric score or a final verdict label; the critique must stand on its own."
 _PLACEHOLDERS = re.compile(r"\{score_rule\}|\{prompt\}|\{completion\}")

@@ -69,10 +69,12 @@ def score(
         raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
     recipe = json.loads((folder / "config.json").read_text()).get("lightning_critrm")
     if not recipe:
-        raise InputError(f"--model {model}: config.json has no `lightning_critrm` recipe; export it with this tool")
+        raise InputError(
+            f"--model {model}: config.json has no `lightning_critrm` recipe; export it with this tool")
     stats = recipe.get("reward_stats")
     if normalize and not stats:
-        raise InputError(f"--model {model}: no reward statistics to normalize with; export it with --reward_stats true")
+        raise InputError(f"--model {model}: no reward statistics to normalize with; export it with "
+                         "--reward_stats true")
     rows = read_score_rows(input, needs_critiques=recipe["critiques"] == "columns")
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -88,10 +90,13 @@ def score(
     critiques = _critiques(recipe, rows, items, Path(cache_dir) if cache_dir else cache_root(), endpoint)
 
     sequences: list[Optional[list[int]]] = [
-        None if critique_format is not None and critique is None else formatter.encode(prompt, completion, critique).input_ids
+        None if critique_format is not None and critique is None else formatter.encode(prompt, completion,
+                                                                                       critique).input_ids
         for (prompt, completion), critique in zip(items, critiques)
     ]
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device)
     net = AutoModelForSequenceClassification.from_pretrained(folder).to(target).eval()
     rewards = _rewards(net, sequences, tokenizer.pad_token_id, batch_size, target)
     if normalize:
@@ -136,15 +141,19 @@ def read_score_rows(source: str, needs_critiques: bool) -> list[dict[str, Any]]:
                 raise RecordError(f"{where}: field 'completion': missing (or give 'chosen' and 'rejected')")
             # A single completion is read as a pair with itself, through the one row normalizer.
             columns = ColumnMap() if pair else ColumnMap(chosen="completion", rejected="completion",
-                                                         chosen_critique="critique", rejected_critique="critique")
+                                                         chosen_critique="critique",
+                                                         rejected_critique="critique")
             record = normalize_row(raw, columns, where, with_critiques=needs_critiques)
             completions = [record.chosen, record.rejected] if pair else [record.chosen]
-            critiques = [record.chosen_critique, record.rejected_critique] if pair else [record.chosen_critique]
-            rows.append({"raw": raw, "prompt": list(record.prompt), "completions": completions, "critiques": critiques})
+            critiques = [record.chosen_critique,
+                         record.rejected_critique] if pair else [record.chosen_critique]
+            rows.append({"raw": raw, "prompt": list(record.prompt), "completions": completions,
+                         "critiques": critiques})
     return rows
 
 
-def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path, endpoint: dict) -> list[Optional[str]]:
+def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path,
+               endpoint: dict) -> list[Optional[str]]:
     if recipe["critiques"] == "none":
         return [None] * len(items)
     if recipe["critiques"] == "columns":
@@ -153,8 +162,8 @@ def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path, end
     if values.get("backend") == "openai":
         if not endpoint["base_url"]:
             raise InputError(
-                f"this model read critiques by the endpoint critic {values.get('model')!r}: give --critic_base_url "
-                "(and --critic_api_key_env if it needs a key)"
+                f"this model read critiques by the endpoint critic {values.get('model')!r}: give "
+                "--critic_base_url (and --critic_api_key_env if it needs a key)"
             )
         values["endpoint"] = {k: v for k, v in endpoint.items() if v}
     critic = CriticConfig.from_dict(values)
@@ -163,11 +172,14 @@ def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path, end
     return store.lookup(items)
 
 
-def _rewards(net, sequences: Sequence[Optional[list[int]]], pad: int, batch_size: int, device) -> list[Optional[float]]:
+def _rewards(net, sequences: Sequence[Optional[list[int]]], pad: int, batch_size: int,
+             device) -> list[Optional[float]]:
     kept = [i for i, s in enumerate(sequences) if s is not None]
     rewards: list[Optional[float]] = [None] * len(sequences)
-    with torch.no_grad(), tqdm(total=len(kept), desc="scoring", unit="seq", file=console.progress_stream()) as bar:
-        for batch in SequenceBatches([sequences[i] for i in kept], batch_size, pad):  # sorted by length, right-padded
+    with torch.no_grad(), tqdm(total=len(kept), desc="scoring", unit="seq",
+                               file=console.progress_stream()) as bar:
+        # sorted by length, right-padded
+        for batch in SequenceBatches([sequences[i] for i in kept], batch_size, pad):
             batch = batch.to(device)
             logits = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()[:, 0]
             for k, value in zip(batch.ids.tolist(), logits.tolist()):

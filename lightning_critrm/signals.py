@@ -39,7 +39,8 @@ def child_pids() -> set[int]:
     return {c.pid for c in psutil.Process().children(recursive=True)}
 
 
-def end_child_processes(spare: set[int] = frozenset(), grace_s: float = 0.0, timeout_s: float = 5.0) -> list[int]:
+def end_child_processes(spare: set[int] = frozenset(), grace_s: float = 0.0,
+                        timeout_s: float = 5.0) -> list[int]:
     """Let the child processes not in ``spare`` exit by themselves for ``grace_s`` seconds, then
     terminate (and after ``timeout_s`` kill) those left; returns the pids that had to be ended.
     The last line of defence: engines and workers are shut down by their owners first."""

@@ -54,8 +54,8 @@ class CritiqueRMTrainer(L.Trainer):
         summaries = fill_all_critiques(datamodule, self.callbacks, require_cached=False)
         if not summaries:
             raise InputError(
-                "nothing to critique: data.critiques is not 'generate' and no RewardBenchCallback needs critiques"
-            )
+                "nothing to critique: data.critiques is not 'generate' and no RewardBenchCallback "
+                "needs critiques")
         if self.is_global_zero:
             for what, summary in summaries:
                 print(f"{what}: {summary}")
@@ -142,10 +142,13 @@ class CritiqueRMTrainer(L.Trainer):
         if model.lora is not None:
             merge_lora(model.reward_model.backbone)
         stats = validation_reward_stats(model, datamodule) if reward_stats else None
-        export_reward_model(model.reward_model, resolve_backbone(model.hparams.backbone), datamodule.tokenizer,
-                            datamodule.formatter.chat_template, Path(out), recipe_of(model, datamodule, stats))
+        export_reward_model(model.reward_model, resolve_backbone(model.hparams.backbone),
+                            datamodule.tokenizer,
+                            datamodule.formatter.chat_template, Path(out),
+                            recipe_of(model, datamodule, stats))
         if self.is_global_zero:
-            print(f"exported {path} to {out}: AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
+            print(f"exported {path} to {out}: "
+                  f"AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
 
     def _checkpoint(self, ckpt_path: str) -> Path:
         """``ckpt_path`` (``last``, ``best`` or a path) as a checkpoint in this run's folder."""
@@ -170,7 +173,8 @@ def validation_reward_stats(model: L.LightningModule, datamodule: PreferenceData
     model.to("cpu")
     values = torch.cat(rewards)
     if values.numel() < 2:
-        raise InputError("reward statistics need at least 2 validation completions; or pass --reward_stats false")
+        raise InputError(
+            "reward statistics need at least 2 validation completions; or pass --reward_stats false")
     return {"mean": values.mean().item(), "std": values.std().item(), "sequences": values.numel(),
             "data": "validation set"}
 

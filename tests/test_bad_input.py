@@ -42,13 +42,17 @@ CASES = {
                        r"d\.jsonl: line 2: field 'chosen_critique': expected a non-empty critique string"),
     "invalid UTF-8": ("d.jsonl", lines(GOOD, b'{"prompt": "caf\xe9"}'), [],
                       r"d\.jsonl: line 2: not valid UTF-8 \(byte 16 of the line\)"),
-    "invalid UTF-8 in a .json file": ("d.json", b'[\n{"prompt": "caf\xe9"}]', [], r"d\.json: line 2: not valid UTF-8"),
+    "invalid UTF-8 in a .json file": ("d.json", b'[\n{"prompt": "caf\xe9"}]', [], r"d\.json: line 2: not "
+                                                                                  r"valid UTF-8"),
     "empty file": ("d.jsonl", b"", [], r"d\.jsonl: holds no rows \(the file is empty\)"),
     "not an object": ("d.jsonl", lines(GOOD, b'["Q", "A", "B"]'), [],
                       r"d\.jsonl: line 2: expected a JSON object, got list"),
-    "no assistant turn": ("d.jsonl", lines(GOOD, changed(prompt=None, chosen=[{"role": "user", "content": "Q"}])), [],
-                          r"d\.jsonl: line 2: field 'chosen': the conversation must end with an assistant message"),
-    "NaN margin": ("d.jsonl", lines(changed(margin=1.0), b'{"prompt": "Q", "chosen": "A", "rejected": "B", "chosen_critique": "c", '
+    "no assistant turn": ("d.jsonl",
+                          lines(GOOD, changed(prompt=None, chosen=[{"role": "user", "content": "Q"}])), [],
+                          r"d\.jsonl: line 2: field 'chosen': the conversation must end with an assistant "
+                          r"message"),
+    "NaN margin": ("d.jsonl", lines(changed(margin=1.0), b'{"prompt": "Q", "chosen": "A", "rejected": "B", '
+                                                         b'"chosen_critique": "c", '
                                     b'"rejected_critique": "r", "margin": NaN}'), MARGIN,
                    r"d\.jsonl: line 2: field 'margin': expected a finite number, got nan"),
     "infinite margin": ("d.jsonl", lines(changed(margin=1.0), changed(margin=float("inf"))), MARGIN,
@@ -59,7 +63,8 @@ CASES = {
     "missing file": (None, None, [], r"no data file matches '.*nope\.jsonl'"),
     "bad config value": ("d.jsonl", lines(GOOD), ["--data.val_fraction", "1.5"],
                          r"data\.val_fraction must be in \[0, 1\), got 1\.5"),
-    "bad config size": ("d.jsonl", lines(GOOD), ["--data.max_train_pairs", "0"], r"data\.max_train_pairs must be >= 1, got 0"),
+    "bad config size": ("d.jsonl", lines(GOOD), ["--data.max_train_pairs", "0"], r"data\.max_train_pairs "
+                                                                                 r"must be >= 1, got 0"),
 }
 
 
@@ -78,7 +83,8 @@ def assert_one_error_line(code: int, err: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("kind", CASES)
-def test_bad_data_prints_one_located_error_and_no_traceback(kind, tmp_path, tiny_decoder_dir, monkeypatch, capsys):
+def test_bad_data_prints_one_located_error_and_no_traceback(kind, tmp_path, tiny_decoder_dir, monkeypatch,
+                                                            capsys):
     name, contents, extra, expected = CASES[kind]
     source = tmp_path / (name or "nope.jsonl")
     if contents is not None:
@@ -115,7 +121,8 @@ def test_shared_prompt_on_an_encoder_is_refused_in_one_line(tmp_path, tiny_encod
     cfg = tiny_config(tmp_path, tiny_encoder_dir, write_jsonl(tmp_path / "d.jsonl", arithmetic_rows(8)))
     args = ["fit", "--config", str(cfg), "--model.pooling", "first", "--data.layout.shared_prompt", "true"]
     assert_one_error_line(*run(args, monkeypatch, capsys),
-                          r"data\.layout\.shared_prompt needs a causal decoder backbone .*: set data\.layout\.shared_prompt: false")
+                          r"data\.layout\.shared_prompt needs a causal decoder backbone .*: set "
+                          r"data\.layout\.shared_prompt: false")
 
 
 def test_bad_rewardbench_rows_and_subsets_are_named(tmp_path, tiny_decoder_dir, monkeypatch, capsys):
@@ -128,7 +135,8 @@ def test_bad_rewardbench_rows_and_subsets_are_named(tmp_path, tiny_decoder_dir, 
     assert_one_error_line(*run(args, monkeypatch, capsys), r"rb\.jsonl: line 3: field 'subset': missing")
     rb = write_jsonl(tmp_path / "rb.jsonl", rows)
     assert_one_error_line(*run([*args, "--subsets", "[hep-go, no-such-subset]"], monkeypatch, capsys),
-                          r"subsets \['no-such-subset'\] are not in .*rb\.jsonl; it has: hep-go, llmbar-natural$")
+                          r"subsets \['no-such-subset'\] are not in .*rb\.jsonl; it has: hep-go, "
+                          r"llmbar-natural$")
 
 
 def test_skipped_rows_are_reported_by_line_in_the_log_and_in_tensorboard(tmp_path, tiny_decoder_dir, caplog):
@@ -144,9 +152,11 @@ def test_skipped_rows_are_reported_by_line_in_the_log_and_in_tensorboard(tmp_pat
     cfg = tiny_config(tmp_path, tiny_decoder_dir, source)
     cli = main(["fit", "--config", str(cfg), "--data.on_bad_row", "skip", "--trainer.max_steps", "1"])
     assert len(cli.datamodule.train_dataset) + len(cli.datamodule.val_dataset) == 10
-    expected = [f"{source}: line 4: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
+    expected = [f"{source}: line 4: not valid JSON (Expecting property name enclosed in double quotes at "
+                "column 2)",
                 f"{source}: line 8: field 'chosen': the completion is empty"]
-    assert "source: 2 bad row(s) skipped (data.on_bad_row: skip):\n" + "\n".join(f"  {e}" for e in expected) in caplog.text
+    assert ("source: 2 bad row(s) skipped (data.on_bad_row: skip):\n"
+            + "\n".join(f"  {e}" for e in expected) in caplog.text)
     events = EventAccumulator(cli.trainer.log_dir, size_guidance={"tensors": 0}).Reload()
     text = events.Tensors("data/source_skipped_rows/text_summary")[0].tensor_proto.string_val[0].decode()
     assert all(e in text for e in expected)
@@ -162,7 +172,8 @@ def test_the_command_line_prints_the_error_and_keeps_the_traceback_in_the_log(tm
     cfg.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     env.pop("LIGHTNING_CRITRM_SHOW_LOGS", None)
-    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO,
+                          env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     log = tmp_path / "run" / "logs" / "fit.log"
@@ -170,6 +181,7 @@ def test_the_command_line_prints_the_error_and_keeps_the_traceback_in_the_log(tm
     assert done.stdout == f"other libraries' output: {log} (--show_logs shows it here)\n"
     assert "Traceback" in log.read_text() and "field 'rejected': missing" in log.read_text()
     env["LIGHTNING_CRITRM_TRACEBACK"] = "1"
-    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO,
+                          env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" in done.stderr and "RecordError" in done.stderr

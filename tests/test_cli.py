@@ -25,7 +25,8 @@ def tiny_config(tmp_path, backbone, source) -> Path:
             "log_every_n_steps": 1, "enable_progress_bar": False, "default_root_dir": str(tmp_path / "run"),
         },
         "model": {"backbone": backbone, "lr": 1e-3},
-        "data": {"source": str(source), "batching": {"batch_size": 4}, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+        "data": {"source": str(source), "batching": {"batch_size": 4}, "val_fraction": 0.25,
+                 "cache_dir": str(tmp_path / "cache")},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -54,9 +55,10 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     out = capsys.readouterr().out
     assert "validation accuracy: 1.000 on 6 held-out pairs at step 4: the share of pairs" in out
-    assert f"next: score it on RewardBench: python -m lightning_critrm rewardbench --config {cfg} --ckpt_path " in out
-    assert (f"next: the same run without critiques: python -m lightning_critrm fit --config {cfg} --data.critiques none "
-            f"--trainer.default_root_dir {tmp_path / 'run'}_none") in out
+    assert (f"next: score it on RewardBench: python -m lightning_critrm rewardbench --config {cfg} "
+            "--ckpt_path ") in out
+    assert (f"next: the same run without critiques: python -m lightning_critrm fit --config {cfg} "
+            f"--data.critiques none --trainer.default_root_dir {tmp_path / 'run'}_none") in out
 
     # The critiques state the verdict: 4 steps suffice to tell every held-out pair apart.
     assert float(cli.trainer.callback_metrics["val/acc"]) == 1.0
@@ -67,13 +69,15 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
 
     capsys.readouterr()
     validated = main(["validate", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
-    assert re.search(r"^val/acc 1\.0000, val/loss \d\.\d{4}, val/margin_mean ", capsys.readouterr().out, re.M)  # ours
+    # ours
+    assert re.search(r"^val/acc 1\.0000, val/loss \d\.\d{4}, val/margin_mean ", capsys.readouterr().out, re.M)
     tested = main(["test", "--config", str(cfg), "--ckpt_path", "last"]).trainer.callback_metrics
     assert float(validated["val/acc"]) == 1.0 and float(tested["test/acc"]) == 1.0
     assert float(validated["val/loss"]) == float(tested["test/loss"])  # no test_source: the same pairs
     # `best` in a new process: what the run's last save recorded, not Lightning's "not configured" error.
     best = main(["validate", "--config", str(cfg), "--ckpt_path", "best"]).trainer
-    assert Path(best.ckpt_path).parent == tmp_path / "run" / "checkpoints" and Path(best.ckpt_path).name.startswith("step")
+    assert Path(best.ckpt_path).parent == tmp_path / "run" / "checkpoints"
+    assert Path(best.ckpt_path).name.startswith("step")
 
 
 def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
@@ -109,7 +113,8 @@ def test_help_documents_every_option(capsys):
     assert "model.backbone --> data.backbone" in text
 
 
-def test_overrides_reach_the_objects_and_print_config_round_trips(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+def test_overrides_reach_the_objects_and_print_config_round_trips(tmp_path, pairs_file, tiny_decoder_dir,
+                                                                  capsys):
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
     args = ["fit", "--config", str(cfg), "--model.lr", "2e-05", "--data.critiques", "none"]
     with pytest.raises(SystemExit):
@@ -158,8 +163,10 @@ def test_every_shipped_config_parses_and_builds(path, tmp_path):
         if isinstance(strategy, FSDPStrategy):
             from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-            assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}  # per decoder layer
-            assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+            # per decoder layer
+            assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+            assert (strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes
+                    == {LlamaDecoderLayer})
             assert strategy._state_dict_type == "sharded"
         else:
             assert isinstance(strategy, ModelParallelStrategy)
@@ -197,8 +204,10 @@ def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
     # transformers (the vLLM engine's start is paid in tests/critique/test_vllm_backend.py).
     cli = main([
         "fit", "--config", str(REPO / "conf" / "quickstart.yaml"), "--trainer.max_steps", "2",
-        "--trainer.val_check_interval", "2", "--data.source", "builtin:arithmetic:16", "--data.max_val_pairs", "4",
-        "--data.critic.backend", "transformers", "--data.critic.sampling.max_new_tokens", "16", "--model.lr", "1e-5",
+        "--trainer.val_check_interval", "2", "--data.source", "builtin:arithmetic:16", "--data.max_val_pairs",
+                "4",
+        "--data.critic.backend", "transformers", "--data.critic.sampling.max_new_tokens", "16", "--model.lr",
+                "1e-5",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
         "--data.cache_dir", str(tmp_path / "cache"),
     ])
@@ -214,17 +223,20 @@ def test_quickstart_config_runs_two_steps_with_overrides(tmp_path, capsys):
     from tests.model.test_export import exported_rewards, trainer_rewards
 
     out = tmp_path / "exported"
-    main(["export", "--config", str(REPO / "conf" / "quickstart.yaml"), "--ckpt_path", "last", "--out", str(out),
+    main(["export", "--config", str(REPO / "conf" / "quickstart.yaml"), "--ckpt_path", "last", "--out",
+          str(out),
           "--trainer.default_root_dir", str(tmp_path), "--data.source", "builtin:arithmetic:16",
           "--data.critic.backend", "transformers", "--data.critic.sampling.max_new_tokens", "16",
           "--data.cache_dir", str(tmp_path / "cache")])
     val = cli.datamodule.val_dataset
     sequences = [val[i][k] for i in range(len(val)) for k in ("chosen_input_ids", "rejected_input_ids")]
     assert len({len(s) for s in sequences}) > 1
-    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4,
+                               rtol=1e-4)
 
 
-def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tmp_path, pairs_file,
+                                                                              tiny_decoder_dir, capsys):
     # The documented GPU workflow: `critique` first (whatever require_cached says), then a `fit`
     # that refuses to generate, then `rewardbench`, which replaces the configured callback.
     from tests.conftest import write_jsonl
@@ -246,7 +258,8 @@ def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tm
     main(["critique", "--config", str(cfg)])
     out = capsys.readouterr().out
     assert "data: critiques: 48 requested, 0 already cached, 48 generated, 0 failed" in out
-    assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated, 0 failed" in out  # 5 rows; one ties "same" with itself
+    # 5 rows; one ties "same" with itself
+    assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated, 0 failed" in out
 
     main(["fit", "--config", str(cfg)])  # every critique is cached now, RewardBench's included
     run = tmp_path / "run"
@@ -257,7 +270,8 @@ def test_critique_fills_data_and_rewardbench_critiques_that_fit_then_requires(tm
     records = sorted(run.rglob("rewardbench/*.json"))
     assert len(records) == 2  # the configured callback did not score the rows a second time
     # Both scored the model of the run's last step, and are named and logged at it.
-    assert records[0].parent != records[1].parent and records[0].name == records[1].name != "epoch0-step0.json"
+    assert records[0].parent != records[1].parent
+    assert records[0].name == records[1].name != "epoch0-step0.json"
     assert all(not json.loads(p.read_text())["without_critique_counted_wrong"] for p in records)
 
 
@@ -277,7 +291,8 @@ def assert_table_matches_record(out: str, record: dict) -> None:
     assert re.search(r"^overall\s+\d+\.\d", out, re.M), out
 
 
-def test_rewardbench_reads_only_the_checkpoint_its_config_and_the_rows(tmp_path, pairs_file, tiny_decoder_dir, capsys, caplog):
+def test_rewardbench_reads_only_the_checkpoint_its_config_and_the_rows(tmp_path, pairs_file, tiny_decoder_dir,
+                                                                       capsys, caplog):
     from tests.conftest import write_jsonl
     from tests.evaluation.test_rewardbench_callback import rb_rows
 
@@ -293,7 +308,8 @@ def test_rewardbench_reads_only_the_checkpoint_its_config_and_the_rows(tmp_path,
     main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(rb),
           "--data.source", str(tmp_path / "does" / "not" / "exist.jsonl")])
     out = capsys.readouterr().out
-    assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated" in caplog.text  # training critic
+    # training critic
+    assert f"rewardbench {rb}: critiques: 9 requested, 0 already cached, 9 generated" in caplog.text
     record = newest_record(tmp_path / "run")
     assert len(record["rows"]) == 5 and not record["without_critique_counted_wrong"]
     assert_table_matches_record(out, record)
@@ -315,19 +331,23 @@ def run_module(args: list[str]):
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
-def test_a_multi_process_fit_generates_critiques_before_its_processes_start(tmp_path, pairs_file, tiny_decoder_dir):
+def test_a_multi_process_fit_generates_critiques_before_its_processes_start(tmp_path, pairs_file,
+                                                                            tiny_decoder_dir):
     cfg = multi_process_config(tmp_path, tiny_decoder_dir, pairs_file)
-    proc = run_module(["lightning_critrm", "fit", "--config", str(cfg), "--show_logs"])  # one stream, in order
+    # one stream, in order
+    proc = run_module(["lightning_critrm", "fit", "--config", str(cfg), "--show_logs"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     generated = out.index("critiques: 48 requested, 0 already cached, 48 generated")
     assert generated < out.index("Initializing distributed")  # before any process group exists
 
 
-def test_torchrun_ranks_with_missing_critiques_stop_at_once_naming_the_command(tmp_path, pairs_file, tiny_decoder_dir):
+def test_torchrun_ranks_with_missing_critiques_stop_at_once_naming_the_command(tmp_path, pairs_file,
+                                                                               tiny_decoder_dir):
     import socket
     import sqlite3
 
@@ -339,9 +359,11 @@ def test_torchrun_ranks_with_missing_critiques_stop_at_once_naming_the_command(t
                        "-m", "lightning_critrm", "fit", "--config", str(cfg)])
     assert proc.returncode != 0
     # Both ranks refuse (neither waits for the other at a barrier), and nothing was generated.
-    assert proc.stderr.count("generate them first with: python -m lightning_critrm critique") >= 2, proc.stderr[-3000:]
+    named = proc.stderr.count("generate them first with: python -m lightning_critrm critique")
+    assert named >= 2, proc.stderr[-3000:]
     cache = tmp_path / "cache" / "critiques.sqlite"
-    assert not cache.exists() or sqlite3.connect(cache).execute("SELECT COUNT(*) FROM critiques").fetchone()[0] == 0
+    assert (not cache.exists()
+            or sqlite3.connect(cache).execute("SELECT COUNT(*) FROM critiques").fetchone()[0] == 0)
 
 
 @pytest.mark.parametrize("native_bf16, expected", [(False, "32-true"), (True, "bf16-mixed")])
@@ -357,13 +379,15 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, pairs_file, 
     assert (notice in capsys.readouterr().out) == (not native_bf16)
 
 
-def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_path, pairs_file, tiny_decoder_dir):
+def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_path, pairs_file,
+                                                                            tiny_decoder_dir):
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
     runs = {}
     for packing, shared in ((False, False), (True, False), (False, True), (True, True)):
         # Without length grouping every layout gets the same pairs in the same batches.
         cli = main(["fit", "--config", str(cfg), "--data.layout.packing", str(packing).lower(),
-                    "--data.layout.shared_prompt", str(shared).lower(), "--data.batching.group_by_length", "false",
+                    "--data.layout.shared_prompt", str(shared).lower(), "--data.batching.group_by_length",
+                    "false",
                     "--trainer.default_root_dir", str(tmp_path / f"packing_{packing}_{shared}")])
         batch = next(iter(cli.datamodule.train_dataloader()))
         runs[packing, shared] = (cli.trainer.callback_metrics, dict(cli.model.named_parameters()), batch)
@@ -379,7 +403,8 @@ def test_packing_and_shared_prompts_train_the_same_model_on_fewer_positions(tmp_
             assert batch.num_positions < padded.num_positions
         assert float(metrics["val/loss"]) == pytest.approx(float(plain["val/loss"]), abs=1e-4)
         for name, param in plain_params.items():
-            torch.testing.assert_close(params[name], param, atol=1e-4, rtol=1e-3, msg=f"{packing=} {shared=} {name}")
+            torch.testing.assert_close(params[name], param, atol=1e-4, rtol=1e-3, msg=f"{packing=} {shared=} "
+                                                                                      f"{name}")
 
 
 def test_a_run_bounded_by_steps_names_its_steps_not_epoch_minus_2():

@@ -18,7 +18,8 @@ def test_an_h200_is_measured_against_the_dense_peak_of_its_h100_die(monkeypatch,
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     assert peak_flops("cuda", precision) == h100
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200 SXM1")
-    assert peak_flops("cuda", precision) == pytest.approx(get_available_flops(torch.device("cuda"), dtype) / 2, rel=0.02)
+    assert peak_flops("cuda",
+            precision) == pytest.approx(get_available_flops(torch.device("cuda"), dtype) / 2, rel=0.02)
 
 
 def test_other_gpus_take_lightnings_table(monkeypatch):

@@ -63,7 +63,8 @@ def test_inspect_critiques_browses_the_cache_and_scores_with_and_without_critiqu
     models = {}
     for critiques in ("generate", "none"):
         root = tmp_path / critiques
-        common = ["--config", str(cfg), "--data.critiques", critiques, "--trainer.default_root_dir", str(root)]
+        common = ["--config", str(cfg), "--data.critiques", critiques, "--trainer.default_root_dir",
+                  str(root)]
         main(["fit", *common, "--trainer.max_steps", "2"])
         models[critiques] = tmp_path / f"rm_{critiques}"
         main(["export", *common, "--ckpt_path", "last", "--out", str(models[critiques])])
@@ -79,4 +80,5 @@ def test_inspect_critiques_browses_the_cache_and_scores_with_and_without_critiqu
     assert "with critiques: accuracy" in out and "without critiques: accuracy" in out
     assert images(notebook) == 2  # the length histograms and the reward scatter
     assert len(fake_chat_server.requests) == sent  # it reads critiques, never writes them
-    assert json.loads((models["generate"] / "config.json").read_text())["lightning_critrm"]["critiques"] == "generate"
+    assert (json.loads((models["generate"] / "config.json").read_text())["lightning_critrm"]["critiques"]
+            == "generate")

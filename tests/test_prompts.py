@@ -17,14 +17,16 @@ def test_template_needs_exactly_one_placeholder(template):
 def render(template, messages, add_generation_prompt=False):
     from transformers.utils.chat_template_utils import _compile_jinja_template
 
-    return _compile_jinja_template(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
+    return _compile_jinja_template(template).render(messages=messages,
+                                                    add_generation_prompt=add_generation_prompt)
 
 
 def test_plain_template_writes_role_turns_its_specials_and_the_assistant_cue():
     template = plain_chat_template("[CLS]", "[SEP]")
     user = [{"role": "user", "content": "Q"}]
     assert render(template, user, add_generation_prompt=True) == "[CLS]User: Q\n\nAssistant: "
-    assert render(template, [*user, {"role": "assistant", "content": "A"}]) == "[CLS]User: Q\n\nAssistant: A[SEP]"
+    assert render(template,
+                  [*user, {"role": "assistant", "content": "A"}]) == "[CLS]User: Q\n\nAssistant: A[SEP]"
 
 
 def test_a_critique_message_is_folded_into_the_assistant_turn_before_it():
@@ -43,7 +45,8 @@ def test_critic_prompt_asks_about_one_completion_without_a_score():
     assert len(msgs) == 1 and msgs[0]["role"] == "user"
     text = msgs[0]["content"]
     assert "[User prompt]\nWhat is {completion}?\n\n[Response]\nIt is 4.\n\n[Critique]" in text
-    for aspect in ("Instruction following", "Correctness and truthfulness", "Helpfulness", "Style", "strengths and weaknesses"):
+    for aspect in ("Instruction following", "Correctness and truthfulness", "Helpfulness", "Style",
+                   "strengths and weaknesses"):
         assert aspect in text
     assert "Do not give a numeric score" in text
     scored = CriticPrompt(allow_score=True).render([{"role": "user", "content": "Q"}], "A")[0]["content"]

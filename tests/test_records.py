@@ -7,7 +7,8 @@ COLS = ColumnMap()
 
 def test_plain_strings_become_a_user_prompt():
     pair = normalize_row(
-        {"prompt": "Hi?", "chosen": "A", "rejected": "B", "chosen_critique": "good", "rejected_critique": "bad"},
+        {"prompt": "Hi?", "chosen": "A", "rejected": "B", "chosen_critique": "good",
+         "rejected_critique": "bad"},
         COLS, "f.jsonl: line 1", with_critiques=True,
     )
     assert pair.prompt == ({"role": "user", "content": "Hi?"},)

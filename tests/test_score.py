@@ -18,7 +18,8 @@ def reference_rewards(out, formatter, items):
     return exported_rewards(out, [formatter.encode(p, c, crit).input_ids for p, c, crit in items])
 
 
-def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path, pairs_file,
+                                                                        tiny_decoder_dir, capsys):
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
     cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
     model = tmp_path / "rm"
@@ -30,22 +31,29 @@ def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path
         src, out = write_jsonl(tmp_path / f"{name}.jsonl", rows), tmp_path / f"{name}.scored.jsonl"
         main(["score", "--model", str(model), "--input", str(src), "--output", str(out)])
         scored = [json.loads(line) for line in out.read_text().splitlines()]
-        assert [{k: v for k, v in s.items() if not k.startswith(("reward", "preferred"))} for s in scored] == rows
+        assert [{k: v for k,
+                 v in s.items() if not k.startswith(("reward", "preferred"))} for s in scored] == rows
         formatter = cli.datamodule.formatter
         if name == "pairs":
-            items = [(({"role": "user", "content": r["prompt"]},), r[k], r[f"{k}_critique"]) for r in rows for k in ("chosen", "rejected")]
+            items = [(({"role": "user", "content": r["prompt"]},), r[k],
+                      r[f"{k}_critique"]) for r in rows for k in ("chosen", "rejected")]
             got = [v for s in scored for v in (s["reward_chosen"], s["reward_rejected"])]
-            assert all(s["preferred"] == ("chosen" if s["reward_chosen"] > s["reward_rejected"] else "rejected") for s in scored)
+            for s in scored:
+                higher = "chosen" if s["reward_chosen"] > s["reward_rejected"] else "rejected"
+                assert s["preferred"] == higher
         else:
-            items = [(({"role": "user", "content": r["prompt"]},), r["completion"], r["critique"]) for r in rows]
+            items = [(({"role": "user", "content": r["prompt"]},), r["completion"],
+                      r["critique"]) for r in rows]
             got = [s["reward"] for s in scored]
-        torch.testing.assert_close(torch.tensor(got), reference_rewards(model, formatter, items), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(torch.tensor(got), reference_rewards(model, formatter, items), atol=1e-4,
+                                   rtol=1e-4)
     assert "scored 3 of 3 completions in 3 rows" in capsys.readouterr().out
 
     # --normalize: (reward - mean) / std with the validation statistics the export stored.
     stats = json.loads((model / "config.json").read_text())["lightning_critrm"]["reward_stats"]
     normalized = tmp_path / "singles.normalized.jsonl"
-    main(["score", "--model", str(model), "--input", str(src), "--output", str(normalized), "--normalize", "true"])
+    main(["score", "--model", str(model), "--input", str(src), "--output", str(normalized), "--normalize",
+          "true"])
     want = [(s["reward"] - stats["mean"]) / stats["std"] for s in scored]
     got = [json.loads(line)["reward"] for line in normalized.read_text().splitlines()]
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-6, rtol=1e-6)
@@ -59,32 +67,39 @@ def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them
     cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
     model = tmp_path / "rm"
     main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(model)])
-    rows = [{"prompt": "What is 2 + 2?", "completion": "It is 4."}, {"prompt": "What is 3 + 3?", "completion": "It is 7."}]
+    rows = [{"prompt": "What is 2 + 2?", "completion": "It is 4."},
+            {"prompt": "What is 3 + 3?", "completion": "It is 7."}]
     src, out = write_jsonl(tmp_path / "new.jsonl", rows), tmp_path / "new.scored.jsonl"
     sent = len(fake_chat_server.requests)
     with pytest.raises(ValueError, match="give --critic_base_url"):  # the export records no endpoint
         main(["score", "--model", str(model), "--input", str(src), "--output", str(out)])
     served = ["--critic_base_url", fake_chat_server.url]
     main(["score", "--model", str(model), "--input", str(src), "--output", str(out), *served])
-    assert len(fake_chat_server.requests) - sent == 2  # one critique per new completion, by the recorded critic
+    # one critique per new completion, by the recorded critic
+    assert len(fake_chat_server.requests) - sent == 2
     assert {r["model"] for r in fake_chat_server.requests[sent:]} == {"served-critic"}
     first = [json.loads(line)["reward"] for line in out.read_text().splitlines()]
     main(["score", "--model", str(model), "--input", str(src), "--output", str(out), *served])
     assert len(fake_chat_server.requests) - sent == 2  # cached: nothing asked again
     assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == first
-    items = [(({"role": "user", "content": r["prompt"]},), r["completion"], f"Critique: {r['completion']} looks right.")
+    items = [(({"role": "user", "content": r["prompt"]},), r["completion"], f"Critique: {r['completion']} "
+                                                                            "looks right.")
              for r in rows]
-    torch.testing.assert_close(torch.tensor(first), reference_rewards(model, cli.datamodule.formatter, items), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.tensor(first), reference_rewards(model, cli.datamodule.formatter, items),
+                               atol=1e-4, rtol=1e-4)
 
 
-def test_score_rows_errors_name_the_line_and_field(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch, capsys):
+def test_score_rows_errors_name_the_line_and_field(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch,
+                                                   capsys):
     from lightning_critrm.cli import run_command_line
 
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
     main(["fit", "--config", str(cfg), "--trainer.max_steps", "1"])
     main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(tmp_path / "rm")])
-    src = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q", "completion": "A", "critique": "ok"}, {"prompt": "Q"}])
-    monkeypatch.setattr(sys, "argv", ["lightning_critrm", "score", "--model", str(tmp_path / "rm"), "--input", str(src),
+    src = write_jsonl(tmp_path / "bad.jsonl",
+                      [{"prompt": "Q", "completion": "A", "critique": "ok"}, {"prompt": "Q"}])
+    monkeypatch.setattr(sys, "argv",
+                        ["lightning_critrm", "score", "--model", str(tmp_path / "rm"), "--input", str(src),
                                       "--output", str(tmp_path / "o.jsonl")])
     with pytest.raises(SystemExit) as exit_info:
         run_command_line()

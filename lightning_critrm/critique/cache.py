@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     recorded_at REAL NOT NULL
 )
 """
-_COLUMNS = "key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds, too_long, context"
+_COLUMNS = ("key, status, critique, error, critic, prompt_tokens, completion_tokens, seconds, "
+            "too_long, context")
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class CritiqueCache:
                 # regenerated when that length changes its text: generate.usable).
                 "WHERE critiques.status != 'ok' OR critiques.context != excluded.context",
                 [
-                    (r.key, r.status, r.critique, r.error, r.critic, r.prompt_tokens, r.completion_tokens, r.seconds,
+                    (r.key, r.status, r.critique, r.error, r.critic, r.prompt_tokens, r.completion_tokens,
+                     r.seconds,
                      int(r.too_long), r.context, now)
                     for r in rows
                 ],
@@ -125,13 +127,15 @@ class CritiqueCache:
 
     def recorded_fingerprint(self, critic: str) -> Optional[str]:
         """The fingerprint last recorded for ``critic`` (its configured identity, as JSON)."""
-        row = self._conn.execute("SELECT fingerprint FROM fingerprints WHERE critic = ?", (critic,)).fetchone()
+        row = self._conn.execute("SELECT fingerprint FROM fingerprints WHERE critic = ?",
+                                 (critic,)).fetchone()
         return row[0] if row else None
 
     def record_fingerprint(self, critic: str, fingerprint: str) -> None:
         self._conn.execute(
-            "INSERT INTO fingerprints (critic, fingerprint, recorded_at) VALUES (?, ?, ?) ON CONFLICT(critic) "
-            "DO UPDATE SET fingerprint=excluded.fingerprint, recorded_at=excluded.recorded_at",
+            "INSERT INTO fingerprints (critic, fingerprint, recorded_at) VALUES (?, ?, ?) ON "
+            "CONFLICT(critic) DO UPDATE SET fingerprint=excluded.fingerprint, "
+            "recorded_at=excluded.recorded_at",
             (critic, fingerprint, time.time()),
         )
 

@@ -57,9 +57,9 @@ class CritiqueSummary:
             else ""
         )
         return (
-            f"critiques: {self.requested} requested, {self.cached} already cached, {self.generated} generated, "
-            f"{self.failed} failed{too_long}; {self.completion_tokens} tokens in {self.seconds:.1f} s "
-            f"({self.tokens_per_s:.1f} tokens/s)"
+            f"critiques: {self.requested} requested, {self.cached} already cached, {self.generated} "
+            f"generated, {self.failed} failed{too_long}; {self.completion_tokens} tokens in "
+            f"{self.seconds:.1f} s ({self.tokens_per_s:.1f} tokens/s)"
         )
 
 
@@ -152,7 +152,8 @@ def fill_cache(
     no model.
     """
     todo, too_long = _plan(requests, cache, config.engine.max_model_len)
-    summary = CritiqueSummary(requested=len(requests), cached=len(requests) - len(todo) - too_long, too_long=too_long)
+    summary = CritiqueSummary(requested=len(requests), cached=len(requests) - len(todo) - too_long,
+                              too_long=too_long)
     if not todo:
         return summary
     todo.sort(key=lambda r: (r.size, r.key))
@@ -171,7 +172,8 @@ def _generate(
     backend = backend_factory(config)
     critic = config.identity_json()
     prompt = config.prompt
-    bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress, file=console.progress_stream())
+    bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress,
+               file=console.progress_stream())
     try:
         for start in range(0, len(todo), config.cache.batch_size):
             batch = todo[start : start + config.cache.batch_size]

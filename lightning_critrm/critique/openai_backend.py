@@ -3,8 +3,8 @@
 Requests run concurrently (bounded), and 429 / 5xx answers, timeouts, dropped or cut-off connections
 and malformed JSON are retried with exponential backoff (honouring ``Retry-After``), at most
 ``endpoint.max_retries`` times; what still fails is recorded failed and retried by the next run. An
-HTTP 400 saying the prompt exceeds the model's context is recorded as too long and not retried. The API key is read from the
-environment variable the config names; the key itself is never stored in the config object, the
+HTTP 400 saying the prompt exceeds the model's context is recorded as too long and not retried. The API key is
+read from the environment variable the config names; the key itself is never stored in the config object, the
 saved config.yaml, hyperparameters or logs.
 """
 
@@ -48,8 +48,8 @@ class OpenAICritic(CriticBackend):
             self._api_key = os.environ.get(config.endpoint.api_key_env)
             if not self._api_key:
                 raise InputError(
-                    f"critic.endpoint.api_key_env names {config.endpoint.api_key_env!r}, but that environment "
-                    f"variable is not set; export it before running"
+                    f"critic.endpoint.api_key_env names {config.endpoint.api_key_env!r}, but that "
+                    f"environment variable is not set; export it before running"
                 )
         self.url = config.endpoint.base_url.rstrip("/") + "/chat/completions"
         self.backoff_s = 1.0
@@ -82,7 +82,8 @@ class OpenAICritic(CriticBackend):
                     payload = json.loads(response.read())
                 text = payload["choices"][0]["message"].get("content") or ""
                 usage = payload.get("usage") or {}
-                return finished(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+                return finished(text, int(usage.get("prompt_tokens", 0)),
+                                int(usage.get("completion_tokens", 0)))
             except urllib.error.HTTPError as err:
                 detail = _read_error_body(err)
                 error = f"HTTP {err.code}: {detail[:200]}"
@@ -95,7 +96,8 @@ class OpenAICritic(CriticBackend):
                     break
                 header = err.headers.get("Retry-After") if err.headers else None
                 retry_after = float(header) if header and header.replace(".", "", 1).isdigit() else None
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as err:
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+                    http.client.HTTPException) as err:
                 # Timeouts, refused or dropped connections, a response cut off midway.
                 error = f"{type(err).__name__}: {err}"
             except (KeyError, IndexError, TypeError, ValueError) as err:

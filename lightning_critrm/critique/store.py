@@ -68,12 +68,13 @@ class CritiqueStore:
                 live, recorded = probe(self.critic), cache.recorded_fingerprint(name)
                 if live is None and recorded is None:
                     raise NotReadyError(
-                        f"critic {self.critic.model!r} ({self.critic.effective_backend}) cannot be reached from "
-                        f"here to identify its model, and {self.path} holds no critique of it: check "
+                        f"critic {self.critic.model!r} ({self.critic.effective_backend}) cannot be reached "
+                        f"from here to identify its model, and {self.path} holds no critique of it: check "
                         "critic.model (a folder, a downloaded hub model, or a running endpoint)"
                     )
                 if live is None:
-                    log.info(f"critic {self.critic.model!r} not reachable here: reading its critiques as recorded")
+                    log.info(f"critic {self.critic.model!r} not reachable here: reading its critiques "
+                             "as recorded")
                 elif live != recorded:
                     cache.record_fingerprint(name, live)
             self._resolved = ResolvedCritic.pin(self.critic, live or recorded)

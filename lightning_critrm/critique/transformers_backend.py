@@ -26,7 +26,8 @@ class TransformersCritic(CriticBackend):
 
         path = resolve_backbone(config.model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(config.effective_dtype)).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path,
+                                                          dtype=_torch_dtype(config.effective_dtype)).eval()
         tok = self.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         stop = self.model.generation_config.eos_token_id
@@ -51,7 +52,8 @@ class TransformersCritic(CriticBackend):
             sampling = {"do_sample": False}
             if cfg.sampling.temperature > 0:
                 torch.manual_seed(cfg.sampling.seed)
-                sampling = {"do_sample": True, "temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p}
+                sampling = {"do_sample": True, "temperature": cfg.sampling.temperature,
+                            "top_p": cfg.sampling.top_p}
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=input_ids, attention_mask=mask, max_new_tokens=cfg.sampling.max_new_tokens,

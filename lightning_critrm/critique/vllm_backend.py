@@ -61,16 +61,19 @@ class VLLMCritic(CriticBackend):
         # alone, with the reason, and the rest of the batch is generated.
         limit = self.llm.llm_engine.model_config.max_model_len
         results: list[Generation | None] = [
-            Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p), too_long=True)
+            Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p),
+                       too_long=True)
             if len(p) >= limit
             else None
             for p in ids
         ]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            outputs = self.llm.generate([{"prompt_token_ids": ids[i]} for i in todo], self.sampling, use_tqdm=False)
+            outputs = self.llm.generate([{"prompt_token_ids": ids[i]} for i in todo], self.sampling,
+                                        use_tqdm=False)
             for i, o in zip(todo, outputs):
-                results[i] = finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids), limit)
+                results[i] = finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids),
+                                      limit)
         return results  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -214,7 +214,8 @@ class PreferenceDataModule(L.LightningDataModule):
         found = [(hp.source, hp.split), (hp.val_source, hp.val_split), (hp.test_source, hp.test_split)]
         return [(src, split) for src, split in found if src]
 
-    def generate_critiques(self, progress: bool = True, require_cached: Optional[bool] = None) -> CritiqueSummary:
+    def generate_critiques(self, progress: bool = True,
+                           require_cached: Optional[bool] = None) -> CritiqueSummary:
         """Fill the critique cache for every completion of every configured source.
 
         ``require_cached`` (default: the critic's ``cache.require_cached``) raises, naming the
@@ -226,7 +227,8 @@ class PreferenceDataModule(L.LightningDataModule):
         items = []
         for source, split in self._sources():
             skipped = [] if self.hparams.on_bad_row == "skip" else None  # reported when tokenized
-            items.extend(pair_items(sources.read_pairs(source, self.columns, False, split, self.hparams.seed, skipped)))
+            pairs = sources.read_pairs(source, self.columns, False, split, self.hparams.seed, skipped)
+            items.extend(pair_items(pairs))
         summary = self.critique_store.fill(items, require_cached, progress)
         if rank_zero_only.rank == 0:
             log.info(str(summary))
@@ -301,7 +303,8 @@ class PreferenceDataModule(L.LightningDataModule):
                 metrics[f"data/{name}_rows_skipped"] = len(s.rows_skipped)
                 add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
                 if s.rows_skipped and add_text is not None:  # TensorBoard
-                    add_text(f"data/{name}_skipped_rows", "\n".join(f"    {row}" for row in s.rows_skipped), 0)
+                    rows = "\n".join(f"    {row}" for row in s.rows_skipped)
+                    add_text(f"data/{name}_skipped_rows", rows, 0)
             logger.log_metrics(metrics, step=0)
 
     @property
@@ -323,15 +326,18 @@ class PreferenceDataModule(L.LightningDataModule):
         """The layout with the packed row size resolved: as set, else the whole batch in one row
         where the model attends one sequence at a time, and ``max_length`` where it attends over
         masked rows."""
-        if self.layout.row_tokens is not None or not self.layout.packing or self._attends_per_sequence() is not False:
-            return self.layout
+        layout = self.layout
+        if layout.row_tokens is not None or not layout.packing or self._attends_per_sequence() is not False:
+            return layout
         return replace(self.layout, row_tokens=self.hparams.max_length)
 
     def _loader(self, dataset, train: bool) -> DataLoader:
         batch_sampler = self.batching.sampler(self._lengths(dataset), self._sample_seed, train, self.layout)
-        columns = ["chosen_input_ids", "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
+        columns = ["chosen_input_ids",
+                   "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
-        kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(), "num_workers": self.batching.num_workers}
+        kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(),
+                  "num_workers": self.batching.num_workers}
         if not train:
             return DataLoader(dataset, **kwargs)
         return ResumableDataLoader(dataset, epoch_source=self._current_epoch, **kwargs)
@@ -341,14 +347,16 @@ class PreferenceDataModule(L.LightningDataModule):
         if not self.layout.shared_prompt:
             return list(dataset["length"])
         chunks = dataset.select_columns(["chosen_input_ids", "rejected_input_ids"]).iter(batch_size=1024)
-        return [self.layout.group_tokens(pair) for c in chunks for pair in zip(c["chosen_input_ids"], c["rejected_input_ids"])]
+        return [self.layout.group_tokens(pair) for c in chunks for pair in zip(c["chosen_input_ids"],
+                                                                               c["rejected_input_ids"])]
 
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
-        if trainer is not None and trainer.training and isinstance(trainer.train_dataloader, ResumableDataLoader):
+        if trainer is not None and trainer.training and isinstance(trainer.train_dataloader,
+                                                                   ResumableDataLoader):
             trainer.train_dataloader.batches_consumed += 1
         return batch
 
@@ -363,5 +371,5 @@ class PreferenceDataModule(L.LightningDataModule):
 
 
 def _typed(cls, value):
-    """An options object from itself, its dict (as a checkpoint's hyperparameters hold it) or None (defaults)."""
+    """An options object from itself, its dict (as checkpoint hyperparameters hold it) or None (defaults)."""
     return cls(**value) if isinstance(value, dict) else value or cls()

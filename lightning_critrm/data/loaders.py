@@ -27,7 +27,8 @@ class ResumableDataLoader(DataLoader):
     Lightning saves ``state_dict()`` with each checkpoint and calls ``load_state_dict()`` before
     iterating again on resume. ``batches_consumed`` is advanced by the data module as each batch
     reaches the training step (after Lightning's prefetching, so it counts trained batches, not
-    fetched ones). Needs a :class:`~lightning_critrm.layout.samplers.LengthGroupedBatchSampler` as ``batch_sampler``.
+    fetched ones). Needs a :class:`~lightning_critrm.layout.samplers.LengthGroupedBatchSampler` as
+    ``batch_sampler``.
 
     The epoch that orders each pass is this loader's own count, not Lightning's ``set_epoch``
     calls: on resume Lightning may build the iterator before it calls them (worker processes then

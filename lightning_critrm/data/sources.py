@@ -157,7 +157,8 @@ def read_pairs(
                 raise
             skipped.append(str(err))
     if not pairs:
-        raise RecordError(f"{source}: no usable preference pair" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
+        skipped_note = f" ({len(skipped)} bad rows skipped)" if skipped else ""
+        raise RecordError(f"{source}: no usable preference pair{skipped_note}")
     return pairs
 
 

@@ -69,7 +69,8 @@ def cache_key(parts: dict) -> str:
 
 
 def _encode_rows(rows: dict, formatter: SequenceFormatter) -> dict:
-    out: dict[str, list] = {"chosen_input_ids": [], "rejected_input_ids": [], "truncated": [], "keep": [], "length": []}
+    out: dict[str, list] = {"chosen_input_ids": [], "rejected_input_ids": [], "truncated": [], "keep": [],
+                            "length": []}
     for prompt_json, chosen, rejected, c_crit, r_crit in zip(
         rows["prompt"], rows["chosen"], rows["rejected"], rows["chosen_critique"], rows["rejected_critique"]
     ):

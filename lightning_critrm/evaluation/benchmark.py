@@ -52,11 +52,13 @@ class Benchmark(ABC):
     unscored_counts_as: str  # what a row that could not be scored (no critique) counts as
     table_headers: tuple[str, str, str] = ("subset", "score", "rows")
 
-    def __init__(self, source: Optional[str] = None, subsets: Optional[list[str]] = None, max_rows: Optional[int] = None,
+    def __init__(self, source: Optional[str] = None, subsets: Optional[list[str]] = None,
+                 max_rows: Optional[int] = None,
                  critic: Optional[CriticConfig] = None, batch_size: int = 16, sort_by_length: bool = True,
                  num_text_examples: int = 3):
-        self.source, self.subsets, self.max_rows, self.critic = source or self.default_source, subsets, max_rows, critic
-        self.batch_size, self.sort_by_length, self.num_text_examples = batch_size, sort_by_length, num_text_examples
+        self.source, self.subsets, self.max_rows = source or self.default_source, subsets, max_rows
+        self.critic, self.batch_size, self.sort_by_length = critic, batch_size, sort_by_length
+        self.num_text_examples = num_text_examples
         self.rows: Optional[list] = None
         self.scored: list[tuple[int, int]] = []  # (row index, index of its first sequence) of each scored row
         self.sequences: list[list[int]] = []  # token ids of the completions of every scored row, in order
@@ -106,11 +108,13 @@ class Benchmark(ABC):
     def items(self, rows: Sequence) -> list[tuple[tuple, str]]:
         return [(row.prompt, text) for row in rows for text in self.completions(row)]
 
-    def fill_critiques(self, encoder: CompletionEncoder, require_cached: Optional[bool] = None) -> Optional[CritiqueSummary]:
+    def fill_critiques(self, encoder: CompletionEncoder,
+                       require_cached: Optional[bool] = None) -> Optional[CritiqueSummary]:
         """Generate the missing critiques of every completion scored here (None: the model reads none)."""
         return encoder.for_evaluation(self.critic).fill(self.items(self.load_rows()), require_cached)
 
-    def prepare(self, encoder: CompletionEncoder, generate: bool, require_cached: Optional[bool] = None) -> None:
+    def prepare(self, encoder: CompletionEncoder, generate: bool,
+                require_cached: Optional[bool] = None) -> None:
         """Load rows, get their critiques (``generate``: fill missing ones first; only one process
         should) and tokenize them. A row with a completion whose critique failed is not scored (it
         is never scored without the critique the model was trained to read): it counts as
@@ -138,8 +142,9 @@ class Benchmark(ABC):
             self.critiques.append(tuple(own))
             self.sequences.extend(encoder.encode(row.prompt, text, c) for text, c in zip(texts, own))
         if self.without_critique and rank_zero_only.rank == 0:
-            log.warning(f"{self.name}: {len(self.without_critique)} row(s) have a completion without its critique "
-                        f"(its generation failed) and count as {self.unscored_counts_as}: {self.without_critique[:10]}")
+            log.warning(f"{self.name}: {len(self.without_critique)} row(s) have a completion without its "
+                        f"critique (its generation failed) and count as {self.unscored_counts_as}: "
+                        f"{self.without_critique[:10]}")
         self.pad_token_id = encoder.pad_token_id
         self.layout = encoder.layout
 
@@ -155,7 +160,8 @@ class Benchmark(ABC):
     def row_rewards(self, rewards: dict[int, float]) -> RowRewards:
         """Every row's rewards from rewards by sequence index; NaN for a row that was not scored."""
         if sorted(rewards) != list(range(len(self.sequences))):
-            raise RuntimeError(f"{len(rewards)} of {len(self.sequences)} sequences scored: each must be scored once")
+            raise RuntimeError(
+                f"{len(rewards)} of {len(self.sequences)} sequences scored: each must be scored once")
         first = dict(self.scored)
         out = []
         for i, row in enumerate(self.rows):
@@ -163,7 +169,8 @@ class Benchmark(ABC):
             out.append((i, [rewards[first[i] + k] for k in range(n)] if i in first else [math.nan] * n))
         return out
 
-    def report(self, trainer, log_dir: Path, scores, rewards: RowRewards, at: Optional[tuple[int, int]] = None) -> Path:
+    def report(self, trainer, log_dir: Path, scores, rewards: RowRewards,
+               at: Optional[tuple[int, int]] = None) -> Path:
         """Log ``<name>/*`` scalars (and text examples) to the trainer's loggers and write the JSON
         record (scores and per-row rewards) into ``log_dir/<name>``; returns its path. ``at``: the
         (epoch, step) of the model scored, by default the trainer's."""
@@ -211,7 +218,8 @@ class Benchmark(ABC):
         return format_table(self.table_lines(scores), self.table_headers)
 
 
-def format_table(lines: Sequence[TableLine], headers: tuple[str, str, str] = ("subset", "score", "rows")) -> str:
+def format_table(lines: Sequence[TableLine],
+                 headers: tuple[str, str, str] = ("subset", "score", "rows")) -> str:
     """Plain-text table of (label, value in [0, 1] shown as a percentage, count, note) lines."""
     width = max(6, len(headers[2]))
     out = [f"{headers[0]:<28} {headers[1]:>8} {headers[2]:>{width}}"]

@@ -44,15 +44,18 @@ def _row(raw: Any, where: str) -> RewardBench2Row:
         raise RecordError(f"{where}: field '{bad}': expected a string, got {type(raw[bad]).__name__}")
     chosen, rejected = _texts(raw, "chosen", where), _texts(raw, "rejected", where)
     if raw["num_correct"] != len(chosen) or isinstance(raw["num_correct"], bool):
-        raise RecordError(f"{where}: field 'num_correct': {raw['num_correct']!r}, but 'chosen' holds {len(chosen)}")
+        raise RecordError(
+            f"{where}: field 'num_correct': {raw['num_correct']!r}, but 'chosen' holds {len(chosen)}")
     total = raw.get("total_completions")
     if total is not None and total != len(chosen) + len(rejected):
-        raise RecordError(f"{where}: field 'total_completions': {total!r}, but there are {len(chosen) + len(rejected)}")
+        raise RecordError(f"{where}: field 'total_completions': {total!r}, but there are "
+                          f"{len(chosen) + len(rejected)}")
     return RewardBench2Row(str(raw["id"]), raw["subset"], ({"role": "user", "content": raw["prompt"]},),
                            tuple(chosen + rejected), len(chosen))
 
 
-def load_rewardbench2(source: str = HUB_NAME_V2, subsets: Optional[Sequence[str]] = None) -> list[RewardBench2Row]:
+def load_rewardbench2(source: str = HUB_NAME_V2,
+                      subsets: Optional[Sequence[str]] = None) -> list[RewardBench2Row]:
     """Rows of ``source`` (local files, or a hub name with optional ``:split``), restricted to
     ``subsets`` when given. Duplicate ids within a subset are an error: each prompt counts once."""
     return select_rows(source, HUB_SPLIT_V2, _row, subsets, key=lambda row: (row.subset, row.id))

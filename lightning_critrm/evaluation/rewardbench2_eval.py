@@ -31,7 +31,8 @@ class RewardBench2Eval(Benchmark):
         return row.completions
 
     def score(self, rewards: RowRewards) -> RewardBench2Scores:
-        return score_v2((self.rows[i].subset, self.rows[i].id, s, self.rows[i].num_correct) for i, s in rewards)
+        return score_v2((self.rows[i].subset, self.rows[i].id, s, self.rows[i].num_correct) for i,
+                        s in rewards)
 
     def record_row(self, row: RewardBench2Row, rewards: list[Optional[float]]) -> dict[str, Any]:
         return {"id": row.id, "subset": row.subset, "num_correct": row.num_correct, "scores": rewards}
@@ -46,5 +47,6 @@ class RewardBench2Eval(Benchmark):
             lines.append((subset, scores.subsets.get(subset), n, note))
         for subset in sorted(set(scores.subsets) - set(SUBSETS)):
             lines.append((subset + " (not in v2)", scores.subsets[subset], scores.rows[subset], ""))
-        lines.append(("overall", scores.overall, None, "  PARTIAL: mean of the subsets scored above" if scores.partial else ""))
+        lines.append(("overall", scores.overall, None,
+                      "  PARTIAL: mean of the subsets scored above" if scores.partial else ""))
         return lines

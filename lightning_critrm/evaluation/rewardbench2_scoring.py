@@ -84,7 +84,8 @@ def ties_score(prompts: Iterable[tuple[str, Sequence[float], int]]) -> float:
         kind, _, number = str(prompt_id).partition(":")
         if kind not in ("ref", "tied") or not number:
             raise ValueError(f"Ties prompt id {prompt_id!r}: expected 'ref:N' or 'tied:N'")
-        stats = (False, None, -math.inf) if any(math.isnan(s) for s in scores) else _prompt_stats(scores, num_correct)
+        unscored = any(math.isnan(s) for s in scores)
+        stats = (False, None, -math.inf) if unscored else _prompt_stats(scores, num_correct)
         (ref if kind == "ref" else tied)[number] = stats
     both = sorted(set(ref) & set(tied))
     spread = [tied[n][1] for n in both]

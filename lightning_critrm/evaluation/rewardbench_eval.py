@@ -40,7 +40,8 @@ class RewardBenchEval(Benchmark):
         return {"sections": {name: asdict(s) for name, s in scores.sections.items()}}
 
     def record_row(self, row: RewardBenchRow, rewards: list[Optional[float]]) -> dict[str, Any]:
-        return {"id": row.id, "subset": row.subset, "reward_chosen": rewards[0], "reward_rejected": rewards[1]}
+        return {"id": row.id, "subset": row.subset, "reward_chosen": rewards[0],
+                "reward_rejected": rewards[1]}
 
     def table_lines(self, scores: RewardBenchScores) -> list[TableLine]:
         lines: list[TableLine] = []
@@ -48,16 +49,18 @@ class RewardBenchEval(Benchmark):
             note = (f"  PARTIAL: {section.subsets_present}/{section.subsets_total} subsets, "
                     f"{section.rows_present}/{section.rows_total} rows" if section.partial else "")
             lines.append((name, section.score, section.rows_present, note))
-            lines += [self._subset_line(scores, subset, subset) for subset in SECTIONS[name] if subset in scores.subsets]
+            lines += [self._subset_line(scores, subset,
+                                        subset) for subset in SECTIONS[name] if subset in scores.subsets]
         others = sorted(set(scores.subsets) - {s for members in SECTIONS.values() for s in members})
         lines += [self._subset_line(scores, subset, subset + " (no section)") for subset in others]
-        lines.append(("overall", scores.overall, None, "  PARTIAL: mean of the sections scored above" if scores.partial else ""))
+        lines.append(("overall", scores.overall, None,
+                      "  PARTIAL: mean of the sections scored above" if scores.partial else ""))
         return lines
 
     def table(self, scores: RewardBenchScores) -> str:
         unscored = sum(scores.unscored.values())
-        footnote = f"\n{unscored} row(s) had no critique (its generation failed) and count as wrong" if unscored else ""
-        return super().table(scores) + footnote
+        note = f"\n{unscored} row(s) had no critique (its generation failed) and count as wrong"
+        return super().table(scores) + (note if unscored else "")
 
     @staticmethod
     def _subset_line(scores: RewardBenchScores, subset: str, label: str) -> TableLine:

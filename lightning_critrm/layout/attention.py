@@ -46,8 +46,8 @@ class BackboneAttention:
         """Whether a packed row costs only its own sequences' attention on ``device`` (segment
         attention on CPUs, flash-attention's variable-length kernels), so one row can hold a whole
         batch; elsewhere attention runs over whole rows under a mask."""
-        on_cpu = torch.device(device).type == "cpu"
-        return (self.implementation == segment_attention.IMPLEMENTATION and on_cpu) or self.implementation.startswith("flash")
+        segments = self.implementation == segment_attention.IMPLEMENTATION
+        return (segments and torch.device(device).type == "cpu") or self.implementation.startswith("flash")
 
     def inputs(self, batch: RewardBatch) -> dict[str, Any]:
         """The backbone's keyword arguments besides ``input_ids`` for ``batch``."""
@@ -66,15 +66,16 @@ class BackboneAttention:
         self._check_row_width(batch)
         if not by_segment and self.implementation != "eager":
             warnings.warn(
-                f"packed or shared-prompt rows under {self.implementation!r} attention on {batch.input_ids.device.type} "
-                "attend over whole masked rows: for speed, load the backbone with flash_attention_2 or set "
+                f"packed or shared-prompt rows under {self.implementation!r} attention on "
+                f"{batch.input_ids.device.type} attend over whole masked rows: for speed, load the backbone "
+                "with flash_attention_2 or set "
                 "data.layout.packing and data.layout.shared_prompt to false", stacklevel=3)
         if batch.block_ids is not None:
             self._check_shared_prefix(batch)
         elif not self.reads_positions:
             # Without position ids a packed row would be one long sequence attending across its parts.
-            raise InputError(f"packed batches need a backbone that reads position ids; {type(self.backbone).__name__} "
-                             "does not: set data.layout.packing: false")
+            raise InputError(f"packed batches need a backbone that reads position ids; "
+                             f"{type(self.backbone).__name__} does not: set data.layout.packing: false")
         positions = self._positions(batch)
         if by_segment:
             return {"attention_mask": segment_attention.mask_stand_in(batch.input_ids),
@@ -95,8 +96,8 @@ class BackboneAttention:
         starts = batch.first_token_index.unique()  # a shared prefix's sequences start together
         if starts.numel() > (starts // width).unique().numel():  # some row holds several sequences
             raise InputError(
-                f"packed rows of {width} tokens under {self.implementation!r} attention, which weighs whole rows "
-                f"(memory grows with the square of the row): set data.layout.row_tokens to at most "
+                f"packed rows of {width} tokens under {self.implementation!r} attention, which weighs whole "
+                "rows (memory grows with the square of the row): set data.layout.row_tokens to at most "
                 f"{WHOLE_ROW_ATTENTION_LIMIT} (e.g. data.max_length)"
             )
 
@@ -104,16 +105,18 @@ class BackboneAttention:
         config = self.backbone.config
         if not (self.reads_positions and self.causal):
             raise InputError(shared_prompt_refusal(self.backbone))
-        window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+        window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window",
+                                                                    True) else None
         if window and batch.input_ids.shape[1] > window:
             raise InputError(
-                f"data.layout.shared_prompt: rows of {batch.input_ids.shape[1]} tokens exceed the backbone's sliding "
-                f"window ({window}), which a custom mask would ignore; set data.layout.shared_prompt: false"
+                f"data.layout.shared_prompt: rows of {batch.input_ids.shape[1]} tokens exceed the backbone's "
+                f"sliding window ({window}), which a custom mask would ignore; set "
+                "data.layout.shared_prompt: false"
             )
         if self.implementation not in ("sdpa", "eager", segment_attention.IMPLEMENTATION):
             raise InputError(
-                f"data.layout.shared_prompt needs sdpa or eager attention; the backbone uses {self.implementation!r}: "
-                "set data.layout.shared_prompt: false or load it with sdpa"
+                "data.layout.shared_prompt needs sdpa or eager attention; the backbone uses "
+                f"{self.implementation!r}: set data.layout.shared_prompt: false or load it with sdpa"
             )
 
     def _shared_prefix_mask(self, batch: RewardBatch) -> torch.Tensor:

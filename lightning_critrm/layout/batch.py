@@ -27,7 +27,8 @@ class Segment(NamedTuple):
     """One causal sequence of a row, for attention computed sequence by sequence."""
 
     spans: tuple[tuple[int, int], ...]  # its column ranges [start, end), in order
-    owns_from: int  # first of its positions whose outputs it writes (a shared prefix's belong to its first sequence)
+    # first of its positions whose outputs it writes (a shared prefix's belong to its first sequence)
+    owns_from: int
 
 
 @dataclass
@@ -169,7 +170,8 @@ class RewardBatch:
         :meth:`attention_blocks` says. ``sequences`` keep their order in the rewards."""
         _check_sequences(sequences, num_pairs)
         if sorted(k for g in groups for k in g) != list(range(len(sequences))) or any(not g for g in groups):
-            raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one non-empty group")
+            raise ValueError(
+                f"groups must split the {len(sequences)} sequences, each in exactly one non-empty group")
         prefixes = [shared_prefix_length([sequences[k] for k in g]) for g in groups]
         sizes = [shared_prefix_tokens([sequences[k] for k in g]) for g in groups]
         capacity = max(row_tokens or 0, max(sizes)) if pack else max(sizes)
@@ -273,7 +275,8 @@ class RewardBatch:
                 if prefix is None:
                     rows[r].append(Segment(((start, end),), 0))
                 else:
-                    rows[r].append(Segment((tuple(prefix), (start, end)), 0 if branch == 1 else prefix[1] - prefix[0]))
+                    rows[r].append(Segment((tuple(prefix), (start, end)),
+                                           0 if branch == 1 else prefix[1] - prefix[0]))
         return rows
 
     def attention_blocks(self) -> torch.Tensor:

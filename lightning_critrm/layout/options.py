@@ -67,10 +67,12 @@ class Layout:
         row_tokens = self.row_tokens or sum(len(s) for s in sequences)
         if self.shared_prompt:
             groups = groups if groups is not None else [[k] for k in range(len(sequences))]
-            return RewardBatch.shared_prefix(sequences, groups, pad_token_id, self.packing, row_tokens, **fields)
+            return RewardBatch.shared_prefix(sequences, groups, pad_token_id, self.packing, row_tokens,
+                                             **fields)
         if self.packing:
             return RewardBatch.packed(sequences, pad_token_id, row_tokens, **fields)
-        return RewardBatch.padded(sequences, pad_token_id, self.padding_side, self.pad_to_multiple_of, **fields)
+        return RewardBatch.padded(sequences, pad_token_id, self.padding_side, self.pad_to_multiple_of,
+                                  **fields)
 
     def group_tokens(self, sequences: Sequence[Sequence[int]]) -> int:
         """Tokens a group of sequences lays out as one unit: the prompt once under ``shared_prompt``."""
@@ -115,17 +117,21 @@ class Batching:
             raise InputError(f"data.batching.max_tokens_per_batch must be >= 2 (a pair is two sequences), "
                              f"got {self.max_tokens_per_batch}")
 
-    def sampler(self, lengths: Sequence[int], seed: int, train: bool, layout: Layout) -> LengthGroupedBatchSampler:
+    def sampler(self, lengths: Sequence[int], seed: int, train: bool,
+                layout: Layout) -> LengthGroupedBatchSampler:
         """The batch sampler of a set of pairs of ``lengths`` (tokens as ``layout`` lays each out):
         training batches shuffled by ``seed`` and the epoch, dropping what does not divide among
         ranks; evaluation batches in order, every pair seen."""
+        grouped, pairs = self.group_by_length, len(lengths)
         if not train:
-            return LengthGroupedBatchSampler(range(len(lengths)), self.eval_batch_size or self.batch_size, False, lengths,
-                                             mega_batch_factor=None if self.group_by_length else 1, uneven="pad")
+            size = self.eval_batch_size or self.batch_size
+            return LengthGroupedBatchSampler(range(pairs), size, False, lengths,
+                                             mega_batch_factor=None if grouped else 1, uneven="pad")
         if self.max_tokens_per_batch is not None:
-            window = 50 * self.batch_size if self.group_by_length else None
-            return TokenBudgetBatchSampler(len(lengths), self.max_tokens_per_batch, lengths, seed, packed=layout.packing,
-                                           window=window, rows=1 if layout.shared_prompt else 2)
+            window = 50 * self.batch_size if grouped else None
+            return TokenBudgetBatchSampler(pairs, self.max_tokens_per_batch, lengths, seed,
+                                           packed=layout.packing, window=window,
+                                           rows=1 if layout.shared_prompt else 2)
         # A window of one batch keeps the random composition: grouping off.
-        return LengthGroupedBatchSampler(EpochShuffleSampler(len(lengths), seed), self.batch_size, False, lengths,
-                                         mega_batch_factor=50 if self.group_by_length else 1, uneven="drop")
+        return LengthGroupedBatchSampler(EpochShuffleSampler(pairs, seed), self.batch_size, False, lengths,
+                                         mega_batch_factor=50 if grouped else 1, uneven="drop")

@@ -21,7 +21,8 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def deal(items: Sequence[T], rank: int, world: int, uneven: Literal["drop", "pad", "keep"] = "keep") -> list[T]:
+def deal(items: Sequence[T], rank: int, world: int,
+         uneven: Literal["drop", "pad", "keep"] = "keep") -> list[T]:
     """``rank``'s share of ``items``: every ``world``-th one from ``rank`` on. When they do not divide,
     ``drop`` leaves out the last ``< world`` items (every rank gets as many), ``pad`` repeats the first
     ones (every item is seen; the repeats count twice), ``keep`` gives some ranks one more."""

@@ -155,7 +155,8 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
                  window: Optional[int] = 400, rows: int = 2):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        super().__init__(EpochShuffleSampler(n, seed), batch_size=1, drop_last=False, lengths=lengths, uneven="drop")
+        super().__init__(EpochShuffleSampler(n, seed), batch_size=1, drop_last=False, lengths=lengths,
+                         uneven="drop")
         self.max_tokens = max_tokens
         self.packed = packed
         self.rows = rows
@@ -171,7 +172,8 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
     def composed(self) -> list[list[int]]:
         """The run's batches, before each epoch's order."""
         if self._composed is None:
-            order = torch.randperm(self.sampler.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+            order = torch.randperm(self.sampler.n,
+                                   generator=torch.Generator().manual_seed(self.seed)).tolist()
             batches: list[list[int]] = []
             window = max(self.window or len(order), 1)
             for start in range(0, len(order), window):

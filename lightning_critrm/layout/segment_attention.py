@@ -46,7 +46,8 @@ def segment_attention(
     if attention_segments is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling,
                                       **kwargs)
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
@@ -57,7 +58,8 @@ def segment_attention(
     rows = []
     # Rows and columns are cut with unbind/split, not indexing: their backward writes each gradient
     # once, where every indexed slice would allocate (and zero) a gradient of the whole tensor.
-    for segments, q_row, k_row, v_row in zip(attention_segments, query.unbind(0), key.unbind(0), value.unbind(0)):
+    for segments, q_row, k_row, v_row in zip(attention_segments, query.unbind(0), key.unbind(0),
+                                             value.unbind(0)):
         cuts = sorted({0, width} | {c for ranges, _ in segments for span in ranges for c in span})
         spans = list(zip(cuts, cuts[1:]))
         sizes = [end - start for start, end in spans]
@@ -67,7 +69,8 @@ def segment_attention(
         for ranges, keep_from in segments:
             # [1, H, n, D]: given 3-D inputs, CPU sdpa falls back to its slow math kernel.
             q, k, v = (_columns(cols, ranges).unsqueeze(0) for cols in (q_cols, k_cols, v_cols))
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1)[0]
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling,
+                                                 is_causal=q.shape[2] > 1)[0]
             # The kept rows back to their columns: the segment owns its outputs from keep_from on.
             parts, dropped, offset = [], 0, 0
             for start, end in ranges:
@@ -82,9 +85,11 @@ def segment_attention(
     return torch.stack(rows).transpose(1, 2).contiguous(), None
 
 
-def _columns(columns: dict[tuple[int, int], torch.Tensor], ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
+def _columns(columns: dict[tuple[int, int], torch.Tensor],
+             ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """[H, n, D]: the columns of ``ranges``, in order, from a row cut at every range boundary."""
-    parts = [piece for lo, hi in ranges for (start, end), piece in columns.items() if lo <= start and end <= hi]
+    parts = [piece for lo, hi in ranges for (start, end),
+             piece in columns.items() if lo <= start and end <= hi]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 

@@ -58,7 +58,7 @@ class SequenceBatches:
         self.layout = layout
         self.sort_by_length = sort_by_length
         self.groups = [list(g) for g in groups] if layout.shared_prompt and groups is not None else None
-        if self.groups is not None and sorted(k for g in self.groups for k in g) != list(range(len(sequences))):
+        if self.groups is not None and sorted(k for g in self.groups for k in g) != [*range(len(sequences))]:
             raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one group")
 
     def _units(self) -> list[list[int]]:

@@ -22,7 +22,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     file in its own folder, flushed to disk, renamed over the target). Remote paths (``s3://`` ...)
     keep Lightning's own transaction."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path,
+                        storage_options: Optional[Any] = None) -> None:
         if "://" in str(path) or storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_file(Path(path), "wb") as fh:

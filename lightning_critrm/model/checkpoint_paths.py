@@ -31,7 +31,8 @@ def resolve_checkpoint(ckpt_path: str, folder: Optional[str | Path]) -> Path:
             raise MissingInputError(f"--ckpt_path {ckpt_path}: no such checkpoint")
         return path
     if folder is None:
-        raise MissingInputError(f"--ckpt_path {ckpt_path}: no checkpoint folder is configured (checkpoint.dirpath)")
+        raise MissingInputError(f"--ckpt_path {ckpt_path}: no checkpoint folder is configured "
+                                "(checkpoint.dirpath)")
     last = Path(folder) / LAST
     if not last.exists():
         raise MissingInputError(
@@ -49,7 +50,8 @@ def resolve_checkpoint(ckpt_path: str, folder: Optional[str | Path]) -> Path:
     for path in (Path(recorded), Path(folder) / Path(recorded).name):  # the folder may have moved
         if path.exists():
             return path
-    raise MissingInputError(f"--ckpt_path best: {last} names {recorded} as the best checkpoint, which is gone")
+    raise MissingInputError(
+        f"--ckpt_path best: {last} names {recorded} as the best checkpoint, which is gone")
 
 
 def checkpoint_metadata(path: Path) -> dict:

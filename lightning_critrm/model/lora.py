@@ -1,4 +1,5 @@
-"""LoRA adapters on the backbone, through ``peft`` (an optional extra: ``pip install 'lightning_critrm[lora]'``).
+"""LoRA adapters on the backbone, through ``peft`` (an optional extra: ``pip install
+'lightning_critrm[lora]'``).
 
 Adapters are injected into the backbone in place (no wrapper model), so parameter names keep the
 layout of a Hugging Face model and the ``score`` head stays outside them, trained in full.
@@ -68,7 +69,8 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
         from peft.tuners.tuners_utils import BaseTunerLayer
     except ImportError as err:
         raise MissingExtraError(MISSING_PEFT) from err
-    adapted = [(name, module) for name, module in backbone.named_modules() if isinstance(module, BaseTunerLayer)]
+    adapted = [(name, module) for name,
+               module in backbone.named_modules() if isinstance(module, BaseTunerLayer)]
     for name, module in adapted:
         module.merge()
         parent_name, _, child = name.rpartition(".")

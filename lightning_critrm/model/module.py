@@ -89,8 +89,8 @@ class CritiqueRewardModel(L.LightningModule):
                 its shard; with ``precision: bf16-mixed`` they compute in bf16 and reduce in fp32.
             lora: Train LoRA adapters (``peft``) and the head instead of the whole backbone.
             max_nonfinite_batches: A training batch whose loss or a reward is NaN or infinite is
-                skipped (no update, though the step counts; a warning names the step and the pairs; TensorBoard
-                ``train/nonfinite_batches_skipped``) up to this many times in a run; the next one
+                skipped (no update, though the step counts; a warning names the step and the pairs;
+                TensorBoard ``train/nonfinite_batches_skipped``) up to this many times in a run; the next one
                 stops the run with an error naming them. 0: stop at the first.
         """
         super().__init__()
@@ -230,8 +230,8 @@ class CritiqueRewardModel(L.LightningModule):
         pair_ids = batch.ids.tolist()
         named = sorted({pair_ids[k % n] for k in bad.nonzero().flatten().tolist()}) or pair_ids
         where = (
-            f"non-finite loss or reward at step {self.global_step} (epoch {self.current_epoch}); training pairs "
-            f"{named} of data.source (rank {self.global_rank}; indices of the training set)"
+            f"non-finite loss or reward at step {self.global_step} (epoch {self.current_epoch}); training "
+            f"pairs {named} of data.source (rank {self.global_rank}; indices of the training set)"
         )
         limit = self.hparams.max_nonfinite_batches
         if self._nonfinite_skipped >= limit:
@@ -242,7 +242,8 @@ class CritiqueRewardModel(L.LightningModule):
             )
         self._nonfinite_skipped += 1
         log.warning(f"{where}: batch skipped ({self._nonfinite_skipped} of at most {limit})")
-        self.log("train/nonfinite_batches_skipped", float(self._nonfinite_skipped), on_step=True, on_epoch=False)
+        self.log("train/nonfinite_batches_skipped", float(self._nonfinite_skipped), on_step=True,
+                 on_epoch=False)
         return False
 
     def attends_per_sequence(self) -> Optional[bool]:

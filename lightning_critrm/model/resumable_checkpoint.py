@@ -22,7 +22,8 @@ class ResumableCheckpoint(L.Callback):
       ``max_steps`` between validations), so ``last.ckpt`` is never stale.
     """
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.training:
             path = self._save(trainer)
             if rank_zero_only.rank == 0:

@@ -43,7 +43,8 @@ class RewardModel(nn.Module):
 
     def forward(self, batch: RewardBatch) -> torch.Tensor:
         """Rewards [N], fp32, one per sequence of ``batch``."""
-        hidden = self.backbone(input_ids=batch.input_ids, **self.attention.inputs(batch)).last_hidden_state  # [B, T, H]
+        # [B, T, H]
+        hidden = self.backbone(input_ids=batch.input_ids, **self.attention.inputs(batch)).last_hidden_state
         pooled = gather_hidden(hidden, reward_positions(batch, self.pooling))  # [N, H]
         # fp32 whatever the parameters' dtype (a sharded bf16 head, bf16-true) or autocast says:
         # bf16 rounding of rewards creates ties.

@@ -35,7 +35,8 @@ def score_batches(
     was_training = model.training if isinstance(model, nn.Module) else False
     if isinstance(model, nn.Module):
         model.eval()
-    bar = tqdm(total=sum(map(len, plan)), desc=desc, unit="seq", disable=not progress, file=console.progress_stream())
+    bar = tqdm(total=sum(map(len, plan)), desc=desc, unit="seq", disable=not progress,
+               file=console.progress_stream())
     out: dict[int, float] = {}
     try:
         with torch.no_grad():

@@ -29,7 +29,8 @@ def layer_classes(backbone: nn.Module, names: Optional[Sequence[str]] = None) ->
         )
     found = {type(m) for m in backbone.modules() if type(m).__name__ in wanted}
     if not found:
-        raise InputError(f"model.fsdp_layer_classes: no module of class {sorted(wanted)} in {type(backbone).__name__}")
+        raise InputError(f"model.fsdp_layer_classes: no module of class {sorted(wanted)} in "
+                         f"{type(backbone).__name__}")
     return tuple(sorted(found, key=lambda c: c.__name__))
 
 

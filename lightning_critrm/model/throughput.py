@@ -47,7 +47,8 @@ class _EpochTotals(nn.Module):
 
     def compute(self) -> dict[str, torch.Tensor]:
         self.seconds.update(self.elapsed)
-        real, processed, seconds = self.real.compute(), self.processed.compute(), self.seconds.compute().clamp(min=1e-9)
+        real, processed = self.real.compute(), self.processed.compute()
+        seconds = self.seconds.compute().clamp(min=1e-9)
         return {"real_tokens_per_s": real / seconds, "processed_tokens_per_s": processed / seconds,
                 "padded_share": self.padding.compute() / processed.clamp(min=1)}
 
@@ -72,11 +73,13 @@ class TrainingThroughput(Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.totals.reset()
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch,
+                             batch_idx: int) -> None:
         _synchronize(pl_module.device)
         self._started = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
         _synchronize(pl_module.device)
         elapsed = time.perf_counter() - self._started
         tokens = batch.num_tokens * trainer.world_size
@@ -95,7 +98,8 @@ class TrainingThroughput(Callback):
         peak: Optional[float] = peak_flops(pl_module.device, str(trainer.precision))
         if peak:
             parameters = sum(p.numel() for p in pl_module.parameters())  # DTensors count whole
-            mfu = model_flops_utilization(parameters, float(speeds["processed_tokens_per_s"]), peak * trainer.world_size)
+            mfu = model_flops_utilization(parameters, float(speeds["processed_tokens_per_s"]),
+                                          peak * trainer.world_size)
             pl_module.log("train/mfu", mfu, on_step=False, on_epoch=True, sync_dist=False)
 
 

@@ -10,19 +10,21 @@ from lightning_critrm.errors import InputError
 from lightning_critrm.study.runner import StudySettings, run_study
 
 DESCRIPTION = (
-    "Train at several training-set sizes x conditions x seeds from one YAML; write a CSV, a figure of accuracy "
-    "against training pairs, and the equivalence factor of each condition. --fit.<option> VALUE overrides the "
-    "fit config of every run."
+    "Train at several training-set sizes x conditions x seeds from one YAML; write a CSV, a figure of "
+    "accuracy against training pairs, and the equivalence factor of each condition. --fit.<option> VALUE "
+    "overrides the fit config of every run."
 )
 
 
 def study_parser() -> ArgumentParser:
     """The ``study`` options: a YAML with a ``study`` and a ``fit`` section, and ``--study.*``."""
     parser = ArgumentParser(description=DESCRIPTION, parser_mode="omegaconf")
-    parser.add_argument("--config", action=ActionConfigFile, help="The study YAML: a `study` and a `fit` section.")
+    parser.add_argument("--config", action=ActionConfigFile,
+                        help="The study YAML: a `study` and a `fit` section.")
     parser.add_argument("--study", type=StudySettings, default=StudySettings())
     parser.add_argument("--fit", type=dict, required=True,
-                        help="A fit config, as given to `python -m lightning_critrm fit --config` (in the YAML).")
+                        help="A fit config, as given to `python -m lightning_critrm fit --config` "
+                             "(in the YAML).")
     return parser
 
 

@@ -35,7 +35,9 @@ class Equivalence:
         return f"{prefix}{self.factor:.3g}x"
 
 
-def plain_pairs_reaching(accuracy: float, sizes: Sequence[int], accuracies: Sequence[float]) -> tuple[float, Relation]:
+def plain_pairs_reaching(
+    accuracy: float, sizes: Sequence[int], accuracies: Sequence[float]
+) -> tuple[float, Relation]:
     """The fewest plain pairs at which the plain curve ``(sizes, accuracies)`` reaches ``accuracy``,
     and whether that number is exact (``=``) or a bound (``>`` the largest size, ``<=`` the smallest)."""
     if len(sizes) != len(accuracies) or not sizes:
@@ -51,7 +53,8 @@ def plain_pairs_reaching(accuracy: float, sizes: Sequence[int], accuracies: Sequ
 
 
 def equivalence_factors(
-    sizes: Sequence[int], accuracies: Sequence[float], plain_sizes: Sequence[int], plain_accuracies: Sequence[float]
+    sizes: Sequence[int], accuracies: Sequence[float], plain_sizes: Sequence[int],
+                        plain_accuracies: Sequence[float]
 ) -> list[Equivalence]:
     """One :class:`Equivalence` per point of the critique curve, against the plain curve."""
     found = []

@@ -27,9 +27,11 @@ def draw_accuracy_curves(ax, results: Sequence[RunResult], title: Optional[str] 
     """On a matplotlib ``ax``: the mean over seeds per condition (log x), each seed as a dot, the
     seeds' min-max as a band, and chance."""
     for condition, curve in curves(results).items():
-        (line,) = ax.plot(curve.sizes, curve.mean, marker="o", label=f"{condition} ({len(curve.seeds)} seeds)")
+        (line,) = ax.plot(curve.sizes, curve.mean, marker="o",
+                          label=f"{condition} ({len(curve.seeds)} seeds)")
         if len(curve.seeds) > 1:
-            ax.fill_between(curve.sizes, curve.low, curve.high, color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.fill_between(curve.sizes, curve.low, curve.high, color=line.get_color(), alpha=0.15,
+                            linewidth=0)
         dots = [(r.size, r.test_acc) for r in results if r.condition == condition]
         ax.scatter([s for s, _ in dots], [a for _, a in dots], color=line.get_color(), s=10, alpha=0.5)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")

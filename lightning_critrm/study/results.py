@@ -17,7 +17,8 @@ from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.study.equivalence import Equivalence, describe_range, equivalence_factors
 
 RESULT_FILE = "result.json"
-CSV_COLUMNS = ["size", "condition", "seed", "test_acc", "test_loss", "test_pairs", "train_pairs", "steps", "wall_s"]
+CSV_COLUMNS = ["size", "condition", "seed", "test_acc", "test_loss", "test_pairs", "train_pairs",
+               "steps", "wall_s"]
 
 
 @dataclass
@@ -113,7 +114,8 @@ def equivalence_report(results: Sequence[RunResult], baseline: str) -> dict:
     return report
 
 
-def _per_seed_factors(results: Sequence[RunResult], condition: str, baseline: str) -> dict[int, list[Equivalence]]:
+def _per_seed_factors(results: Sequence[RunResult], condition: str, baseline: str) -> dict[int,
+                                                                                           list[Equivalence]]:
     found = {}
     for seed in sorted({r.seed for r in results}):
         seed_curves = curves([r for r in results if r.seed == seed])
@@ -133,11 +135,13 @@ def read_results_csv(path: str | Path) -> list[RunResult]:
     results = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            rewardbench = {k: float(v) for k, v in row.items() if k not in CSV_COLUMNS and v not in ("", None)}
+            rewardbench = {k: float(v) for k,
+                           v in row.items() if k not in CSV_COLUMNS and v not in ("", None)}
             results.append(RunResult(
                 size=int(row["size"]), condition=row["condition"], seed=int(row["seed"]),
                 test_acc=float(row["test_acc"]), test_loss=float(row["test_loss"] or "nan"),
-                test_pairs=int(row["test_pairs"]), train_pairs=int(row["train_pairs"]), steps=int(row["steps"]),
+                test_pairs=int(row["test_pairs"]), train_pairs=int(row["train_pairs"]),
+                                     steps=int(row["steps"]),
                 wall_s=float(row["wall_s"]), rewardbench=rewardbench,
             ))
     return results

@@ -89,12 +89,14 @@ def check_settings(settings: StudySettings, fit: dict) -> None:
     if not settings.seeds:
         raise InputError("study.seeds is empty")
     if settings.baseline not in settings.conditions:
-        raise InputError(f"study.baseline {settings.baseline!r} is not one of study.conditions {sorted(settings.conditions)}")
+        raise InputError(f"study.baseline {settings.baseline!r} is not one of study.conditions "
+                         f"{sorted(settings.conditions)}")
     bad = [n for n in settings.conditions if not n or "/" in n or n != n.strip()]
     if bad:
         raise InputError(f"study.conditions: names must be plain words (they name folders), got {bad}")
     if not settings.epochs > 0 or settings.min_steps < 1:
-        raise InputError(f"study.epochs must be > 0 and study.min_steps >= 1, got {settings.epochs}, {settings.min_steps}")
+        raise InputError(f"study.epochs must be > 0 and study.min_steps >= 1, got {settings.epochs}, "
+                         f"{settings.min_steps}")
     if not isinstance(fit, dict) or not fit.get("model") or not fit.get("data"):
         raise InputError("the study config needs a `fit` section: a fit config with `model` and `data`, "
                          "as given to `python -m lightning_critrm fit --config`")
@@ -107,12 +109,14 @@ def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] =
     for size in sorted(set(settings.sizes)):
         for seed in settings.seeds:
             for condition, overrides in settings.conditions.items():
-                own = [arg for key, value in (overrides or {}).items() for arg in (f"--{key}", _cli_value(value))]
+                own = [arg for key,
+                       value in (overrides or {}).items() for arg in (f"--{key}", _cli_value(value))]
                 args = list(fit_overrides) + own
                 per_step = pairs_per_step(fit, args)
                 steps = max(settings.min_steps, math.ceil(settings.epochs * size / per_step))
                 args += [
-                    "--data.max_train_pairs", str(size), "--data.sample_seed", str(seed), "--seed_everything", str(seed),
+                    "--data.max_train_pairs", str(size), "--data.sample_seed", str(seed), "--seed_everything",
+                         str(seed),
                     # Steps, not epochs, bound each run; it validates once, at its last step.
                     "--trainer.max_epochs", "-1", "--trainer.max_steps", str(steps),
                     "--trainer.val_check_interval", str(steps), "--trainer.check_val_every_n_epoch", "null",
@@ -140,8 +144,8 @@ def pairs_per_step(fit: dict, overrides: Sequence[str] = ()) -> int:
         # Batches then hold as many pairs as fit the budget, so a step count cannot say how many
         # passes over the set a run makes, and critiques (longer pairs) would see fewer pairs.
         raise InputError(
-            f"study: data.batching.max_tokens_per_batch is {batching['max_tokens_per_batch']}, but the study gives "
-            "every run of a size the steps of `study.epochs` passes, counted in pairs per batch: set "
+            f"study: data.batching.max_tokens_per_batch is {batching['max_tokens_per_batch']}, but the study "
+            "gives every run of a size the steps of `study.epochs` passes, counted in pairs per batch: set "
             "data.batching.max_tokens_per_batch: null (data.batching.batch_size sets the pairs per batch)"
         )
     processes = _devices(trainer.get("devices", "auto"), trainer.get("accelerator", "auto"))
@@ -179,8 +183,9 @@ def run_study(
     _pin_fit_config(out / FIT_CONFIG, fit)
     runs = plan_runs(settings, fit, fit_overrides)
     results: list[RunResult] = []
-    print(f"study: {len(runs)} runs ({len(set(settings.sizes))} sizes x {len(settings.conditions)} conditions x "
-          f"{len(settings.seeds)} seeds) in {out}" + (f", from {config_path}" if config_path else ""), flush=True)
+    source = f", from {config_path}" if config_path else ""
+    grid = f"{len(set(settings.sizes))} sizes x {len(settings.conditions)} conditions x {len(settings.seeds)}"
+    print(f"study: {len(runs)} runs ({grid} seeds) in {out}{source}", flush=True)
     with sigterm_raises_systemexit():
         for i, run in enumerate(runs, 1):
             prefix = f"[{i}/{len(runs)}] {run.condition} n={run.size} seed={run.seed}:"
@@ -287,7 +292,8 @@ def _summarize(out: Path, results: Sequence[RunResult], baseline: str, config_pa
     report = equivalence_report(results, baseline)
     report["command"] = f"python -m lightning_critrm study --config {config_path}" if config_path else None
     write_text_atomically(out / "equivalence.json", json.dumps(report, indent=1) + "\n")
-    save_figure(results, out / "accuracy_vs_pairs.png", title=f"{Path(config_path).stem}" if config_path else None)
+    save_figure(results, out / "accuracy_vs_pairs.png",
+                title=f"{Path(config_path).stem}" if config_path else None)
     print(f"results: {out / 'results.csv'}, figure: {out / 'accuracy_vs_pairs.png'}")
     for condition, entry in report["conditions"].items():
         factors = ", ".join(f"n={p['size']}: {p['reads']}" for p in entry["factors"])

@@ -33,7 +33,8 @@ class FakeChatServer:
                 with server.lock:
                     server.auth_headers.append(self.headers.get("Authorization", ""))
                     listing = {"object": "list", "data": [
-                        {"id": name, "object": "model", "created": int(time.time()), "owned_by": "vllm", "root": root}
+                        {"id": name, "object": "model", "created": int(time.time()), "owned_by": "vllm",
+                         "root": root}
                         for name, root in server.models
                     ]}
                 data = json.dumps(listing).encode()
@@ -53,7 +54,8 @@ class FakeChatServer:
                     fault = server.faults.pop(0) if server.faults and not failing else None
                 text = body["messages"][0]["content"]
                 if "TOO-LONG" in text:  # vLLM's answer to a prompt over the context
-                    self.reply(400, b'{"object": "error", "message": "This model\'s maximum context length is 64 '
+                    self.reply(400, b'{"object": "error", "message": "This model\'s maximum context length '
+                                    b'is 64 '
                                b'tokens. However, you requested 900 tokens (852 in the messages, 48 in the '
                                b'completion).", "type": "BadRequestError", "code": 400}')
                     return
@@ -73,9 +75,11 @@ class FakeChatServer:
                     return
                 if fault == "slow":
                     time.sleep(server.slow_s)
-                completion = text.split("[Response]\n")[1].split("\n\n[Critique]")[0] if "[Response]" in text else text
+                completion = (text.split("[Response]\n")[1].split("\n\n[Critique]")[0] if "[Response]"
+                              in text else text)
                 payload = {
-                    "choices": [{"message": {"role": "assistant", "content": f"Critique: {completion} looks right."}}],
+                    "choices": [{"message": {"role": "assistant", "content": f"Critique: {completion} looks "
+                                                                             "right."}}],
                     "usage": {"prompt_tokens": len(text.split()), "completion_tokens": 4},
                 }
                 try:

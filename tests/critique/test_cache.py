@@ -6,7 +6,8 @@ from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
 
 
 def row(key, status="ok", text="fine", critic="c"):
-    return CritiqueRow(key, status, text if status == "ok" else None, None if status == "ok" else "boom", critic)
+    return CritiqueRow(key, status, text if status == "ok" else None, None if status == "ok" else "boom",
+                       critic)
 
 
 def test_batches_round_trip_and_ok_rows_are_never_overwritten(tmp_path):
@@ -40,14 +41,15 @@ def test_a_cache_from_before_the_too_long_column_opens_with_its_rows(tmp_path):
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)
     old.execute(
-        "CREATE TABLE critiques (key TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('ok', 'failed')), "
-        "critique TEXT, error TEXT, critic TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, "
-        "seconds REAL, created_at REAL NOT NULL)"
+        "CREATE TABLE critiques (key TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('ok', "
+        "'failed')), critique TEXT, error TEXT, critic TEXT NOT NULL, prompt_tokens INTEGER, "
+        "completion_tokens INTEGER, seconds REAL, created_at REAL NOT NULL)"
     )
     old.execute("INSERT INTO critiques VALUES ('a', 'ok', 'fine', NULL, 'c', 1, 2, 0.5, 0)")
     old.commit()
     old.close()
     with CritiqueCache(path) as cache:
-        assert cache.get_many(["a"])["a"] == CritiqueRow("a", "ok", "fine", None, "c", 1, 2, 0.5, too_long=False)
+        assert cache.get_many(["a"])["a"] == CritiqueRow("a", "ok", "fine", None, "c", 1, 2, 0.5,
+                                                         too_long=False)
         cache.put_batch([CritiqueRow("b", "failed", None, "prompt too long", "c", 99, too_long=True)])
         assert cache.get_many(["b"])["b"].too_long

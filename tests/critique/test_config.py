@@ -75,7 +75,8 @@ def test_auto_backend_resolves_to_what_is_installed_and_keys_like_it(monkeypatch
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name,
+                        *a: None if name == "vllm" else real(name, *a))
     auto = dataclasses.replace(BASE, backend="auto")
     assert auto.effective_backend == "transformers"
     assert auto.key(PROMPT, "A") == dataclasses.replace(BASE, backend="transformers").key(PROMPT, "A")

@@ -28,7 +28,9 @@ class CountingCritic(CriticBackend):
         out = []
         for messages in requests:
             completion = messages[0]["content"].split("[Response]\n")[1].split("\n\n[Critique]")[0]
-            out.append(Generation(None, "empty output") if completion in self.fail else Generation(f"critique of {completion}", None, 10, 3))
+            out.append(Generation(None,
+                    "empty output") if completion in self.fail else Generation(f"critique of {completion}",
+                                                                               None, 10, 3))
         return out
 
 
@@ -49,7 +51,8 @@ def test_second_pass_makes_no_generator_call(tmp_path):
         first = fill_cache(requests, config, cache, backend_factory=CountingCritic, progress=False)
         assert (first.generated, first.cached, first.failed) == (11, 0, 0)
         assert CountingCritic.calls == [4, 4, 3] and first.completion_tokens == 33
-        again = fill_cache(requests, config, cache, backend_factory=lambda c: pytest.fail("model loaded"), progress=False)
+        again = fill_cache(requests, config, cache, backend_factory=lambda c: pytest.fail("model loaded"),
+                           progress=False)
         assert (again.generated, again.cached) == (0, 11)
         attached = attach_critiques(PAIRS, config, cache)
     assert attached.dropped_failed == 0 and attached.missing == 0
@@ -61,7 +64,8 @@ def test_failed_critiques_are_recorded_reported_dropped_and_retried(tmp_path):
     config = CriticConfig(cache=CachePolicy(batch_size=16))
     requests = requests_for(PAIRS, config)
     with CritiqueCache(tmp_path / "c.sqlite") as cache:
-        summary = fill_cache(requests, config, cache, backend_factory=lambda c: CountingCritic(c, fail={"bad 2"}), progress=False)
+        summary = fill_cache(requests, config, cache,
+                             backend_factory=lambda c: CountingCritic(c, fail={"bad 2"}), progress=False)
         assert (summary.generated, summary.failed) == (10, 1)
         assert cache.count("failed") == 1
         attached = attach_critiques(PAIRS, config, cache)
@@ -80,7 +84,8 @@ class ShortContextCritic(CountingCritic):
         limit = self.config.engine.max_model_len or 40
         for i, messages in enumerate(requests):
             if "[Response]\nbad 2\n" in messages[0]["content"] and 50 >= limit:
-                out[i] = Generation(None, f"prompt has 50 tokens, the critic's max_model_len is {limit}", 50, too_long=True)
+                out[i] = Generation(None, f"prompt has 50 tokens, the critic's max_model_len is {limit}", 50,
+                                    too_long=True)
         return out
 
 
@@ -91,13 +96,18 @@ def test_too_long_prompts_are_not_retried_until_the_context_fits(tmp_path):
         first = fill_cache(requests, config, cache, backend_factory=ShortContextCritic, progress=False)
         assert (first.generated, first.failed) == (10, 1)
         # The same critic would fail it again: no engine start, and the summary says why.
-        again = fill_cache(requests, config, cache, backend_factory=lambda c: pytest.fail("critic started"), progress=False)
+        again = fill_cache(requests, config, cache, backend_factory=lambda c: pytest.fail("critic started"),
+                           progress=False)
         assert (again.cached, again.generated, again.too_long) == (10, 0, 1)
-        assert "1 still too long for the critic (set critic.engine.max_model_len above their length" in str(again)
+        assert ("1 still too long for the critic (set critic.engine.max_model_len above their length"
+                in str(again))
         assert attach_critiques(PAIRS, config, cache).dropped_failed == 1  # still dropped and counted
-        short = dataclasses.replace(config, engine=Engine(max_model_len=50))  # 50 tokens need a context of at least 51
-        assert fill_cache(requests, short, cache, backend_factory=lambda c: pytest.fail("started"), progress=False).too_long == 1
-        longer = dataclasses.replace(config, engine=Engine(max_model_len=64))  # not part of the key: same critiques
+        # 50 tokens need a context of at least 51
+        short = dataclasses.replace(config, engine=Engine(max_model_len=50))
+        assert fill_cache(requests, short, cache, backend_factory=lambda c: pytest.fail("started"),
+                          progress=False).too_long == 1
+        # not part of the key: same critiques
+        longer = dataclasses.replace(config, engine=Engine(max_model_len=64))
         retry = fill_cache(requests, longer, cache, backend_factory=ShortContextCritic, progress=False)
         assert (retry.cached, retry.generated, retry.failed, retry.too_long) == (10, 1, 0, 0)
         assert CountingCritic.calls == [11, 1]
@@ -112,7 +122,8 @@ def test_other_critic_settings_do_not_reuse_critiques(tmp_path):
 
 
 def test_transformers_backend_is_greedy_ordered_and_batch_independent(tiny_decoder_dir):
-    config = CriticConfig(model=tiny_decoder_dir, sampling=Sampling(max_new_tokens=8), engine=Engine(generation_batch_size=2))
+    config = CriticConfig(model=tiny_decoder_dir, sampling=Sampling(max_new_tokens=8),
+                          engine=Engine(generation_batch_size=2))
     critic = TransformersCritic(config)
     requests = [[{"role": "user", "content": "x" * n}] for n in (30, 2, 15, 7)]
     once = critic.generate(requests)
@@ -146,7 +157,8 @@ def test_the_context_length_rewrites_only_the_critiques_it_changes(tmp_path):
     def fill(context):
         config = CriticConfig(sampling=Sampling(max_new_tokens=48), engine=Engine(max_model_len=context))
         with CritiqueCache(tmp_path / "c.sqlite") as cache:
-            summary = fill_cache(requests_for_completions(items, config), config, cache, ContextCritic, progress=False)
+            summary = fill_cache(requests_for_completions(items, config), config, cache, ContextCritic,
+                                 progress=False)
         keys = [config.key(*item) for item in items]
         with CritiqueCache(tmp_path / "c.sqlite") as cache:
             stored = current(cache.get_many(keys), context)

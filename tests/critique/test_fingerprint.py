@@ -21,7 +21,8 @@ def critic_dir(tmp_path, tiny_decoder_dir):
     return folder
 
 
-def test_overwritten_weights_or_another_chat_template_change_the_fingerprint(critic_dir, tmp_path, tiny_decoder_dir):
+def test_overwritten_weights_or_another_chat_template_change_the_fingerprint(critic_dir, tmp_path,
+                                                                             tiny_decoder_dir):
     from safetensors.torch import load_file, save_file
 
     first = folder_fingerprint(critic_dir)

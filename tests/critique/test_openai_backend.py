@@ -10,7 +10,8 @@ ASK = [[{"role": "user", "content": "[Response]\nfour\n\n[Critique]"}]]
 
 
 def critic(server, **kw):
-    backend = OpenAICritic(CriticConfig(backend="openai", model="m", endpoint=Endpoint(base_url=server.url, **kw)))
+    backend = OpenAICritic(CriticConfig(backend="openai", model="m",
+                                        endpoint=Endpoint(base_url=server.url, **kw)))
     backend.backoff_s = 0.01
     return backend
 
@@ -90,7 +91,8 @@ def test_missing_key_variable_is_a_clear_error(monkeypatch, fake_chat_server):
         critic(fake_chat_server, api_key_env="LCRM_NO_SUCH_KEY")
 
 
-def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_chat_server, pairs_file, tiny_decoder_dir):
+def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_chat_server, pairs_file,
+                                                              tiny_decoder_dir):
     # Run as a user runs it (a process of its own, so its log file is written too), then read every
     # file under tmp_path: run folder, config.yaml, hparams, checkpoints, TensorBoard events, logs,
     # the critique cache and the tokenized cache.
@@ -103,11 +105,13 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_cha
 
     secret = "sk-test-NEVER-WRITE-7f3a9c"
     config = {
-        "trainer": {"accelerator": "cpu", "max_steps": 2, "val_check_interval": 2, "check_val_every_n_epoch": None,
+        "trainer": {"accelerator": "cpu", "max_steps": 2, "val_check_interval": 2,
+                    "check_val_every_n_epoch": None,
                     "default_root_dir": str(tmp_path / "run"), "log_every_n_steps": 1},
         "model": {"backbone": tiny_decoder_dir},
         "data": {
-            "source": str(pairs_file), "batch_size": 4, "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache"),
+            "source": str(pairs_file), "batch_size": 4, "val_fraction": 0.25,
+                 "cache_dir": str(tmp_path / "cache"),
             "critiques": "generate",
             "critic": {"backend": "openai", "model": "served-critic",
                        "endpoint": {"base_url": fake_chat_server.url, "api_key_env": "LCRM_TEST_API_KEY",
@@ -117,7 +121,8 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_cha
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "LCRM_TEST_API_KEY": secret}
-    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)], cwd=REPO,
+                          env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert secret not in done.stdout + done.stderr
@@ -125,11 +130,13 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_cha
     assert len(fake_chat_server.requests) == 48  # 24 pairs x 2 completions, one request each
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     names = {p.name for p in written}
-    assert {"config.yaml", "hparams.yaml", "last.ckpt", "fit.log", "critiques.sqlite", "stats.json"} <= names, names
+    assert {"config.yaml", "hparams.yaml", "last.ckpt", "fit.log", "critiques.sqlite",
+            "stats.json"} <= names, names
     assert any("tfevents" in n for n in names) and any(n.endswith(".arrow") for n in names)
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
     saved = yaml.safe_load(next(p for p in written if p.name == "config.yaml").read_text())
     assert saved["data"]["critic"]["endpoint"]["api_key_env"] == "LCRM_TEST_API_KEY"
     with sqlite3.connect(tmp_path / "cache" / "critiques.sqlite") as conn:  # the critiques the RM read
-        assert conn.execute("SELECT COUNT(*) FROM critiques WHERE critique LIKE '%looks right.'").fetchone()[0] == 48
+        query = "SELECT COUNT(*) FROM critiques WHERE critique LIKE '%looks right.'"
+        assert conn.execute(query).fetchone()[0] == 48

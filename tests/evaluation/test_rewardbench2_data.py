@@ -13,9 +13,12 @@ def test_the_fixture_in_the_official_layout_loads_every_subset():
     rows = load_rewardbench2(str(FIXTURE))
     assert [r.subset for r in rows] == ["Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties", "Ties"]
     math_row = rows[2]
-    assert math_row.completions[0] == "17 * 3 = 51." and len(math_row.completions) == 4 and math_row.num_correct == 1
+    assert math_row.completions[0] == "17 * 3 = 51."
+    assert len(math_row.completions) == 4
+    assert math_row.num_correct == 1
     tied = rows[-1]
-    assert tied.id == "tied:7" and tied.num_correct == 3 and tied.completions[:3] == ("Mars.", "Venus.", "Neptune.")
+    assert tied.id == "tied:7" and tied.num_correct == 3 and tied.completions[:3] == ("Mars.", "Venus.",
+                                                                                      "Neptune.")
     assert [r.id for r in load_rewardbench2(str(FIXTURE), ["Ties"])] == ["ref:7", "tied:7"]
 
 
@@ -33,5 +36,6 @@ def test_bad_rows_name_the_line_and_field(tmp_path, change, message):
 
 
 def test_an_unknown_subset_is_named():
-    with pytest.raises(ValueError, match=r"subsets \['Chat'\] are not in .*; it has: Factuality, Focus, Math"):
+    with pytest.raises(ValueError,
+                       match=r"subsets \['Chat'\] are not in .*; it has: Factuality, Focus, Math"):
         load_rewardbench2(str(FIXTURE), ["Math", "Chat"])

@@ -25,7 +25,8 @@ def test_ties_score_by_hand():
     #           gap 1 - 2 = -1. Neither accurate, both checks fail, margin tanh(-1 / 2 - 1) = tanh(-1.5).
     prompts = [("ref:1", [3.0, 1.0, 0.0], 1), ("tied:1", [5.0, 4.0, 1.0], 2),
                ("ref:2", [1.0, 2.0], 1), ("tied:2", [3.0, 1.0, 2.0], 2)]
-    expected = 0.30 * 0.5 + 0.30 * 0.5 + 0.20 * 0.5 + 0.20 * 0.5 + 0.01 * (math.tanh(1.0) + math.tanh(-1.5)) / 2
+    expected = (0.30 * 0.5 + 0.30 * 0.5 + 0.20 * 0.5 + 0.20 * 0.5 + 0.01
+                * (math.tanh(1.0) + math.tanh(-1.5)) / 2)
     assert ties_score(prompts) == pytest.approx(expected, abs=1e-12)
     assert ties_score(prompts[:2]) == pytest.approx(1.0 + 0.01 * math.tanh(1.0), abs=1e-12)
 

@@ -52,7 +52,8 @@ def rb_rows():
         {"id": 2, "subset": "hep-go", "prompt": "p2", "chosen": long, "rejected": short},  # right
         {"id": 3, "subset": "hep-go", "prompt": "p3", "chosen": short, "rejected": long},  # wrong
         {"id": 4, "subset": "llmbar-natural", "prompt": "p4", "chosen": long, "rejected": short},  # right
-        {"id": 5, "subset": "llmbar-natural", "prompt": "p5", "chosen": "same", "rejected": "same"},  # tie: wrong
+        # tie: wrong
+        {"id": 5, "subset": "llmbar-natural", "prompt": "p5", "chosen": "same", "rejected": "same"},
     ]
 
 
@@ -88,7 +89,8 @@ def test_a_row_whose_critique_failed_counts_as_wrong_and_is_shown(tmp_path, pair
 
     class FailsOnP2(CriticBackend):
         def generate(self, requests):
-            return [Generation(None, "empty output") if "p2" in m[0]["content"] else Generation("fine", None, 3, 1)
+            return [Generation(None, "empty output") if "p2" in m[0]["content"] else Generation("fine", None,
+                                                                                                3, 1)
                     for m in requests]
 
     rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
@@ -119,7 +121,8 @@ def test_length_sorted_batches_give_the_same_rewards_row_by_row(tmp_path, pairs_
     from lightning_critrm.model.reward_pass import score_batches
 
     rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
-    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none", cache_dir=str(tmp_path / "c"))
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none",
+                              cache_dir=str(tmp_path / "c"))
     model = CritiqueRewardModel(backbone=tiny_decoder_dir)
     model.configure_model()
     torch.manual_seed(0)
@@ -139,7 +142,8 @@ def test_length_sorted_batches_give_the_same_rewards_row_by_row(tmp_path, pairs_
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_shared_prompt_scoring_gives_the_plain_rewards_with_each_prompt_once(tmp_path, pairs_file, tiny_decoder_dir, version):
+def test_shared_prompt_scoring_gives_the_plain_rewards_with_each_prompt_once(tmp_path, pairs_file,
+                                                                             tiny_decoder_dir, version):
     from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
     from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
     from lightning_critrm.model import CritiqueRewardModel
@@ -149,7 +153,8 @@ def test_shared_prompt_scoring_gives_the_plain_rewards_with_each_prompt_once(tmp
         rows = [{**r, "prompt": f"question {r['id']}: " + "explain it in many words " * 4} for r in rb_rows()]
         source, evaluation_class = str(write_jsonl(tmp_path / "rb.jsonl", rows)), RewardBenchEval
     else:  # prompts with 4 completions, and Ties prompts with more
-        source, evaluation_class = str(REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl"), RewardBench2Eval
+        source = str(REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl")
+        evaluation_class = RewardBench2Eval
     model = CritiqueRewardModel(backbone=tiny_decoder_dir)
     model.configure_model()
     rewards, positions = {}, {}
@@ -162,7 +167,8 @@ def test_shared_prompt_scoring_gives_the_plain_rewards_with_each_prompt_once(tmp
         if shared:  # a prompt's completions travel together, laid out with the prompt once
             group_of = {k: g for g, members in enumerate(batches.groups) for k in members}
             for batch in batches.plan(0, 1):
-                assert sorted(batch) == sorted(k for g in {group_of[i] for i in batch} for k in batches.groups[g])
+                assert (sorted(batch)
+                        == sorted(k for g in {group_of[i] for i in batch} for k in batches.groups[g]))
             assert all(b.block_ids is not None for b in batches)
         positions[shared] = sum(b.num_positions for b in batches)
         rewards[shared] = score_batches(model, batches, torch.device("cpu"))
@@ -178,12 +184,14 @@ def test_fit_logs_rewardbench_each_epoch_with_a_json_per_evaluation(tmp_path, pa
 
     rb = write_jsonl(tmp_path / "rb.jsonl", rb_rows())
     config = {
-        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False, "log_every_n_steps": 1,
+        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False,
+                    "log_every_n_steps": 1,
                     "default_root_dir": str(tmp_path / "run"),
                     "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
                                    "init_args": {"source": str(rb), "batch_size": 4}}]},
         "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6}, "val_fraction": 0.25,
+        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6},
+                 "val_fraction": 0.25,
                  "cache_dir": str(tmp_path / "cache")},
     }
     cfg = tmp_path / "c.yaml"
@@ -200,19 +208,22 @@ def test_fit_logs_rewardbench_each_epoch_with_a_json_per_evaluation(tmp_path, pa
 
 
 @pytest.mark.skipif(not RB_PARTIAL.exists(), reason=f"shared RewardBench rows not found at {RB_PARTIAL}")
-def test_rewardbench_subcommand_on_the_shared_rows_marks_sections_partial(tmp_path, pairs_file, tiny_decoder_dir, capsys):
+def test_rewardbench_subcommand_on_the_shared_rows_marks_sections_partial(tmp_path, pairs_file,
+                                                                          tiny_decoder_dir, capsys):
     config = {
         "trainer": {"accelerator": "cpu", "max_steps": 1, "enable_progress_bar": False,
                     "default_root_dir": str(tmp_path / "run")},
         "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "critiques": "none", "max_length": 256, "batching": {"batch_size": 4},
+        "data": {"source": str(pairs_file), "critiques": "none", "max_length": 256,
+                 "batching": {"batch_size": 4},
                  "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
     }
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(cfg)])
     capsys.readouterr()
-    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(RB_PARTIAL), "--batch_size", "32"])
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(RB_PARTIAL),
+          "--batch_size", "32"])
     out = capsys.readouterr().out
     record = json.loads(next((tmp_path / "run").rglob("rewardbench/*.json")).read_text())
     assert len(record["rows"]) == 1403 and len({r["id"] for r in record["rows"]}) == 1403
@@ -233,10 +244,12 @@ def test_missing_critiques_fail_fast_under_require_cached(tmp_path, pairs_file, 
     dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate",
                               cache_dir=str(tmp_path / "cache"),
                               critic=CriticConfig(model=tiny_decoder_dir, backend="transformers",
-                                                  sampling=Sampling(max_new_tokens=4), cache=CachePolicy(require_cached=True)))
+                                                  sampling=Sampling(max_new_tokens=4),
+                                                  cache=CachePolicy(require_cached=True)))
     with pytest.raises(RuntimeError, match=r"9 of 9 critiques are not in .*lightning_critrm critique"):
         RewardBenchEval(source=str(rb)).prepare(dm.completion_encoder, generate=True)
-    RewardBenchCallback(source=str(rb)).fill_critiques(dm.completion_encoder)  # what the `critique` subcommand runs
+    # what the `critique` subcommand runs
+    RewardBenchCallback(source=str(rb)).fill_critiques(dm.completion_encoder)
     evaluation = RewardBenchEval(source=str(rb))
     evaluation.prepare(dm.completion_encoder, generate=True)
     assert len(evaluation.rows) == 5 and all(c and r for c, r in evaluation.critiques)
@@ -275,7 +288,8 @@ def test_fit_with_the_v2_callback_logs_rewardbench2_each_epoch_and_the_subcomman
     assert again.overall == pytest.approx(events.Scalars("rewardbench2/overall")[-1].value, abs=1e-6)
 
     capsys.readouterr()
-    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(fixture), "--version", "2"])
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(fixture), "--version",
+          "2"])
     out = capsys.readouterr().out
     assert re.search(r"^Ties\s+\d+\.\d\s+2  PARTIAL: 2/102 prompts$", out, re.M), out
     assert re.search(r"^overall\s+\d+\.\d  PARTIAL: mean of the subsets scored above$", out, re.M), out
@@ -292,7 +306,8 @@ def test_v2_critiques_every_completion_with_the_training_critic_and_a_failed_one
     class Critic(CriticBackend):  # fails on the Math prompt's third completion
         def generate(self, requests):
             asked.extend(requests)
-            return [Generation(None, "empty output") if "17 * 3 = 54." in m[0]["content"] else Generation("fine", None, 3, 1)
+            return [Generation(None,
+                    "empty output") if "17 * 3 = 54." in m[0]["content"] else Generation("fine", None, 3, 1)
                     for m in requests]
 
     fixture = REPO / "tests" / "fixtures" / "rewardbench2_rows.jsonl"
@@ -304,7 +319,8 @@ def test_v2_critiques_every_completion_with_the_training_critic_and_a_failed_one
     trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
                         default_root_dir=str(tmp_path))
     trainer.test(LengthReward(), datamodule=dm, verbose=False)
-    # 48 for the data module's own pairs (test() prepares them), then 4 + 4 + 4 + 4 + 4 + 3 + 5 completions, once each
+    # 48 for the data module's own pairs (test() prepares them), then 4 + 4 + 4 + 4 + 4 + 3 + 5 completions,
+    # once each
     assert len(asked) == 48 + 28
     logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith("rewardbench2/")}
     assert logged["rewardbench2/Math"] == 0.0 and logged["rewardbench2/rows_without_critique"] == 1.0

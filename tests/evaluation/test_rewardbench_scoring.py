@@ -9,7 +9,8 @@ def test_ties_count_as_wrong():
 
 
 def test_reasoning_is_half_math_half_mean_of_hep():
-    acc = {"math-prm": 0.9, "hep-cpp": 0.6, "hep-go": 0.7, "hep-java": 0.8, "hep-js": 0.5, "hep-python": 0.4, "hep-rust": 0.6}
+    acc = {"math-prm": 0.9, "hep-cpp": 0.6, "hep-go": 0.7, "hep-java": 0.8, "hep-js": 0.5, "hep-python": 0.4,
+           "hep-rust": 0.6}
     rows = {"math-prm": 447, **{s: 164 for s in acc if s.startswith("hep")}}
     reasoning = score_accuracies(acc, rows).sections["Reasoning"]
     # (0.9 * 984 + 164 * (0.6 + 0.7 + 0.8 + 0.5 + 0.4 + 0.6)) / (984 + 6 * 164) = 0.5 * 0.9 + 0.5 * 0.6
@@ -31,8 +32,11 @@ def test_partial_sections_are_marked_and_overall_averages_what_is_scored():
     rows = {"llmbar-natural": 100, "hep-go": 164, "hep-rust": 164}
     scores = score_accuracies(acc, rows)
     hard, reasoning = scores.sections["Chat Hard"], scores.sections["Reasoning"]
-    assert (hard.score, hard.subsets_present, hard.subsets_total, hard.rows_present, hard.rows_total) == (0.8, 1, 6, 100, 456)
-    assert reasoning.score == pytest.approx(0.5) and reasoning.rows_total == 447 + 6 * 164 and reasoning.partial
+    assert (hard.score, hard.subsets_present, hard.subsets_total, hard.rows_present, hard.rows_total) == (0.8,
+            1, 6, 100, 456)
+    assert reasoning.score == pytest.approx(0.5)
+    assert reasoning.rows_total == 447 + 6 * 164
+    assert reasoning.partial
     assert scores.sections["Chat"].score is None and scores.sections["Safety"].subsets_present == 0
     assert scores.overall == pytest.approx((0.8 + 0.5) / 2) and scores.partial
 

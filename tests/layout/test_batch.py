@@ -33,7 +33,8 @@ def test_to_moves_every_tensor_and_keeps_the_rest():
     assert moved.num_pairs == 1 and batch.input_ids.device.type == "cpu"
 
 
-# Two pairs: (chosen, rejected) = ([5 6 7 2], [5 6 9 9 2]) sharing the prompt [5 6], and ([8 2], [3 2]) sharing nothing.
+# Two pairs: (chosen, rejected) = ([5 6 7 2], [5 6 9 9 2]) sharing the prompt [5 6], and ([8 2], [3 2])
+# sharing nothing.
 SHARED = [[5, 6, 7, 2], [8, 2], [5, 6, 9, 9, 2], [3, 2]]
 SHARED_GROUPS = [[0, 2], [1, 3]]
 
@@ -73,7 +74,8 @@ def test_shared_prefix_blocks_let_each_rest_see_the_prompt_and_itself_only():
 
 
 def test_packed_shared_prefix_rows_hold_several_pairs_without_padding():
-    batch = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, pack=True, row_tokens=11, num_pairs=2)
+    batch = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, pack=True, row_tokens=11,
+                                      num_pairs=2)
     assert batch.input_ids.tolist() == [[5, 6, 7, 2, 9, 9, 2, 8, 2, 3, 2]]
     assert batch.block_ids.tolist() == [[0] * 7 + [1] * 4]
     assert batch.last_token_index.tolist() == [3, 8, 6, 10]
@@ -107,9 +109,11 @@ def test_padding_counts_in_every_layout():
 
 
 def test_attention_segments_of_shared_prefix_rows_by_hand():
-    segments = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2).attention_segments()
+    segments = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0,
+                                         num_pairs=2).attention_segments()
     assert segments == [
-        [(((0, 2), (2, 4)), 0), (((0, 2), (4, 7)), 2)],  # the second sequence leaves the prompt's outputs to the first
+        # the second sequence leaves the prompt's outputs to the first
+        [(((0, 2), (2, 4)), 0), (((0, 2), (4, 7)), 2)],
         [(((0, 2),), 0), (((2, 4),), 0)],  # nothing shared; the padding (4-7) is no segment
     ]
 

@@ -29,7 +29,8 @@ def test_left_padding_and_multiple_of_and_margin():
         torch.tensor([[3, 3, 3, 5, 6, 7], [3, 3, 3, 3, 3, 9], [3, 3, 3, 3, 5, 8], [3, 3, 9, 10, 11, 12]]),
     )
     assert_close(batch.attention_mask, (batch.input_ids != 3).long())
-    assert_close(batch.position_ids, torch.tensor([[0, 0, 0, 0, 1, 2], [0] * 6, [0, 0, 0, 0, 0, 1], [0, 0, 0, 1, 2, 3]]))
+    assert_close(batch.position_ids,
+                 torch.tensor([[0, 0, 0, 0, 1, 2], [0] * 6, [0, 0, 0, 0, 0, 1], [0, 0, 0, 1, 2, 3]]))
     assert_close(batch.first_token_index, torch.tensor([3, 11, 16, 20]))
     assert_close(batch.last_token_index, torch.tensor([5, 11, 17, 23]))
     assert_close(batch.margin, torch.tensor([1.0, 0.5]))

@@ -9,7 +9,8 @@ from lightning_critrm.layout.samplers import (
 
 def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
     lengths = [5, 100, 6, 99, 7, 98, 8, 97]
-    sampler = LengthGroupedBatchSampler(range(8), batch_size=2, drop_last=False, lengths=lengths, mega_batch_factor=None)
+    sampler = LengthGroupedBatchSampler(range(8), batch_size=2, drop_last=False, lengths=lengths,
+                                        mega_batch_factor=None)
     batches = list(sampler)
     assert sorted(i for b in batches for i in b) == list(range(8))
     assert batches[0] == [1, 3]  # the longest batch first: out-of-memory shows at step one
@@ -20,7 +21,8 @@ def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
 
 def test_length_grouping_stays_within_windows():
     lengths = list(range(12))
-    sampler = LengthGroupedBatchSampler(list(range(12)), batch_size=2, drop_last=True, lengths=lengths, mega_batch_factor=2)
+    sampler = LengthGroupedBatchSampler(list(range(12)), batch_size=2, drop_last=True, lengths=lengths,
+                                        mega_batch_factor=2)
     batches = list(sampler)
     # Windows of 4 indices: {0..3}, {4..7}, {8..11}; each sorted longest first.
     assert sorted(map(sorted, batches)) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
@@ -51,7 +53,8 @@ def test_batches_are_dealt_across_ranks_by_the_seed_alone(monkeypatch):
         return list(sampler), len(sampler)
 
     monkeypatch.setattr(LengthGroupedBatchSampler, "_replicas", lambda self: (0, 1))
-    everything = list(LengthGroupedBatchSampler(EpochShuffleSampler(10, seed=3), batch_size=2, drop_last=False,
+    everything = list(LengthGroupedBatchSampler(EpochShuffleSampler(10, seed=3), batch_size=2,
+                                                drop_last=False,
                                                 lengths=[1] * 10, mega_batch_factor=None))
     assert len(everything) == 5
     # Training: each rank the same number of steps; the fifth batch does not divide, it waits.
@@ -67,7 +70,8 @@ def test_token_budget_batches_count_padded_tokens_by_hand():
     # [100, 90] costs 2 x 2 x 100 = 400; adding 50 would cost 600. [50, 40, 30] costs 300; with 10:
     # 400, still in; with 9 it would be 500. Then [9, 8, 7, 6, 5] costs 2 x 5 x 9 = 90.
     lengths = [10, 100, 9, 50, 8, 90, 7, 40, 6, 30, 5]
-    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0, window=len(lengths))
+    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0,
+                                      window=len(lengths))
     composed = sorted(sorted(lengths[i] for i in b) for b in sampler.composed())
     assert composed == [[5, 6, 7, 8, 9], [10, 30, 40, 50], [90, 100]]
     assert all(sampler.cost(b) <= 400 for b in sampler.composed()) and len(sampler) == 3
@@ -95,7 +99,8 @@ def test_token_budget_counts_packed_tokens_and_lets_an_overlong_pair_travel_alon
 ])
 def test_token_budget_counts_one_row_per_pair_for_shared_prompt_rows(packed, expected):
     lengths = [120, 300, 60, 150, 90, 160, 100]
-    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0, packed=packed, rows=1)
+    sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0, packed=packed,
+                                      rows=1)
     assert sorted(sorted(lengths[i] for i in b) for b in sampler.composed()) == expected
 
 

@@ -9,7 +9,8 @@ CALLBACK = "ModelCheckpoint{'monitor': 'val/acc', 'mode': 'max'}"
 
 def save_last(folder, best_model_path):
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "callbacks": {CALLBACK: {"best_model_path": best_model_path}}},
+    torch.save({"state_dict": {"w": torch.zeros(2)},
+                "callbacks": {CALLBACK: {"best_model_path": best_model_path}}},
                folder / "last.ckpt")
 
 
@@ -35,10 +36,12 @@ def test_a_sharded_save_records_its_best_in_its_metadata_file(tmp_path):
     (lambda folder: None, "last", "--ckpt_path last: no .*last.ckpt; train first"),
     (lambda folder: None, "best", "--ckpt_path best: no .*last.ckpt; train first"),
     (lambda folder: save_last(folder, ""), "best", "records no best checkpoint.*use --ckpt_path last"),
-    (lambda folder: save_last(folder, "/gone/step1.ckpt"), "best", "names /gone/step1.ckpt as the best checkpoint, which is gone"),
+    (lambda folder: save_last(folder, "/gone/step1.ckpt"), "best", "names /gone/step1.ckpt as the best "
+                                                                   "checkpoint, which is gone"),
     (lambda folder: None, "nowhere.ckpt", "--ckpt_path nowhere.ckpt: no such checkpoint"),
 ])
-def test_a_missing_checkpoint_is_named_instead_of_scoring_an_untrained_model(tmp_path, setup, ckpt_path, message):
+def test_a_missing_checkpoint_is_named_instead_of_scoring_an_untrained_model(tmp_path, setup, ckpt_path,
+                                                                             message):
     folder = tmp_path / "checkpoints"
     setup(folder)
     with pytest.raises(MissingInputError, match=message):

@@ -47,7 +47,8 @@ def trainer_rewards(cli, sequences: list[list[int]]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("pad", ["own pad token", "pads with EOS"])
-def test_the_export_loads_as_a_sequence_classifier_with_the_trainers_rewards(tmp_path, pairs_file, tiny_decoder_dir, pad):
+def test_the_export_loads_as_a_sequence_classifier_with_the_trainers_rewards(tmp_path, pairs_file,
+                                                                             tiny_decoder_dir, pad):
     backbone = tiny_decoder_dir if pad == "own pad token" else pad_is_eos_copy(tmp_path, tiny_decoder_dir)
     cfg = tiny_config(tmp_path, backbone, pairs_file)
     cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "2"])
@@ -57,16 +58,20 @@ def test_the_export_loads_as_a_sequence_classifier_with_the_trainers_rewards(tmp
     data = cli.datamodule
     sequences = [data.val_dataset[i][k] for i in range(4) for k in ("chosen_input_ids", "rejected_input_ids")]
     assert len({len(s) for s in sequences}) > 1  # padded batches: the pooling rule is exercised
-    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4,
+                               rtol=1e-4)
 
     files = {p.name for p in out.iterdir()}
-    assert "model.safetensors" in files and "README.md" in files and not any(f.endswith(".bin") for f in files)
+    assert "model.safetensors" in files
+    assert "README.md" in files
+    assert not any(f.endswith(".bin") for f in files)
     config = json.loads((out / "config.json").read_text())
     recipe = config["lightning_critrm"]
     assert recipe["critiques"] == "columns" and recipe["max_length"] == 1024
     assert "{critique}" in recipe["critique_template"]
     # Reward statistics of every validation completion, as the trainer scores them.
-    val = [data.val_dataset[i][k] for i in range(len(data.val_dataset)) for k in ("chosen_input_ids", "rejected_input_ids")]
+    val = [data.val_dataset[i][k] for i in range(len(data.val_dataset)) for k in ("chosen_input_ids",
+                                                                                  "rejected_input_ids")]
     rewards = trainer_rewards(cli, val)
     assert recipe["reward_stats"]["sequences"] == len(val) == 2 * len(data.val_dataset)
     assert recipe["reward_stats"]["mean"] == pytest.approx(rewards.mean().item(), abs=1e-5)
@@ -85,20 +90,24 @@ def test_a_lora_checkpoint_exports_merged(tmp_path, pairs_file, tiny_decoder_dir
     pytest.importorskip("peft", reason="LoRA is the optional 'lora' extra; `make test` installs it")
     cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
     config = yaml.safe_load(cfg.read_text())
-    config["model"].update(lr=1e-2, lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    config["model"].update(lr=1e-2,
+                           lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
     cfg.write_text(yaml.safe_dump(config))
     cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "3"])
-    assert "lora_B" in " ".join(torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+    assert "lora_B" in " ".join(torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt",
+                                           weights_only=True)["state_dict"])
     out = tmp_path / "merged"
     main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out)])
     from safetensors.torch import load_file
 
     assert not any("lora" in name for name in load_file(out / "model.safetensors"))
     sequences = [cli.datamodule.val_dataset[i]["chosen_input_ids"] for i in range(4)]
-    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(exported_rewards(out, sequences), trainer_rewards(cli, sequences), atol=1e-4,
+                               rtol=1e-4)
 
 
-def test_the_recipe_records_the_critic_that_keys_the_critiques_and_nothing_of_where_it_ran(tmp_path, pairs_file, tiny_decoder_dir):
+def test_the_recipe_records_the_critic_that_keys_the_critiques_and_nothing_of_where_it_ran(tmp_path,
+        pairs_file, tiny_decoder_dir):
     from lightning_critrm.critique import CriticConfig, Endpoint
     from lightning_critrm.data import PreferenceDataModule
     from lightning_critrm.model import CritiqueRewardModel
@@ -106,7 +115,8 @@ def test_the_recipe_records_the_critic_that_keys_the_critiques_and_nothing_of_wh
 
     critic = CriticConfig(backend="openai", model="served-critic",
                           endpoint=Endpoint(base_url="http://10.0.0.1:8000/v1", api_key_env="SECRET_KEY_VAR"))
-    data = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate", critic=critic,
+    data = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="generate",
+                                critic=critic,
                                 cache_dir=str(tmp_path / "cache"))
     recipe = recipe_of(CritiqueRewardModel(backbone=tiny_decoder_dir), data)
     assert recipe["critic"]["model"] == "served-critic" and recipe["critic"]["template"] == critic.template
@@ -119,14 +129,19 @@ def test_the_model_card_says_what_the_model_reads():
     from lightning_critrm.model.export import model_card
     from lightning_critrm.prompts import CritiqueFormat
 
-    recipe = {"backbone": "b", "critiques": "none", "max_length": 256, "critique_template": CritiqueFormat().template,
+    recipe = {"backbone": "b", "critiques": "none", "max_length": 256,
+              "critique_template": CritiqueFormat().template,
               "critique_template_version": "v", "critic": None, "reward_stats": None}
     plain = model_card(recipe, "LlamaForSequenceClassification")
     assert "without critiques" in plain and "critique" not in plain.replace("without critiques", "")
-    reading = model_card({**recipe, "critiques": "columns", "reward_stats": {"mean": 0.5, "std": 2.0, "sequences": 8}},
+    reading = model_card({**recipe, "critiques": "columns",
+                          "reward_stats": {"mean": 0.5, "std": 2.0, "sequences": 8}},
                          "LlamaForSequenceClassification")
-    assert "reading a critique of each completion" in reading and '{"role": "critique", "content": critique}' in reading
-    assert json.dumps(CritiqueFormat().template) in reading and "mean 0.5000" in reading and "deviation 2.0000" in reading
+    assert "reading a critique of each completion" in reading
+    assert '{"role": "critique", "content": critique}' in reading
+    assert json.dumps(CritiqueFormat().template) in reading
+    assert "mean 0.5000" in reading
+    assert "deviation 2.0000" in reading
 
 
 def test_export_without_reward_stats_reads_no_data(tmp_path, pairs_file, tiny_decoder_dir):
@@ -134,5 +149,6 @@ def test_export_without_reward_stats_reads_no_data(tmp_path, pairs_file, tiny_de
     main(["fit", "--config", str(cfg), "--trainer.max_steps", "1"])
     pairs_file.unlink()  # the data is gone: only the checkpoint and the config remain
     out = tmp_path / "exported"
-    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out), "--reward_stats", "false"])
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out), "--reward_stats",
+          "false"])
     assert json.loads((out / "config.json").read_text())["lightning_critrm"]["reward_stats"] is None

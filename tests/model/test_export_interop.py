@@ -29,7 +29,8 @@ TEMPLATES = {
     ),
 }
 PROMPTS = ["What is 12 + 30?", "Name a prime number larger than ten, and say why it is prime."]
-COMPLETIONS = ["42.", "The answer is 43, I think.", "Thirteen: no divisor between 2 and 12 divides it evenly."]
+COMPLETIONS = ["42.", "The answer is 43, I think.",
+               "Thirteen: no divisor between 2 and 12 divides it evenly."]
 CRITIQUES = ["Correct.", "Wrong: 12 + 30 is 42, not 43.", "Right, and the reason given is the definition."]
 TRANSFORMERS4 = REPO / ".venv" / "transformers4"
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -92,7 +93,8 @@ def exported(tmp_path_factory, backbone: str, template: str, critiques: bool) ->
     with torch.no_grad():
         rewards = module(RewardBatch.padded(sequences, pad_token_id=tokenizer.pad_token_id))
     recipe = {"backbone": backbone, "critiques": "columns" if critiques else "none", "max_length": 256,
-              "critique_template": CritiqueFormat().template, "critique_template_version": CritiqueFormat().version}
+              "critique_template": CritiqueFormat().template,
+              "critique_template_version": CritiqueFormat().version}
     out = tmp_path_factory.mktemp("exports") / f"{template}-{'critique' if critiques else 'plain'}"
     export_reward_model(module.reward_model, backbone, tokenizer, formatter.chat_template, out, recipe)
     return out, rewards
@@ -154,7 +156,8 @@ def test_the_export_reads_the_same_in_transformers_4(exports, tmp_path):
     assert result["version"].startswith("4.51")
     for (case, (_, expected)), got in zip(exports.items(), result["rewards"]):
         for side in ("left", "right"):
-            torch.testing.assert_close(torch.tensor(got[side]), expected, atol=1e-3, rtol=0, msg=f"{case} {side}")
+            torch.testing.assert_close(torch.tensor(got[side]), expected, atol=1e-3, rtol=0,
+                                       msg=f"{case} {side}")
         assert got["input_names"] == ["input_ids", "attention_mask"]
 
 
@@ -166,7 +169,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 out = {"version": transformers.__version__, "rewards": []}
 for job in json.load(sys.stdin):
     tokenizer = AutoTokenizer.from_pretrained(job["folder"])
-    model = AutoModelForSequenceClassification.from_pretrained(job["folder"], torch_dtype=torch.float32).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(job["folder"], torch_dtype=torch.float32)
+    model.eval()
     texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in job["conversations"]]
     got = {"input_names": list(tokenizer.model_input_names)}
     for side in ("left", "right"):
@@ -185,7 +189,8 @@ def test_vllm_pooling_runner_serves_the_trainers_rewards(exports, tmp_path):
     script.write_text(READ_WITH_VLLM)
     jobs = [{"folder": str(folder), "conversations": conversations(critiques)}
             for (_, critiques), (folder, _) in exports.items()]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+           "VLLM_LOGGING_LEVEL": "WARNING"}
     done = subprocess.run([sys.executable, str(script)], input=json.dumps(jobs), env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -205,7 +210,8 @@ def main():
     for job in json.load(sys.stdin):
         tokenizer = AutoTokenizer.from_pretrained(job["folder"])
         texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in job["conversations"]]
-        llm = LLM(model=job["folder"], runner="pooling", dtype="float32", max_model_len=512, enforce_eager=True)
+        llm = LLM(model=job["folder"], runner="pooling", dtype="float32", max_model_len=512,
+                  enforce_eager=True)
         outputs = llm.classify(texts, use_tqdm=False)
         out.append([o.outputs.probs[0] for o in outputs])
         del llm
@@ -226,7 +232,8 @@ def test_the_model_cards_snippet_gives_the_trainers_reward(exports):
         card = (folder / "README.md").read_text()
         code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
         messages = conversations(critiques)[0]
-        scope = {"folder": str(folder), "prompt": messages[0]["content"], "completion": messages[1]["content"],
+        scope = {"folder": str(folder), "prompt": messages[0]["content"],
+                 "completion": messages[1]["content"],
                  "critique": messages[2]["content"] if critiques else None}
         exec(code, scope)
         assert scope["reward"] == pytest.approx(expected[0].item(), abs=1e-3), (template, critiques)

@@ -42,7 +42,8 @@ def config(tmp_path, tiny_decoder_dir):
                 **trainer,
             },
             "model": {"backbone": tiny_decoder_dir, "lr": 1e-3, "lr_scheduler": CONSTANT_LR, **(model or {})},
-            "data": {"source": str(pairs), "batching": {"batch_size": 2, "eval_batch_size": 3}, "val_fraction": 0.25,
+            "data": {"source": str(pairs), "batching": {"batch_size": 2, "eval_batch_size": 3},
+                     "val_fraction": 0.25,
                      "cache_dir": str(tmp_path / "cache")},
         }
         path = tmp_path / f"{name}.yaml"
@@ -71,7 +72,8 @@ def test_fsdp2_shards_parameters_matches_one_process_and_resumes(tmp_path, confi
     from torch.distributed.checkpoint import FileSystemReader
 
     fit(config("fsdp2"), full_state_dict=tmp_path / "fsdp2.pt")
-    fit(config("single", devices=1, strategy="auto", accumulate_grad_batches=2), full_state_dict=tmp_path / "single.pt")
+    fit(config("single", devices=1, strategy="auto", accumulate_grad_batches=2),
+        full_state_dict=tmp_path / "single.pt")
     sharded, single = val_losses(tmp_path / "fsdp2"), val_losses(tmp_path / "single")
     assert sorted(sharded) == [3, 7]  # validated at the end of each epoch (steps 4 and 8)
     assert sharded[7] < 0.3  # it learned: the critiques state the verdict (chance: 0.693)
@@ -90,7 +92,8 @@ def test_fsdp2_shards_parameters_matches_one_process_and_resumes(tmp_path, confi
     metadata = FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
     embed = next(v for k, v in metadata.items() if k.endswith("embed_tokens.weight") and "optimizer" not in k)
     rows = embed.size[0]
-    assert [(c.offsets[0], c.sizes[0]) for c in embed.chunks] == [(0, (rows + 1) // 2), ((rows + 1) // 2, rows // 2)]
+    assert [(c.offsets[0], c.sizes[0]) for c in embed.chunks] == [(0, (rows + 1) // 2),
+                                                                  ((rows + 1) // 2, rows // 2)]
 
     # The sharded checkpoint exports (consolidated without a process group) to the same weights.
     from safetensors.torch import load_file

@@ -45,6 +45,9 @@ def test_only_adapters_and_head_train_and_checkpoints_hold_only_them(tmp_path, p
     assert set(saved) == trainable  # adapters and head only
 
     # A fresh model reads the frozen weights from the backbone and the rest from the checkpoint.
-    metrics = [trainer(1).validate(m, datamodule(tmp_path, pairs_file, tiny_decoder_dir), ckpt_path=ckpt, verbose=False)[0]
-               for m, ckpt in ((model, None), (CritiqueRewardModel(backbone=tiny_decoder_dir, lora=SETTINGS), str(path)))]
+    metrics = [trainer(1).validate(m, datamodule(tmp_path, pairs_file, tiny_decoder_dir), ckpt_path=ckpt,
+                                   verbose=False)[0]
+               for m,
+               ckpt in ((model, None),
+                        (CritiqueRewardModel(backbone=tiny_decoder_dir, lora=SETTINGS), str(path)))]
     assert metrics[0]["val/loss"] == pytest.approx(metrics[1]["val/loss"], abs=1e-6)

@@ -41,7 +41,8 @@ def test_overfits_a_handful_of_pairs_to_accuracy_one(tmp_path, pairs_file, tiny_
     # Critiques off: the model must tell "42." from "43." itself. A swapped chosen/rejected
     # order, or a reward read at the wrong token, cannot reach 1.0 here.
     L.seed_everything(0)
-    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, critiques="none", max_train_pairs=6, max_val_pairs=6)
+    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, critiques="none", max_train_pairs=6,
+                    max_val_pairs=6)
     model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=3e-3, lr_scheduler=ConstantLR)
     trainer(60).fit(model, dm)
     dm.val_dataset = dm.train_dataset  # score exactly the pairs it trained on
@@ -58,7 +59,8 @@ def test_overfits_a_handful_of_pairs_to_accuracy_one(tmp_path, pairs_file, tiny_
         with torch.no_grad():
             r_good, r_bad = (
                 model(RewardBatch.padded([ids], pad_token_id=0)).item()
-                for ids in (dm.formatter.encode(prompt, row[k], None).input_ids for k in ("chosen", "rejected"))
+                for ids in (dm.formatter.encode(prompt, row[k], None).input_ids for k in ("chosen",
+                                                                                          "rejected"))
             )
         assert r_good > r_bad
 
@@ -80,9 +82,11 @@ def test_bf16_mixed_runs_the_backbone_in_bf16_and_keeps_the_head_fp32(tmp_path, 
     class Spy(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             if not seen:  # hook once, after configure_model built the backbone
-                module.backbone.layers[0].mlp.up_proj.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+                module.backbone.layers[0].mlp.up_proj.register_forward_hook(lambda m, i,
+                                                                            out: seen.append(out.dtype))
 
-    trainer(2, precision="bf16-mixed", callbacks=[Spy()]).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
+    trainer(2, precision="bf16-mixed", callbacks=[Spy()]).fit(model,
+            datamodule(tmp_path, pairs_file, tiny_decoder_dir))
     assert seen and set(seen) == {torch.bfloat16}  # autocast ran the backbone's matmuls in bf16
     assert model.score.weight.dtype == torch.float32
     assert torch.isfinite(model.score.weight).all()
@@ -100,7 +104,8 @@ def test_bf16_true_trains_with_a_bf16_head_and_fp32_rewards(tmp_path, pairs_file
 
 
 @pytest.mark.parametrize("checkpointing, calls_per_step", [(False, 1), (True, 2)])
-def test_gradient_checkpointing_recomputes_layers_in_backward(tmp_path, pairs_file, tiny_decoder_dir, checkpointing, calls_per_step):
+def test_gradient_checkpointing_recomputes_layers_in_backward(tmp_path, pairs_file, tiny_decoder_dir,
+                                                              checkpointing, calls_per_step):
     model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=1e-3, gradient_checkpointing=checkpointing)
     calls = []
 
@@ -148,7 +153,8 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_the_pair(tmp_path, p
         trainer(4, callbacks=[poison]).fit(model, datamodule(tmp_path, pairs_file, tiny_decoder_dir))
     step, pair = poison.seen_ids[2]
     assert step == 2
-    assert f"non-finite loss or reward at step 2 (epoch 0); training pairs [{pair}] of data.source" in str(error.value)
+    assert (f"non-finite loss or reward at step 2 (epoch 0); training pairs [{pair}] of data.source"
+            in str(error.value))
     assert all(torch.isfinite(p).all() for p in model.parameters())  # no update was made from it
 
 

@@ -17,7 +17,8 @@ def test_positions_for_right_and_left_padding():
 
 def test_pooling_reads_the_layout_not_the_pad_id_when_pad_equals_eos():
     eos = 2
-    batch = RewardBatch.padded([[5, eos, 6, eos], [7, eos]], pad_token_id=eos)  # row 2: real EOS, then EOS padding
+    # row 2: real EOS, then EOS padding
+    batch = RewardBatch.padded([[5, eos, 6, eos], [7, eos]], pad_token_id=eos)
     hidden = batch.input_ids.unsqueeze(-1).float() * 10 + torch.arange(4).view(1, 4, 1)  # [B, T, 1]
     assert_close(gather_hidden(hidden, reward_positions(batch, "last")), torch.tensor([[23.0], [21.0]]))
     assert_close(gather_hidden(hidden, reward_positions(batch, "first")), torch.tensor([[50.0], [70.0]]))

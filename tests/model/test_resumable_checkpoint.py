@@ -16,7 +16,8 @@ from tests.conftest import REPO
 def test_sigterm_saves_last_checkpoint_that_resumes(tmp_path, pairs_file, tiny_decoder_dir):
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "max_steps": 100000, "log_every_n_steps": 1, "enable_progress_bar": False,
+        "trainer": {"accelerator": "cpu", "max_steps": 100000, "log_every_n_steps": 1,
+                    "enable_progress_bar": False,
                     "limit_val_batches": 0, "default_root_dir": str(tmp_path / "run")},
         "model": {"backbone": tiny_decoder_dir},
         "data": {"source": str(pairs_file), "batching": {"batch_size": 2}, "val_fraction": 0.25,
@@ -26,7 +27,8 @@ def test_sigterm_saves_last_checkpoint_that_resumes(tmp_path, pairs_file, tiny_d
     cfg.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "lightning_critrm", "fit", "--config", str(cfg)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     try:
         deadline = time.time() + 120
         while not list((tmp_path / "run").rglob("events.out.tfevents.*")):  # training has started
@@ -56,11 +58,13 @@ def kill_config(tmp_path, pairs_file, backbone, name: str, num_workers: int, kil
     checkpoint after every step."""
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "max_steps": 9, "log_every_n_steps": 1, "enable_progress_bar": False,
+        "trainer": {"accelerator": "cpu", "max_steps": 9, "log_every_n_steps": 1,
+                    "enable_progress_bar": False,
                     "limit_val_batches": 0, "default_root_dir": str(tmp_path / name)},
         "checkpoint": {"every_n_train_steps": 1, "monitor": None, "save_top_k": 0},
         "model": {"backbone": backbone, "lr": 1e-3},
-        "data": {"source": str(pairs_file), "batching": {"batch_size": 4, "num_workers": num_workers}, "val_fraction": 0.25,
+        "data": {"source": str(pairs_file), "batching": {"batch_size": 4, "num_workers": num_workers},
+                 "val_fraction": 0.25,
                  "cache_dir": str(tmp_path / "cache")},
     }
     if kill_at is not None:

@@ -30,7 +30,8 @@ def test_rewards_do_not_depend_on_padding_side(request, which, pooling):
     ("tiny_decoder_dir", "left", True),
     ("tiny_encoder_dir", "right", True),  # bidirectional: the mask is needed
 ])
-def test_the_backbone_gets_a_padding_mask_only_where_attention_could_see_padding(request, which, padding_side, gets_mask):
+def test_the_backbone_gets_a_padding_mask_only_where_attention_could_see_padding(request, which, padding_side,
+                                                                                 gets_mask):
     model = built(request.getfixturevalue(which), pooling="last").eval()
     seen = []
     attention = next(m for m in model.modules() if type(m).__name__.endswith(("Attention", "SelfAttention")))
@@ -57,7 +58,8 @@ def test_head_is_named_score_and_dropout_is_off(tiny_encoder_dir):
     assert all(m.p == 0.0 for m in model.backbone.modules() if isinstance(m, torch.nn.Dropout))
     assert model.backbone.training
 
-def test_reward_model_state_dict_loads_into_a_hugging_face_sequence_classifier(tiny_decoder_dir, chat_tokenizer):
+def test_reward_model_state_dict_loads_into_a_hugging_face_sequence_classifier(tiny_decoder_dir,
+                                                                               chat_tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     model = built(tiny_decoder_dir).eval()
@@ -79,15 +81,18 @@ def pair_sequences(seed: int = 0) -> list[list[int]]:
         return torch.randint(4, 300, (n,), generator=g).tolist()
 
     prompts = [tokens(25), tokens(3), [], tokens(8)]
-    chosen = [prompts[0] + tokens(12) + [2], prompts[1] + tokens(30) + [2], tokens(6) + [2], prompts[3] + [7, 2]]
-    rejected = [prompts[0] + tokens(4) + [2], prompts[1] + tokens(2) + [2], tokens(9) + [2], prompts[3] + [7, 2, 9, 2]]
+    chosen = [prompts[0] + tokens(12) + [2], prompts[1] + tokens(30) + [2], tokens(6) + [2],
+              prompts[3] + [7, 2]]
+    rejected = [prompts[0] + tokens(4) + [2], prompts[1] + tokens(2) + [2], tokens(9) + [2],
+                prompts[3] + [7, 2, 9, 2]]
     return chosen + rejected
 
 
 LAYOUTS = {
     "padded": lambda seqs: RewardBatch.padded(seqs, pad_token_id=0, num_pairs=4),
     "packed": lambda seqs: RewardBatch.packed(seqs, pad_token_id=0, num_pairs=4),
-    "shared_prompt": lambda seqs: RewardBatch.shared_prefix(seqs, [[i, 4 + i] for i in range(4)], 0, num_pairs=4),
+    "shared_prompt": lambda seqs: RewardBatch.shared_prefix(seqs, [[i, 4 + i] for i in range(4)], 0,
+                                                            num_pairs=4),
     "shared_prompt_packed": lambda seqs: RewardBatch.shared_prefix(
         seqs, [[i, 4 + i] for i in range(4)], 0, pack=True, num_pairs=4
     ),
@@ -122,7 +127,8 @@ def test_packed_and_shared_prompt_rows_give_the_padded_rewards_and_gradients(tin
         rewards = model(batch)
         chosen, rejected = batch.split_pairs(rewards)
         (-(torch.nn.functional.logsigmoid(chosen - rejected)).mean()).backward()
-        results[name] = (rewards.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        results[name] = (rewards.detach(),
+                         {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     rewards, grads = results.pop("padded")
     assert len(grads) > 10 and rewards.abs().min() > 1e-3  # rewards that say something, gradients everywhere
     for name, (other_rewards, other_grads) in results.items():
@@ -139,7 +145,8 @@ def test_shared_prompt_refuses_an_encoder_whose_prompt_reads_the_completion(tiny
         model(batch)
 
 
-def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_not_pay(tiny_decoder_dir, monkeypatch):
+def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_not_pay(tiny_decoder_dir,
+                                                                                       monkeypatch):
     # GPUs without flash-attention: sdpa_segments falls back to sdpa with the block mask.
     model = built(tiny_decoder_dir).eval()
     reward_model = model.reward_model
@@ -158,7 +165,8 @@ def test_packed_rows_go_through_one_masked_kernel_where_the_sequence_loop_does_n
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
     for name in ("packed_one_row", "shared_prompt_one_row"):
         calls.clear()
-        with pytest.warns(UserWarning, match="attend over whole masked rows: for speed, load the backbone with flash_attention_2"):
+        with pytest.warns(UserWarning, match="attend over whole masked rows: for speed, load the backbone "
+                                             "with flash_attention_2"):
             rewards = model(LAYOUTS[name](sequences))
         assert_close(rewards, expected, atol=1e-5, rtol=1e-5, msg=name)
         assert calls == [True, True], name  # one masked call per layer, no loop over sequences
@@ -195,7 +203,8 @@ def test_eager_attention_refuses_packed_rows_whose_mask_would_grow_too_large(tin
     one_row = LAYOUTS["packed_one_row"](sequences)  # 1 x 147 tokens
     assert torch.isfinite(model(one_row)).all()  # sdpa attends each sequence alone: any row is fine
     model.reward_model.backbone.set_attn_implementation("eager")
-    with pytest.raises(InputError, match="packed rows of 147 tokens under 'eager' attention.*data.layout.row_tokens"):
+    with pytest.raises(InputError, match="packed rows of 147 tokens under 'eager' "
+                                         "attention.*data.layout.row_tokens"):
         model(one_row)
     # One shared-prompt pair per row: rows as wide, but none holds several sequences.
     unpacked = LAYOUTS["shared_prompt"](sequences)

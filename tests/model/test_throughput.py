@@ -6,12 +6,14 @@ from lightning_critrm.model.throughput import TrainingThroughput, model_flops_ut
 from tests.model.test_module import built, datamodule, trainer
 
 
-@pytest.mark.parametrize("packing, shared_prompt", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("packing, shared_prompt",
+                         [(False, False), (True, False), (False, True), (True, True)])
 def test_each_epoch_logs_real_and_processed_tokens_per_second_and_the_padded_share(
     tmp_path, pairs_file, tiny_decoder_dir, packing, shared_prompt
 ):
     L.seed_everything(0)
-    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, layout=Layout(packing=packing, shared_prompt=shared_prompt))
+    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir,
+                    layout=Layout(packing=packing, shared_prompt=shared_prompt))
     model = built(tiny_decoder_dir, lr=1e-3)
     run = trainer(-1, max_epochs=1, callbacks=[TrainingThroughput()])
     run.fit(model, dm)

@@ -8,7 +8,8 @@ from tests.conftest import REPO
 
 
 def test_fit_options_are_split_from_the_study_options():
-    own, fit = split_fit_overrides(["--config", "s.yaml", "--fit.model.lr", "1e-4", "--fit.data.max_length=128",
+    own, fit = split_fit_overrides(["--config", "s.yaml", "--fit.model.lr", "1e-4",
+                                    "--fit.data.max_length=128",
                                      "--study.sizes", "[8]"])
     assert own == ["--config", "s.yaml", "--study.sizes", "[8]"]
     assert fit == ["--model.lr", "1e-4", "--data.max_length", "128"]
@@ -18,7 +19,8 @@ def test_fit_options_are_split_from_the_study_options():
 
 def test_the_shipped_study_config_parses():
     argv, overrides = split_fit_overrides(
-        ["--config", str(REPO / "conf" / "study_mtbench.yaml"), "--study.seeds", "[3]", "--fit.model.lr", "1e-4"])
+        ["--config", str(REPO / "conf" / "study_mtbench.yaml"), "--study.seeds", "[3]", "--fit.model.lr",
+         "1e-4"])
     parser = study_parser()
     options = parser.instantiate_classes(parser.parse_args(argv))
     settings, fit = options.study, options.fit

@@ -53,13 +53,15 @@ def test_a_plateau_counts_its_start():
 
 
 def test_unsorted_input_is_sorted_by_size():
-    assert plain_pairs_reaching(0.75, [400, 100, 200], [0.8, 0.6, 0.7])[0] == pytest.approx(200 * math.sqrt(2))
+    assert plain_pairs_reaching(0.75, [400, 100, 200],
+                                [0.8, 0.6, 0.7])[0] == pytest.approx(200 * math.sqrt(2))
     points = equivalence_factors([200, 100], [0.8, 0.75], PLAIN_SIZES, PLAIN_ACC)
     assert [p.size for p in points] == [100, 200]
 
 
 def test_describe_range_marks_bounds():
-    points = [Equivalence(100, 0.75, 282.8, "="), Equivalence(200, 0.9, 400.0, ">"), Equivalence(50, 0.5, 100, "<=")]
+    points = [Equivalence(100, 0.75, 282.8, "="), Equivalence(200, 0.9, 400.0, ">"),
+              Equivalence(50, 0.5, 100, "<=")]
     assert describe_range(points) == "<= 2x to 2.83x"
     assert describe_range(points[:2]) == "> 2x to 2.83x"
     assert describe_range([Equivalence(100, 0.9, 400.0, ">")]) == "> 4x"

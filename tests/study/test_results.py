@@ -58,7 +58,8 @@ def test_the_csv_round_trips_with_rewardbench_columns(tmp_path):
     lines = text.splitlines()
     assert lines[0] == ("size,condition,seed,test_acc,test_loss,test_pairs,train_pairs,steps,wall_s,"
                         "rewardbench/overall")
-    assert lines[1:] == ["100,critiques,0,0.7,0.6,100,100,12,12.5,", "100,none,0,0.6,0.6,100,100,12,12.5,0.55"]
+    assert lines[1:] == ["100,critiques,0,0.7,0.6,100,100,12,12.5,",
+                         "100,none,0,0.6,0.6,100,100,12,12.5,0.55"]
     (tmp_path / "results.csv").write_text(text)
     back = read_results_csv(tmp_path / "results.csv")
     assert [(r.condition, r.test_acc, r.rewardbench) for r in back] == [

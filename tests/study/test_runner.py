@@ -16,7 +16,8 @@ from lightning_critrm.study.runner import (
 )
 from tests.conftest import REPO, arithmetic_rows, write_jsonl
 
-FIT = {"model": {"backbone": "x"}, "data": {"batching": {"batch_size": 4}}, "trainer": {"accumulate_grad_batches": 2}}
+FIT = {"model": {"backbone": "x"}, "data": {"batching": {"batch_size": 4}},
+       "trainer": {"accumulate_grad_batches": 2}}
 
 
 def test_runs_are_planned_smallest_first_with_steps_from_epochs_and_a_floor():
@@ -49,18 +50,23 @@ def test_pairs_per_step_count_every_process_and_each_conditions_own_batch():
     assert pairs_per_step(FIT, ["--trainer.devices", "[0, 1]"]) == 16
     assert pairs_per_step(FIT, ["--trainer.devices", "0,1,2"]) == 24
     assert pairs_per_step(FIT, ["--trainer.devices", "auto", "--trainer.accelerator", "cpu"]) == 8
-    assert pairs_per_step(FIT, ["--data.batching.batch_size", "2", "--data.batching.batch_size", "1"]) == 2  # the last one wins
+    # the last one wins
+    assert pairs_per_step(FIT, ["--data.batching.batch_size", "2", "--data.batching.batch_size", "1"]) == 2
     # A condition with its own batch size gets the steps of the same passes over the set.
     conditions = {"critiques": {"data.batching.batch_size": 2}, "none": {"data.critiques": "none"}}
-    runs = plan_runs(StudySettings(sizes=[64], seeds=[0], conditions=conditions), FIT, ["--trainer.devices", "2"])
-    assert [(r.condition, r.steps) for r in runs] == [("critiques", 8), ("none", 4)]  # 64 / (2 x 2 x 2), 64 / 16
+    runs = plan_runs(StudySettings(sizes=[64], seeds=[0], conditions=conditions), FIT,
+                     ["--trainer.devices", "2"])
+    # 64 / (2 x 2 x 2), 64 / 16
+    assert [(r.condition, r.steps) for r in runs] == [("critiques", 8), ("none", 4)]
 
 
 def test_a_token_budget_is_refused_since_steps_could_not_say_how_many_passes_a_run_makes():
     fit = {**FIT, "data": {"batching": {"batch_size": 4, "max_tokens_per_batch": 4096}}}
-    with pytest.raises(InputError, match="max_tokens_per_batch is 4096.*set data.batching.max_tokens_per_batch: null"):
+    with pytest.raises(InputError, match="max_tokens_per_batch is 4096.*set "
+                                         "data.batching.max_tokens_per_batch: null"):
         plan_runs(StudySettings(sizes=[8], seeds=[0]), fit)
-    assert plan_runs(StudySettings(sizes=[8], seeds=[0]), fit, ["--data.batching.max_tokens_per_batch", "null"])
+    assert plan_runs(StudySettings(sizes=[8], seeds=[0]), fit,
+                     ["--data.batching.max_tokens_per_batch", "null"])
 
 
 @pytest.mark.parametrize("change, message", [
@@ -104,7 +110,8 @@ def test_a_small_study_runs_end_to_end_and_resumes_without_rerunning(tmp_path, t
             "seed_everything": 0,
             "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
             "model": {"backbone": tiny_decoder_dir, "lr": 1e-3},
-            "data": {"source": str(pairs), "max_length": 64, "val_fraction": 0.25, "batching": {"batch_size": 4},
+            "data": {"source": str(pairs), "max_length": 64, "val_fraction": 0.25,
+                     "batching": {"batch_size": 4},
                      "cache_dir": str(tmp_path / "cache")},
         },
     }))
@@ -112,7 +119,8 @@ def test_a_small_study_runs_end_to_end_and_resumes_without_rerunning(tmp_path, t
     assert first.returncode == 0, first.stderr[-3000:]
     progress = [line for line in first.stdout.splitlines() if line.startswith("[")]
     assert [line.split(":")[0] for line in progress] == [
-        "[1/4] critiques n=8 seed=0", "[2/4] none n=8 seed=0", "[3/4] critiques n=16 seed=0", "[4/4] none n=16 seed=0"]
+        "[1/4] critiques n=8 seed=0", "[2/4] none n=8 seed=0", "[3/4] critiques n=16 seed=0", "[4/4] none "
+                                                                                              "n=16 seed=0"]
     lines = (out / "results.csv").read_text().splitlines()
     assert lines[0] == "size,condition,seed,test_acc,test_loss,test_pairs,train_pairs,steps,wall_s"
     assert [line.split(",")[:3] + line.split(",")[5:8] for line in lines[1:]] == [
@@ -142,4 +150,6 @@ def test_a_small_study_runs_end_to_end_and_resumes_without_rerunning(tmp_path, t
 
     # Other settings for a finished run are refused, not mixed into the curves.
     third = run_study_command(config, "--fit.data.max_val_pairs", "4")
-    assert third.returncode == 1 and third.stderr.startswith("error: ") and "made with other settings" in third.stderr
+    assert third.returncode == 1
+    assert third.stderr.startswith("error: ")
+    assert "made with other settings" in third.stderr
