@@ -39,8 +39,8 @@ def layouts(seqs: list[list[int]], max_length: int) -> dict[str, RewardBatch]:
         "padded": RewardBatch.padded(seqs, 0, num_pairs=n),
         "packed_rows_of_max_length": RewardBatch.packed(seqs, 0, row_tokens=max_length, num_pairs=n),
         "packed_one_row": RewardBatch.packed(seqs, 0, row_tokens=whole, num_pairs=n),
-        "shared": RewardBatch.shared_prefix(seqs, groups, 0, num_pairs=n),
-        "shared_rows_of_max_length": RewardBatch.shared_prefix(seqs, groups, 0, pack=True,
+        "shared": RewardBatch.shared_prompt(seqs, groups, 0, num_pairs=n),
+        "shared_rows_of_max_length": RewardBatch.shared_prompt(seqs, groups, 0, pack=True,
                                                                row_tokens=max_length,
                                                                num_pairs=n),
     }

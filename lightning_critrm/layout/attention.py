@@ -71,7 +71,7 @@ class BackboneAttention:
                 "with flash_attention_2 or set "
                 "data.layout.packing and data.layout.shared_prompt to false", stacklevel=3)
         if batch.block_ids is not None:
-            self._check_shared_prefix(batch)
+            self._check_shared_prompt(batch)
         elif not self.reads_positions:
             # Without position ids a packed row would be one long sequence attending across its parts.
             raise InputError(f"packed batches need a backbone that reads position ids; "
@@ -81,7 +81,7 @@ class BackboneAttention:
             return {"attention_mask": segment_attention.mask_stand_in(batch.input_ids),
                     "attention_segments": batch.attention_segments(), **positions}
         if batch.block_ids is not None:
-            return {"attention_mask": self._shared_prefix_mask(batch), **positions}
+            return {"attention_mask": self._shared_prompt_mask(batch), **positions}
         return {"attention_mask": None, **positions}  # transformers reads the restarting positions
 
     def _positions(self, batch: RewardBatch) -> dict[str, torch.Tensor]:
@@ -101,7 +101,7 @@ class BackboneAttention:
                 f"{WHOLE_ROW_ATTENTION_LIMIT} (e.g. data.max_length)"
             )
 
-    def _check_shared_prefix(self, batch: RewardBatch) -> None:
+    def _check_shared_prompt(self, batch: RewardBatch) -> None:
         config = self.backbone.config
         if not (self.reads_positions and self.causal):
             raise InputError(shared_prompt_refusal(self.backbone))
@@ -119,8 +119,8 @@ class BackboneAttention:
                 f"{self.implementation!r}: set data.layout.shared_prompt: false or load it with sdpa"
             )
 
-    def _shared_prefix_mask(self, batch: RewardBatch) -> torch.Tensor:
-        """The 4-D mask of a shared-prefix batch, in the form the backbone's attention takes
+    def _shared_prompt_mask(self, batch: RewardBatch) -> torch.Tensor:
+        """The 4-D mask of a shared-prompt batch, in the form the backbone's attention takes
         (transformers passes a 4-D mask through unchanged)."""
         blocks = batch.attention_blocks()
         if self.implementation in ("sdpa", segment_attention.IMPLEMENTATION):

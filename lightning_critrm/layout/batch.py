@@ -5,7 +5,7 @@ and never infers the layout from padding. Three layouts, read by the same model 
 
 * padded rows (``RewardBatch.padded``): one sequence per row;
 * packed rows (``RewardBatch.packed``): several sequences per row, no padding between them;
-* shared prefixes (``RewardBatch.shared_prefix``): sequences that start alike (a pair's prompt)
+* shared prompts (``RewardBatch.shared_prompt``): sequences that start alike (a pair's prompt)
   laid out as ``prefix | rest 1 | rest 2 ...`` with the prefix once, each rest attending to the
   prefix and to itself only (causal decoders: the prefix's hidden states do not depend on what
   follows it, so every sequence gets exactly the reward it would get alone).
@@ -48,12 +48,12 @@ class RewardBatch:
         margin             FloatTensor [P]: per-pair loss margin, or None
         ids                LongTensor [N] (sequences) or [P] (pairs): caller's index of each item,
                            so results can be matched back (dataset rows, RewardBench sequences)
-        block_ids          LongTensor [B, T] (shared-prefix layout only, else None): which group of
+        block_ids          LongTensor [B, T] (shared-prompt layout only, else None): which group of
                            sequences each token belongs to; a row's padding is a block of its own
-        branch_ids         LongTensor [B, T] (shared-prefix layout only): 0 on a group's shared
+        branch_ids         LongTensor [B, T] (shared-prompt layout only): 0 on a group's shared
                            prefix, k on the rest of its k-th sequence, -1 on padding
 
-    In the shared-prefix layout ``first_token_index`` points at the group's prefix (where the
+    In the shared-prompt layout ``first_token_index`` points at the group's prefix (where the
     sequence starts) and position ids continue after the prefix, so the position of each
     sequence's last token is its length - 1, as in the other layouts.
     """
@@ -148,7 +148,7 @@ class RewardBatch:
         )
 
     @classmethod
-    def shared_prefix(
+    def shared_prompt(
         cls,
         sequences: Sequence[Sequence[int]],
         groups: Sequence[Sequence[int]],
@@ -172,8 +172,8 @@ class RewardBatch:
         if sorted(k for g in groups for k in g) != list(range(len(sequences))) or any(not g for g in groups):
             raise ValueError(
                 f"groups must split the {len(sequences)} sequences, each in exactly one non-empty group")
-        prefixes = [shared_prefix_length([sequences[k] for k in g]) for g in groups]
-        sizes = [shared_prefix_tokens([sequences[k] for k in g]) for g in groups]
+        prefixes = [shared_prompt_length([sequences[k] for k in g]) for g in groups]
+        sizes = [shared_prompt_tokens([sequences[k] for k in g]) for g in groups]
         capacity = max(row_tokens or 0, max(sizes)) if pack else max(sizes)
         rows = _first_fit(sizes, capacity) if pack else [[g] for g in range(len(groups))]
         width = max(sum(sizes[g] for g in row) for row in rows)
@@ -253,7 +253,7 @@ class RewardBatch:
         return self.num_positions - self.num_tokens
 
     def attention_segments(self) -> list[list[Segment]]:
-        """Each row's sequences as :data:`Segment` s, for the packed and shared-prefix layouts:
+        """Each row's sequences as :data:`Segment` s, for the packed and shared-prompt layouts:
         attending within each segment, causally, is what :meth:`attention_blocks` allows."""
         width = self.input_ids.shape[1]
         rows: list[list[Segment]] = [[] for _ in range(self.input_ids.shape[0])]
@@ -280,11 +280,11 @@ class RewardBatch:
         return rows
 
     def attention_blocks(self) -> torch.Tensor:
-        """BoolTensor [B, 1, T, T] of the shared-prefix layout: query ``t`` may attend key ``s``
+        """BoolTensor [B, 1, T, T] of the shared-prompt layout: query ``t`` may attend key ``s``
         when both lie in the same block, ``s`` is not after ``t``, and ``s`` is on the prefix or on
         the same sequence's rest as ``t`` (so two completions never see each other)."""
         if self.block_ids is None or self.branch_ids is None:
-            raise ValueError("only the shared-prefix layout carries attention blocks")
+            raise ValueError("only the shared-prompt layout carries attention blocks")
         width = self.input_ids.shape[1]
         same_block = self.block_ids[:, :, None] == self.block_ids[:, None, :]
         key_branch = self.branch_ids[:, None, :]
@@ -327,7 +327,7 @@ def _check_sequences(sequences: Sequence[Sequence[int]], num_pairs: int) -> None
         raise ValueError(f"sequence {empty} of the batch is empty")
 
 
-def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+def shared_prompt_length(sequences: Sequence[Sequence[int]]) -> int:
     """Tokens every one of ``sequences`` starts with, at most the shortest one's length - 1 (each
     keeps a token of its own)."""
     shortest = min(len(s) for s in sequences)
@@ -337,9 +337,9 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def shared_prefix_tokens(sequences: Sequence[Sequence[int]]) -> int:
-    """Tokens of ``sequences`` laid out as one shared-prefix group: the prefix once, then each rest."""
-    prefix = shared_prefix_length(sequences)
+def shared_prompt_tokens(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens of ``sequences`` laid out as one shared-prompt group: the prefix once, then each rest."""
+    prefix = shared_prompt_length(sequences)
     return prefix + sum(len(s) - prefix for s in sequences)
 
 

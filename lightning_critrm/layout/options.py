@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lightning_critrm.errors import InputError
-from lightning_critrm.layout.batch import PaddingSide, RewardBatch, shared_prefix_tokens
+from lightning_critrm.layout.batch import PaddingSide, RewardBatch, shared_prompt_tokens
 from lightning_critrm.layout.samplers import (
     EpochShuffleSampler,
     LengthGroupedBatchSampler,
@@ -67,7 +67,7 @@ class Layout:
         row_tokens = self.row_tokens or sum(len(s) for s in sequences)
         if self.shared_prompt:
             groups = groups if groups is not None else [[k] for k in range(len(sequences))]
-            return RewardBatch.shared_prefix(sequences, groups, pad_token_id, self.packing, row_tokens,
+            return RewardBatch.shared_prompt(sequences, groups, pad_token_id, self.packing, row_tokens,
                                              **fields)
         if self.packing:
             return RewardBatch.packed(sequences, pad_token_id, row_tokens, **fields)
@@ -77,7 +77,7 @@ class Layout:
     def group_tokens(self, sequences: Sequence[Sequence[int]]) -> int:
         """Tokens a group of sequences lays out as one unit: the prompt once under ``shared_prompt``."""
         if self.shared_prompt:
-            return shared_prefix_tokens(sequences)
+            return shared_prompt_tokens(sequences)
         return max(len(s) for s in sequences)
 
     def for_scoring(self) -> "Layout":
@@ -126,12 +126,12 @@ class Batching:
         if not train:
             size = self.eval_batch_size or self.batch_size
             return LengthGroupedBatchSampler(range(pairs), size, False, lengths,
-                                             mega_batch_factor=None if grouped else 1, uneven="pad")
+                                             window_batches=None if grouped else 1, uneven="pad")
         if self.max_tokens_per_batch is not None:
             window = 50 * self.batch_size if grouped else None
             return TokenBudgetBatchSampler(pairs, self.max_tokens_per_batch, lengths, seed,
-                                           packed=layout.packing, window=window,
+                                           packed=layout.packing, window_pairs=window,
                                            rows=1 if layout.shared_prompt else 2)
         # A window of one batch keeps the random composition: grouping off.
         return LengthGroupedBatchSampler(EpochShuffleSampler(pairs, seed), self.batch_size, False, lengths,
-                                         mega_batch_factor=50 if grouped else 1, uneven="drop")
+                                         window_batches=50 if grouped else 1, uneven="drop")

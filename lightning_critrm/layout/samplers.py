@@ -41,9 +41,9 @@ class LengthGroupedBatchSampler(BatchSampler):
     """Batches of similar length, so little compute is spent on padding, dealt out across ranks.
 
     Indices drawn from ``sampler`` (the same random permutation on every rank for training) are
-    taken in windows of ``batch_size * mega_batch_factor``; each window is sorted by length and
+    taken in windows of ``batch_size * window_batches``; each window is sorted by length and
     cut into batches. The batch holding the longest sequence is yielded first, so running out of
-    memory shows up in the first step rather than hours in. ``mega_batch_factor=None`` sorts
+    memory shows up in the first step rather than hours in. ``window_batches=None`` sorts
     everything (evaluation).
 
     Under distributed training (``torch.distributed`` initialized) rank ``r`` of ``w`` takes
@@ -59,7 +59,7 @@ class LengthGroupedBatchSampler(BatchSampler):
         batch_size: Pairs per batch.
         drop_last: Drop a final short batch.
         lengths: Length of each dataset item (tokens of its longer sequence).
-        mega_batch_factor: Window size in batches; larger pads less but shuffles less.
+        window_batches: Window size in batches; larger pads less but shuffles less.
         uneven: ``drop`` or ``pad`` the batches that do not divide among the ranks.
     """
 
@@ -69,12 +69,12 @@ class LengthGroupedBatchSampler(BatchSampler):
         batch_size: int,
         drop_last: bool,
         lengths: Sequence[int],
-        mega_batch_factor: Optional[int] = 50,
+        window_batches: Optional[int] = 50,
         uneven: Literal["drop", "pad"] = "drop",
     ):
         super().__init__(sampler, batch_size, drop_last)
         self.lengths = lengths
-        self.mega_batch_factor = mega_batch_factor
+        self.window_batches = window_batches
         self.uneven = uneven
         # Set by ResumableDataLoader before each pass (a DataLoader with workers iterates the batch
         # sampler twice when it starts a pass).
@@ -90,7 +90,7 @@ class LengthGroupedBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         indices = list(iter(self.sampler))
-        window = len(indices) if self.mega_batch_factor is None else self.batch_size * self.mega_batch_factor
+        window = len(indices) if self.window_batches is None else self.batch_size * self.window_batches
         batches: list[list[int]] = []
         for start in range(0, len(indices), max(window, 1)):
             chunk = sorted(indices[start : start + window], key=lambda i: -self.lengths[i])
@@ -108,12 +108,12 @@ class LengthGroupedBatchSampler(BatchSampler):
         n = len(self.sampler)  # type: ignore[arg-type]
         if not self.drop_last:
             total = math.ceil(n / self.batch_size)
-        elif self.mega_batch_factor is None:
+        elif self.window_batches is None:
             total = n // self.batch_size
         else:
-            window = self.batch_size * self.mega_batch_factor
+            window = self.batch_size * self.window_batches
             full, rest = divmod(n, window)
-            total = full * self.mega_batch_factor + rest // self.batch_size
+            total = full * self.window_batches + rest // self.batch_size
         world = self._replicas()[1]
         return math.ceil(total / world) if self.uneven == "pad" else total // world
 
@@ -134,7 +134,7 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
     travels alone.
 
     The batches are composed once per run (pairs drawn in a ``seed``-shuffled order, sorted by
-    length within windows of ``window`` pairs, then cut at the budget) and each epoch shuffles
+    length within windows of ``window_pairs`` pairs, then cut at the budget) and each epoch shuffles
     their order with ``seed + epoch``: every epoch has the same number of steps, which the
     learning-rate schedule and Lightning's epoch length rely on. The heaviest batch comes first, so
     running out of memory shows in the first step; dealing across ranks and resuming mid-epoch work
@@ -146,13 +146,13 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
         lengths: Tokens of each pair (see ``rows``).
         seed: Seed of the composition and of each epoch's order.
         packed: Count tokens as packed rows hold them instead of padded ones.
-        window: Pairs sorted together; larger pads less, smaller mixes lengths more. ``None``:
+        window_pairs: Pairs sorted together; larger pads less, smaller mixes lengths more. ``None``:
             no sorting, batches cut in the shuffled order.
         rows: Rows of ``lengths[i]`` tokens at most that pair ``i`` takes: 2, or 1 for shared-prompt rows.
     """
 
     def __init__(self, n: int, max_tokens: int, lengths: Sequence[int], seed: int, packed: bool = False,
-                 window: Optional[int] = 400, rows: int = 2):
+                 window_pairs: Optional[int] = 400, rows: int = 2):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         super().__init__(EpochShuffleSampler(n, seed), batch_size=1, drop_last=False, lengths=lengths,
@@ -161,7 +161,7 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
         self.packed = packed
         self.rows = rows
         self.seed = seed
-        self.window = window
+        self.window_pairs = window_pairs
         self._composed: Optional[list[list[int]]] = None
 
     def cost(self, batch: Sequence[int]) -> int:
@@ -175,11 +175,11 @@ class TokenBudgetBatchSampler(LengthGroupedBatchSampler):
             order = torch.randperm(self.sampler.n,
                                    generator=torch.Generator().manual_seed(self.seed)).tolist()
             batches: list[list[int]] = []
-            window = max(self.window or len(order), 1)
+            window = max(self.window_pairs or len(order), 1)
             for start in range(0, len(order), window):
                 chunk = order[start : start + window]
                 current: list[int] = []
-                for i in sorted(chunk, key=lambda i: -self.lengths[i]) if self.window else chunk:
+                for i in sorted(chunk, key=lambda i: -self.lengths[i]) if self.window_pairs else chunk:
                     if current and self.cost(current + [i]) > self.max_tokens:
                         batches.append(current)
                         current = []

@@ -28,9 +28,9 @@ class CountingCritic(CriticBackend):
         out = []
         for messages in requests:
             completion = messages[0]["content"].split("[Response]\n")[1].split("\n\n[Critique]")[0]
-            out.append(Generation(None,
-                    "empty output") if completion in self.fail else Generation(f"critique of {completion}",
-                                                                               None, 10, 3))
+            failed = completion in self.fail
+            out.append(Generation(None, "empty output") if failed else Generation(f"critique of {completion}",
+                                                                                   None, 10, 3))
         return out
 
 

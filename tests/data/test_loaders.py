@@ -4,7 +4,7 @@ from lightning_critrm.layout.samplers import EpochShuffleSampler, LengthGroupedB
 
 def loader():
     sampler = LengthGroupedBatchSampler(EpochShuffleSampler(8, seed=3), batch_size=2, drop_last=False,
-                                        lengths=[1] * 8, mega_batch_factor=1)
+                                        lengths=[1] * 8, window_batches=1)
     rows = [{"text": str(i)} for i in range(8)]
     return ResumableDataLoader(IndexedDataset(rows), batch_sampler=sampler, collate_fn=lambda b: b)
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from lightning_critrm.layout.batch import RewardBatch, shared_prefix_length
+from lightning_critrm.layout.batch import RewardBatch, shared_prompt_length
 
 
 def test_split_pairs_gives_chosen_then_rejected():
@@ -40,7 +40,7 @@ SHARED_GROUPS = [[0, 2], [1, 3]]
 
 
 def test_shared_prefix_lays_each_pair_out_as_prompt_then_both_rests():
-    batch = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2)
+    batch = RewardBatch.shared_prompt(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2)
     assert batch.input_ids.tolist() == [[5, 6, 7, 2, 9, 9, 2], [8, 2, 3, 2, 0, 0, 0]]
     # positions continue after the prompt, so the rejected rest starts at 2 again
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 4], [0, 1, 0, 1, 0, 1, 2]]
@@ -53,7 +53,7 @@ def test_shared_prefix_lays_each_pair_out_as_prompt_then_both_rests():
 
 
 def test_shared_prefix_blocks_let_each_rest_see_the_prompt_and_itself_only():
-    blocks = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2).attention_blocks()
+    blocks = RewardBatch.shared_prompt(SHARED, SHARED_GROUPS, pad_token_id=0, num_pairs=2).attention_blocks()
     expected = torch.tensor([
         [[1, 0, 0, 0, 0, 0, 0],
          [1, 1, 0, 0, 0, 0, 0],
@@ -74,7 +74,7 @@ def test_shared_prefix_blocks_let_each_rest_see_the_prompt_and_itself_only():
 
 
 def test_packed_shared_prefix_rows_hold_several_pairs_without_padding():
-    batch = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0, pack=True, row_tokens=11,
+    batch = RewardBatch.shared_prompt(SHARED, SHARED_GROUPS, pad_token_id=0, pack=True, row_tokens=11,
                                       num_pairs=2)
     assert batch.input_ids.tolist() == [[5, 6, 7, 2, 9, 9, 2, 8, 2, 3, 2]]
     assert batch.block_ids.tolist() == [[0] * 7 + [1] * 4]
@@ -90,15 +90,15 @@ def test_packed_shared_prefix_rows_hold_several_pairs_without_padding():
     ([[5], [5, 6]], 0),
     ([[1, 2], [3, 2]], 0),
 ])
-def test_shared_prefix_length(sequences, expected):
-    assert shared_prefix_length(sequences) == expected
+def test_shared_prompt_length(sequences, expected):
+    assert shared_prompt_length(sequences) == expected
 
 
 def test_groups_must_split_the_sequences():
     with pytest.raises(ValueError, match="groups must split the 4 sequences"):
-        RewardBatch.shared_prefix(SHARED, [[0, 2], [1]], pad_token_id=0)
+        RewardBatch.shared_prompt(SHARED, [[0, 2], [1]], pad_token_id=0)
     with pytest.raises(ValueError, match="groups must split"):
-        RewardBatch.shared_prefix(SHARED, [[0, 2], [1, 3, 3]], pad_token_id=0)
+        RewardBatch.shared_prompt(SHARED, [[0, 2], [1, 3, 3]], pad_token_id=0)
 
 
 def test_padding_counts_in_every_layout():
@@ -109,7 +109,7 @@ def test_padding_counts_in_every_layout():
 
 
 def test_attention_segments_of_shared_prefix_rows_by_hand():
-    segments = RewardBatch.shared_prefix(SHARED, SHARED_GROUPS, pad_token_id=0,
+    segments = RewardBatch.shared_prompt(SHARED, SHARED_GROUPS, pad_token_id=0,
                                          num_pairs=2).attention_segments()
     assert segments == [
         # the second sequence leaves the prompt's outputs to the first

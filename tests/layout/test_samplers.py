@@ -10,7 +10,7 @@ from lightning_critrm.layout.samplers import (
 def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
     lengths = [5, 100, 6, 99, 7, 98, 8, 97]
     sampler = LengthGroupedBatchSampler(range(8), batch_size=2, drop_last=False, lengths=lengths,
-                                        mega_batch_factor=None)
+                                        window_batches=None)
     batches = list(sampler)
     assert sorted(i for b in batches for i in b) == list(range(8))
     assert batches[0] == [1, 3]  # the longest batch first: out-of-memory shows at step one
@@ -22,7 +22,7 @@ def test_length_grouped_batches_cover_every_index_once_and_group_by_length():
 def test_length_grouping_stays_within_windows():
     lengths = list(range(12))
     sampler = LengthGroupedBatchSampler(list(range(12)), batch_size=2, drop_last=True, lengths=lengths,
-                                        mega_batch_factor=2)
+                                        window_batches=2)
     batches = list(sampler)
     # Windows of 4 indices: {0..3}, {4..7}, {8..11}; each sorted longest first.
     assert sorted(map(sorted, batches)) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
@@ -49,13 +49,13 @@ def test_batches_are_dealt_across_ranks_by_the_seed_alone(monkeypatch):
     def batches_of(rank: int, uneven: str) -> tuple[list, int]:
         monkeypatch.setattr(LengthGroupedBatchSampler, "_replicas", lambda self: (rank, 2))
         sampler = LengthGroupedBatchSampler(EpochShuffleSampler(10, seed=3), batch_size=2, drop_last=False,
-                                            lengths=[1] * 10, mega_batch_factor=None, uneven=uneven)
+                                            lengths=[1] * 10, window_batches=None, uneven=uneven)
         return list(sampler), len(sampler)
 
     monkeypatch.setattr(LengthGroupedBatchSampler, "_replicas", lambda self: (0, 1))
     everything = list(LengthGroupedBatchSampler(EpochShuffleSampler(10, seed=3), batch_size=2,
                                                 drop_last=False,
-                                                lengths=[1] * 10, mega_batch_factor=None))
+                                                lengths=[1] * 10, window_batches=None))
     assert len(everything) == 5
     # Training: each rank the same number of steps; the fifth batch does not divide, it waits.
     assert batches_of(0, "drop") == ([everything[0], everything[2]], 2)
@@ -71,7 +71,7 @@ def test_token_budget_batches_count_padded_tokens_by_hand():
     # 400, still in; with 9 it would be 500. Then [9, 8, 7, 6, 5] costs 2 x 5 x 9 = 90.
     lengths = [10, 100, 9, 50, 8, 90, 7, 40, 6, 30, 5]
     sampler = TokenBudgetBatchSampler(len(lengths), max_tokens=400, lengths=lengths, seed=0,
-                                      window=len(lengths))
+                                      window_pairs=len(lengths))
     composed = sorted(sorted(lengths[i] for i in b) for b in sampler.composed())
     assert composed == [[5, 6, 7, 8, 9], [10, 30, 40, 50], [90, 100]]
     assert all(sampler.cost(b) <= 400 for b in sampler.composed()) and len(sampler) == 3
@@ -106,20 +106,20 @@ def test_token_budget_counts_one_row_per_pair_for_shared_prompt_rows(packed, exp
 
 def test_without_length_grouping_token_budget_batches_are_cut_in_the_shuffled_order():
     lengths = [5, 100, 6, 99, 7, 98, 8, 97]
-    sampler = TokenBudgetBatchSampler(8, max_tokens=1000, lengths=lengths, seed=2, window=None)
+    sampler = TokenBudgetBatchSampler(8, max_tokens=1000, lengths=lengths, seed=2, window_pairs=None)
     order = list(EpochShuffleSampler(8, seed=2))
     assert [i for b in sampler.composed() for i in b] == order  # consecutive runs of the shuffled order
 
 
 def test_token_budget_batches_are_the_same_every_epoch_in_another_order():
     lengths = [(i * 37) % 101 + 1 for i in range(60)]
-    sampler = TokenBudgetBatchSampler(60, max_tokens=600, lengths=lengths, seed=4, window=20)
+    sampler = TokenBudgetBatchSampler(60, max_tokens=600, lengths=lengths, seed=4, window_pairs=20)
     first = list(sampler)
     sampler.set_epoch(1)
     second = list(sampler)
     assert sorted(map(sorted, first)) == sorted(map(sorted, second)) and first != second
     assert len(first) == len(sampler)
-    again = TokenBudgetBatchSampler(60, max_tokens=600, lengths=lengths, seed=4, window=20)
+    again = TokenBudgetBatchSampler(60, max_tokens=600, lengths=lengths, seed=4, window_pairs=20)
     again.set_epoch(1)
     assert list(again) == second  # (seed, epoch) alone fix the order: a resumed run replays it
     again.skip_batches = 2

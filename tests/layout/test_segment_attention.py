@@ -12,11 +12,11 @@ SEQUENCES = [[5, 6, 7, 8, 2], [5, 6, 9, 2], [3, 2], [4, 4, 4, 2], [1, 2, 3, 4, 5
 
 @pytest.mark.parametrize("layout", [
     lambda: RewardBatch.packed(SEQUENCES, pad_token_id=0, row_tokens=12),
-    lambda: RewardBatch.shared_prefix(SEQUENCES, [[0, 1], [2, 3], [4, 5]], pad_token_id=0),
-    lambda: RewardBatch.shared_prefix(SEQUENCES, [[0, 1], [2, 3], [4, 5]], pad_token_id=0, pack=True,
+    lambda: RewardBatch.shared_prompt(SEQUENCES, [[0, 1], [2, 3], [4, 5]], pad_token_id=0),
+    lambda: RewardBatch.shared_prompt(SEQUENCES, [[0, 1], [2, 3], [4, 5]], pad_token_id=0, pack=True,
                                       row_tokens=12),
     # six rests, no prefix
-    lambda: RewardBatch.shared_prefix(SEQUENCES, [[0, 1, 2, 3, 4, 5]], pad_token_id=0),
+    lambda: RewardBatch.shared_prompt(SEQUENCES, [[0, 1, 2, 3, 4, 5]], pad_token_id=0),
 ])
 def test_segment_attention_equals_masked_attention_on_every_real_position_with_grouped_heads(layout):
     batch = layout()
@@ -68,7 +68,7 @@ def test_each_sequence_goes_to_sdpa_as_a_4d_batch(monkeypatch):
         return real(q, k, v, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
-    batch = RewardBatch.shared_prefix(SEQUENCES, [[0, 1], [2, 3], [4, 5]], pad_token_id=0)
+    batch = RewardBatch.shared_prompt(SEQUENCES, [[0, 1], [2, 3], [4, 5]], pad_token_id=0)
     query = torch.randn(batch.input_ids.shape[0], 2, batch.input_ids.shape[1], 8)
     segment_attention(nn.Module().eval(), query, query, query, None,
                       attention_segments=batch.attention_segments())

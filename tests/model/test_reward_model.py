@@ -91,14 +91,14 @@ def pair_sequences(seed: int = 0) -> list[list[int]]:
 LAYOUTS = {
     "padded": lambda seqs: RewardBatch.padded(seqs, pad_token_id=0, num_pairs=4),
     "packed": lambda seqs: RewardBatch.packed(seqs, pad_token_id=0, num_pairs=4),
-    "shared_prompt": lambda seqs: RewardBatch.shared_prefix(seqs, [[i, 4 + i] for i in range(4)], 0,
+    "shared_prompt": lambda seqs: RewardBatch.shared_prompt(seqs, [[i, 4 + i] for i in range(4)], 0,
                                                             num_pairs=4),
-    "shared_prompt_packed": lambda seqs: RewardBatch.shared_prefix(
+    "shared_prompt_packed": lambda seqs: RewardBatch.shared_prompt(
         seqs, [[i, 4 + i] for i in range(4)], 0, pack=True, num_pairs=4
     ),
     # The data module's packing default: the whole batch in one row, nothing padded.
     "packed_one_row": lambda seqs: RewardBatch.packed(seqs, pad_token_id=0, row_tokens=10**6, num_pairs=4),
-    "shared_prompt_one_row": lambda seqs: RewardBatch.shared_prefix(
+    "shared_prompt_one_row": lambda seqs: RewardBatch.shared_prompt(
         seqs, [[i, 4 + i] for i in range(4)], 0, pack=True, row_tokens=10**6, num_pairs=4
     ),
 }

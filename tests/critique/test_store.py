@@ -1,0 +1,32 @@
+import pytest
+
+from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique.config import Sampling
+from lightning_critrm.critique.store import CritiqueStore
+from lightning_critrm.errors import NotReadyError
+from tests.critique.test_fill import CountingCritic
+
+PROMPT = ({"role": "user", "content": "What is 2 + 2?"},)
+
+
+def test_a_store_generates_only_what_it_lacks_and_reads_it_back(tmp_path, tiny_decoder_dir):
+    store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
+                          backend_factory=CountingCritic)
+    items = [(PROMPT, "4"), (PROMPT, "5"), (PROMPT, "4")]  # one completion twice: generated once
+    first = store.fill(items, require_cached=False, progress=False)
+    assert (first.requested, first.generated) == (2, 2) and CountingCritic.calls == [2]
+    assert store.lookup(items) == ["critique of 4", "critique of 5", "critique of 4"]
+    again = store.fill(items + [(PROMPT, "22")], require_cached=False, progress=False)
+    assert (again.cached, again.generated) == (2, 1)
+    # 4, 5 and 3 distinct, 3 missing
+    with pytest.raises(NotReadyError, match="1 of 3 critiques are not in .* generate them first with"):
+        store.fill(items + [(PROMPT, "3")], require_cached=True, progress=False)
+
+
+def test_another_critic_shares_the_file_but_none_of_the_critiques(tmp_path, tiny_decoder_dir):
+    store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
+                          backend_factory=CountingCritic)
+    store.fill([(PROMPT, "4")], require_cached=False, progress=False)
+    other = store.with_critic(CriticConfig(model=tiny_decoder_dir, sampling=Sampling(temperature=0.7)))
+    assert other.path == store.path and other.backend_factory is CountingCritic
+    assert other.lookup([(PROMPT, "4")]) == [None] and store.lookup([(PROMPT, "4")]) == ["critique of 4"]
