@@ -110,8 +110,8 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_cha
                     "default_root_dir": str(tmp_path / "run"), "log_every_n_steps": 1},
         "model": {"backbone": tiny_decoder_dir},
         "data": {
-            "source": str(pairs_file), "batch_size": 4, "val_fraction": 0.25,
-                 "cache_dir": str(tmp_path / "cache"),
+            "source": str(pairs_file), "batching": {"batch_size": 4}, "val_fraction": 0.25,
+            "cache_dir": str(tmp_path / "cache"),
             "critiques": "generate",
             "critic": {"backend": "openai", "model": "served-critic",
                        "endpoint": {"base_url": fake_chat_server.url, "api_key_env": "LCRM_TEST_API_KEY",
