@@ -9,6 +9,11 @@ from tests.critique.test_fill import CountingCritic
 PROMPT = ({"role": "user", "content": "What is 2 + 2?"},)
 
 
+@pytest.fixture(autouse=True)
+def reset_calls():
+    CountingCritic.calls = []
+
+
 def test_a_store_generates_only_what_it_lacks_and_reads_it_back(tmp_path, tiny_decoder_dir):
     store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
                           backend_factory=CountingCritic)
