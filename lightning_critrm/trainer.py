@@ -108,7 +108,7 @@ class CritiqueRMTrainer(L.Trainer):
         log_dir = Path(self.log_dir or self.default_root_dir)  # a collective: every rank asks
         if self.is_global_zero:
             rows = evaluation.row_rewards(rewards)
-            scores = evaluation.score(rows)
+            scores = evaluation.scores(rows)
             evaluation.report(self, log_dir, scores, rows, at=at)
             print(evaluation.table(scores))
 

@@ -75,7 +75,7 @@ class Benchmark(ABC):
         """The row's completions, in the order its scoring rule reads their rewards."""
 
     @abstractmethod
-    def score(self, rewards: RowRewards) -> Any:
+    def scores(self, rewards: RowRewards) -> Any:
         """The benchmark's scores (with ``subsets``, ``overall`` and ``partial``) from every row's rewards."""
 
     @abstractmethod

@@ -12,7 +12,7 @@ from lightning_critrm.evaluation.rewardbench2_scoring import (
     SUBSET_PROMPTS,
     SUBSETS,
     RewardBench2Scores,
-    score_v2,
+    rewardbench2_scores,
 )
 
 
@@ -30,8 +30,8 @@ class RewardBench2Eval(Benchmark):
     def completions(self, row: RewardBench2Row) -> tuple[str, ...]:
         return row.completions
 
-    def score(self, rewards: RowRewards) -> RewardBench2Scores:
-        return score_v2((self.rows[i].subset, self.rows[i].id, s, self.rows[i].num_correct) for i,
+    def scores(self, rewards: RowRewards) -> RewardBench2Scores:
+        return rewardbench2_scores((self.rows[i].subset, self.rows[i].id, s, self.rows[i].num_correct) for i,
                         s in rewards)
 
     def record_row(self, row: RewardBench2Row, rewards: list[Optional[float]]) -> dict[str, Any]:

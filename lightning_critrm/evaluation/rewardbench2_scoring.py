@@ -103,7 +103,7 @@ def ties_score(prompts: Iterable[tuple[str, Sequence[float], int]]) -> float:
     )
 
 
-def score_v2(results: Iterable[tuple[str, str, Sequence[float], int]]) -> RewardBench2Scores:
+def rewardbench2_scores(results: Iterable[tuple[str, str, Sequence[float], int]]) -> RewardBench2Scores:
     """Scores from ``(subset, prompt id, scores with the correct completions first, num_correct)``
     per prompt."""
     totals: dict[str, list[float]] = {}

@@ -133,7 +133,7 @@ class RewardBenchCallback(Callback):
         if not trainer.is_global_zero:
             return None
         rows = self.eval.row_rewards(rewards)
-        self.last_scores = self.eval.score(rows)
+        self.last_scores = self.eval.scores(rows)
         self.eval.report(trainer, log_dir, self.last_scores, rows)
         return self.last_scores
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from lightning_critrm.evaluation.benchmark import Benchmark, RowRewards, TableLine
 from lightning_critrm.evaluation.rewardbench_data import HUB_NAME, RewardBenchRow, load_rewardbench
-from lightning_critrm.evaluation.rewardbench_scoring import SECTIONS, RewardBenchScores, score
+from lightning_critrm.evaluation.rewardbench_scoring import SECTIONS, RewardBenchScores, rewardbench_scores
 
 
 class RewardBenchEval(Benchmark):
@@ -28,8 +28,8 @@ class RewardBenchEval(Benchmark):
     def label(self, row: RewardBenchRow, k: int) -> str:
         return ("chosen", "rejected")[k]
 
-    def score(self, rewards: RowRewards) -> RewardBenchScores:
-        return score((self.rows[i].subset, r_c, r_r) for i, (r_c, r_r) in rewards)
+    def scores(self, rewards: RowRewards) -> RewardBenchScores:
+        return rewardbench_scores((self.rows[i].subset, r_c, r_r) for i, (r_c, r_r) in rewards)
 
     def metrics(self, scores: RewardBenchScores) -> dict[str, float]:
         values = super().metrics(scores)

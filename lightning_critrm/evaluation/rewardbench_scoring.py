@@ -68,7 +68,7 @@ def is_correct(reward_chosen: float, reward_rejected: float) -> bool:
     return reward_chosen > reward_rejected  # a tie is wrong
 
 
-def score(results: Iterable[tuple[str, float, float]]) -> RewardBenchScores:
+def rewardbench_scores(results: Iterable[tuple[str, float, float]]) -> RewardBenchScores:
     """Scores from ``(subset, reward_chosen, reward_rejected)`` per row. A row that could not be
     scored (its critique failed) comes with NaN rewards: it still counts, as wrong, so a subset's
     accuracy never rises by leaving hard rows out; ``unscored`` says how many there were."""

@@ -26,7 +26,7 @@ class BestFirst(Benchmark):
     def completions(self, row):
         return row.completions
 
-    def score(self, rewards):
+    def scores(self, rewards):
         right = [not math.isnan(r[0]) and r[0] > max(r[1:]) for _, r in rewards]
         overall = sum(right) / len(right)
         return SimpleNamespace(subsets={"all": overall}, rows={"all": len(right)}, overall=overall,
@@ -50,7 +50,7 @@ def test_rewards_go_back_to_their_rows_and_an_unscored_row_gets_nan():
     rows = bench.row_rewards({0: 2.0, 1: 1.0, 2: 0.0, 3: 5.0})
     assert rows[0] == (0, [2.0, 1.0]) and rows[2] == (2, [0.0, 5.0])
     assert rows[1][0] == 1 and all(math.isnan(v) for v in rows[1][1]) and len(rows[1][1]) == 3
-    assert bench.score(rows).overall == pytest.approx(1 / 3)  # a right, b unscored, c wrong
+    assert bench.scores(rows).overall == pytest.approx(1 / 3)  # a right, b unscored, c wrong
     assert bench.source == "hub/bestfirst"
 
 
@@ -61,7 +61,7 @@ def test_every_sequence_must_be_scored_once():
 
 def test_the_table_prints_percentages_and_leaves_out_counts_it_lacks():
     bench = prepared()
-    table = bench.table(bench.score(bench.row_rewards({0: 2.0, 1: 1.0, 2: 0.0, 3: 5.0})))
+    table = bench.table(bench.scores(bench.row_rewards({0: 2.0, 1: 1.0, 2: 0.0, 3: 5.0})))
     assert table.splitlines() == [
         f"{'subset':<28} {'score':>8} {'rows':>6}",
         f"{'all':<28} {'33.3':>8} {3:>6}",

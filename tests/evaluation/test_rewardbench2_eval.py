@@ -8,7 +8,7 @@ def test_the_table_lists_every_v2_subset_marking_the_missing_ones():
     bench.rows = [SimpleNamespace(id="1", subset="Math", num_correct=1),
                   SimpleNamespace(id="2", subset="Math", num_correct=1)]
     # best-of-4: 1, then a 2-way tie: 1/2
-    scores = bench.score([(0, [3.0, 1.0, 2.0, 0.0]), (1, [2.0, 2.0, 1.0, 0.0])])
+    scores = bench.scores([(0, [3.0, 1.0, 2.0, 0.0]), (1, [2.0, 2.0, 1.0, 0.0])])
     lines = bench.table(scores).splitlines()
     assert lines[0] == f"{'subset':<28} {'score':>8} {'prompts':>7}"
     math_line = next(line for line in lines if line.startswith("Math"))

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lightning_critrm.evaluation.rewardbench2_scoring import best_of_n, score_v2, ties_score
+from lightning_critrm.evaluation.rewardbench2_scoring import best_of_n, rewardbench2_scores, ties_score
 
 
 @pytest.mark.parametrize("scores, expected", [
@@ -41,7 +41,7 @@ def test_ties_where_correct_answers_score_alike_divide_as_numpy_does():
 
 def test_overall_is_the_unweighted_mean_of_the_subsets_and_unscored_prompts_count_zero():
     nan = float("nan")
-    scores = score_v2([
+    scores = rewardbench2_scores([
         ("Math", "1", [2.0, 1.0, 1.0, 1.0], 1), ("Math", "2", [1.0, 1.0, 0.0, 0.0], 1),  # 1 and 1/2
         ("Focus", "3", [0.0, 1.0, 0.0, 0.0], 1), ("Focus", "4", [nan, nan, nan, nan], 1),  # 0 and not scored
         ("Ties", "ref:1", [3.0, 1.0, 0.0], 1), ("Ties", "tied:1", [5.0, 4.0, 1.0], 2),

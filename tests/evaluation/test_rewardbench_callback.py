@@ -109,7 +109,7 @@ def test_a_row_whose_critique_failed_counts_as_wrong_and_is_shown(tmp_path, pair
     assert record["without_critique_counted_wrong"] == ["2"] and len(record["rows"]) == 5
     row2 = next(r for r in record["rows"] if r["id"] == "2")
     assert row2["reward_chosen"] is None and row2["reward_rejected"] is None
-    table = callback.eval.table(callback.eval.score(callback.eval.row_rewards(
+    table = callback.eval.table(callback.eval.scores(callback.eval.row_rewards(
         {i: v for i, v in enumerate([7.0, 1.0, 1.0, 7.0, 7.0, 1.0, 1.0, 1.0])})))
     assert "  hep-go                         33.3      3  (1 without critique, counted wrong)" in table
     assert table.endswith("1 row(s) had no critique (its generation failed) and count as wrong")
@@ -282,9 +282,9 @@ def test_fit_with_the_v2_callback_logs_rewardbench2_each_epoch_and_the_subcomman
     record = json.loads(records[-1].read_text())
     assert [len(r["scores"]) for r in record["rows"]] == [4, 4, 4, 4, 4, 3, 5]  # every completion scored once
     # The record's scores give the logged numbers through the official rules.
-    from lightning_critrm.evaluation.rewardbench2_scoring import score_v2
+    from lightning_critrm.evaluation.rewardbench2_scoring import rewardbench2_scores
 
-    again = score_v2((r["subset"], r["id"], r["scores"], r["num_correct"]) for r in record["rows"])
+    again = rewardbench2_scores((r["subset"], r["id"], r["scores"], r["num_correct"]) for r in record["rows"])
     assert again.overall == pytest.approx(events.Scalars("rewardbench2/overall")[-1].value, abs=1e-6)
 
     capsys.readouterr()

@@ -10,7 +10,7 @@ def test_one_table_line_per_section_then_its_subsets_with_partial_ones_marked():
                   s in enumerate(["hep-go", "hep-go", "hep-go", "donotanswer"])]
     # right, wrong, unscored, tie
     rewards = [(0, [2.0, 1.0]), (1, [1.0, 2.0]), (2, [math.nan, math.nan]), (3, [1.0, 1.0])]
-    lines = bench.table(bench.score(rewards)).splitlines()
+    lines = bench.table(bench.scores(rewards)).splitlines()
     assert lines[0] == f"{'section / subset':<28} {'accuracy':>8} {'rows':>6}"
     assert f"{'  hep-go':<28} {'33.3':>8} {3:>6}  (1 without critique, counted wrong)" in lines
     assert f"{'  donotanswer':<28} {'0.0':>8} {1:>6}" in lines  # a tie is wrong

@@ -1,10 +1,16 @@
 import pytest
 
-from lightning_critrm.evaluation.rewardbench_scoring import SECTIONS, SUBSET_ROWS, score, score_accuracies
+from lightning_critrm.evaluation.rewardbench_scoring import (
+    SECTIONS,
+    SUBSET_ROWS,
+    rewardbench_scores,
+    score_accuracies,
+)
 
 
 def test_ties_count_as_wrong():
-    scores = score([("hep-go", 1.0, 1.0), ("hep-go", 2.0, 1.0), ("hep-go", 0.5, 0.7), ("hep-go", 3.0, -1.0)])
+    scores = rewardbench_scores([("hep-go", 1.0, 1.0), ("hep-go", 2.0, 1.0), ("hep-go", 0.5, 0.7),
+                                 ("hep-go", 3.0, -1.0)])
     assert scores.subsets["hep-go"] == 0.5 and scores.rows["hep-go"] == 4
 
 
@@ -51,8 +57,8 @@ def test_overall_is_the_mean_of_four_complete_sections():
 
 def test_rows_without_rewards_count_as_wrong_and_are_counted():
     nan = float("nan")
-    scores = score([("hep-go", 2.0, 1.0), ("hep-go", 2.0, 1.0), ("hep-go", 1.0, 2.0), ("hep-go", nan, nan),
-                    ("hep-cpp", 3.0, 0.0)])
+    scores = rewardbench_scores([("hep-go", 2.0, 1.0), ("hep-go", 2.0, 1.0), ("hep-go", 1.0, 2.0),
+                                 ("hep-go", nan, nan), ("hep-cpp", 3.0, 0.0)])
     assert scores.subsets == {"hep-go": 0.5, "hep-cpp": 1.0} and scores.rows == {"hep-go": 4, "hep-cpp": 1}
     assert scores.unscored == {"hep-go": 1}
     assert scores.sections["Reasoning"].score == pytest.approx(0.75)  # (0.5 * 164 + 1.0 * 164) / 328
