@@ -90,8 +90,8 @@ def score(
     critiques = _critiques(recipe, rows, items, Path(cache_dir) if cache_dir else cache_root(), endpoint)
 
     sequences: list[Optional[list[int]]] = [
-        None if critique_format is not None and critique is None else formatter.encode(prompt, completion,
-                                                                                       critique).input_ids
+        None if critique_format is not None and critique is None
+        else formatter.encode(prompt, completion, critique).input_ids
         for (prompt, completion), critique in zip(items, critiques)
     ]
     if device == "auto":

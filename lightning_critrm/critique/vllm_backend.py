@@ -69,11 +69,11 @@ class VLLMCritic(CriticBackend):
         ]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            outputs = self.llm.generate([{"prompt_token_ids": ids[i]} for i in todo], self.sampling,
-                                        use_tqdm=False)
+            prompts = [{"prompt_token_ids": ids[i]} for i in todo]
+            outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
             for i, o in zip(todo, outputs):
-                results[i] = finished(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids),
-                                      limit)
+                out = o.outputs[0]
+                results[i] = finished(out.text, len(o.prompt_token_ids), len(out.token_ids), limit)
         return results  # type: ignore[return-value]
 
     def close(self) -> None:

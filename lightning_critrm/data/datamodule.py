@@ -347,17 +347,17 @@ class PreferenceDataModule(L.LightningDataModule):
         if not self.layout.shared_prompt:
             return list(dataset["length"])
         chunks = dataset.select_columns(["chosen_input_ids", "rejected_input_ids"]).iter(batch_size=1024)
-        return [self.layout.group_tokens(pair) for c in chunks for pair in zip(c["chosen_input_ids"],
-                                                                               c["rejected_input_ids"])]
+        return [self.layout.group_tokens(pair)
+                for c in chunks for pair in zip(c["chosen_input_ids"], c["rejected_input_ids"])]
 
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
-        if trainer is not None and trainer.training and isinstance(trainer.train_dataloader,
-                                                                   ResumableDataLoader):
-            trainer.train_dataloader.batches_consumed += 1
+        loader = trainer.train_dataloader if trainer is not None and trainer.training else None
+        if isinstance(loader, ResumableDataLoader):
+            loader.batches_consumed += 1
         return batch
 
     def train_dataloader(self) -> DataLoader:

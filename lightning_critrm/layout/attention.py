@@ -105,8 +105,8 @@ class BackboneAttention:
         config = self.backbone.config
         if not (self.reads_positions and self.causal):
             raise InputError(shared_prompt_refusal(self.backbone))
-        window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window",
-                                                                    True) else None
+        sliding = getattr(config, "use_sliding_window", True)
+        window = getattr(config, "sliding_window", None) if sliding else None
         if window and batch.input_ids.shape[1] > window:
             raise InputError(
                 f"data.layout.shared_prompt: rows of {batch.input_ids.shape[1]} tokens exceed the backbone's "

@@ -65,14 +65,13 @@ class Layout:
         Packed without a row size, one row holds the whole batch, so nothing is padded."""
         fields = {"num_pairs": num_pairs, "margin": margin, "ids": ids}
         row_tokens = self.row_tokens or sum(len(s) for s in sequences)
+        pad = pad_token_id
         if self.shared_prompt:
             groups = groups if groups is not None else [[k] for k in range(len(sequences))]
-            return RewardBatch.shared_prompt(sequences, groups, pad_token_id, self.packing, row_tokens,
-                                             **fields)
+            return RewardBatch.shared_prompt(sequences, groups, pad, self.packing, row_tokens, **fields)
         if self.packing:
-            return RewardBatch.packed(sequences, pad_token_id, row_tokens, **fields)
-        return RewardBatch.padded(sequences, pad_token_id, self.padding_side, self.pad_to_multiple_of,
-                                  **fields)
+            return RewardBatch.packed(sequences, pad, row_tokens, **fields)
+        return RewardBatch.padded(sequences, pad, self.padding_side, self.pad_to_multiple_of, **fields)
 
     def group_tokens(self, sequences: Sequence[Sequence[int]]) -> int:
         """Tokens a group of sequences lays out as one unit: the prompt once under ``shared_prompt``."""

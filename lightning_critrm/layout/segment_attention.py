@@ -58,8 +58,8 @@ def segment_attention(
     rows = []
     # Rows and columns are cut with unbind/split, not indexing: their backward writes each gradient
     # once, where every indexed slice would allocate (and zero) a gradient of the whole tensor.
-    for segments, q_row, k_row, v_row in zip(attention_segments, query.unbind(0), key.unbind(0),
-                                             value.unbind(0)):
+    rows_qkv = zip(query.unbind(0), key.unbind(0), value.unbind(0))
+    for segments, (q_row, k_row, v_row) in zip(attention_segments, rows_qkv):
         cuts = sorted({0, width} | {c for ranges, _ in segments for span in ranges for c in span})
         spans = list(zip(cuts, cuts[1:]))
         sizes = [end - start for start, end in spans]

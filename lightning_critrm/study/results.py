@@ -114,8 +114,9 @@ def equivalence_report(results: Sequence[RunResult], baseline: str) -> dict:
     return report
 
 
-def _per_seed_factors(results: Sequence[RunResult], condition: str, baseline: str) -> dict[int,
-                                                                                           list[Equivalence]]:
+def _per_seed_factors(
+    results: Sequence[RunResult], condition: str, baseline: str
+) -> dict[int, list[Equivalence]]:
     found = {}
     for seed in sorted({r.seed for r in results}):
         seed_curves = curves([r for r in results if r.seed == seed])
