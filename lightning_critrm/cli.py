@@ -114,6 +114,7 @@ class CritiqueRMCLI(LightningCLI):
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
         super()._add_subcommands(parser, **kwargs)
         self._standalone_parsers = {}
+        # LightningCLI keeps no handle on the subcommands action; jsonargparse stores it on the parser.
         for name, (make_parser, _) in STANDALONE.items():
             self._standalone_parsers[name] = make_parser()
             parser._subcommands_action.add_subcommand(name, self._standalone_parsers[name],

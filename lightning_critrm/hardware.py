@@ -54,13 +54,13 @@ def peak_flops(device, precision: str) -> Optional[float]:
 
     if torch.device(device).type != "cuda":
         return None
-    half = torch.float16 if precision.startswith("16") else torch.float32
-    dtype = torch.bfloat16 if "bf16" in precision else half
+    dtype = (torch.bfloat16 if "bf16" in precision
+             else torch.float16 if precision.startswith("16") else torch.float32)
     name = torch.cuda.get_device_name(device).lower()
     if "h200" in name:
-        half, tf32, fp32 = (835.5e12, 417.8e12, 60.0e12) if "nvl" in name else (989.4e12, 494.7e12, 66.9e12)
+        bf16, tf32, fp32 = (835.5e12, 417.8e12, 60.0e12) if "nvl" in name else (989.4e12, 494.7e12, 66.9e12)
         if dtype != torch.float32:
-            return half  # bf16 and fp16
+            return bf16  # fp16 peaks the same
         # TF32 tensor cores unless matmuls are asked for full fp32 precision.
         return tf32 if torch.get_float32_matmul_precision() != "highest" else fp32
     from lightning.fabric.utilities.throughput import get_available_flops

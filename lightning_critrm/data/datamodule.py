@@ -121,11 +121,12 @@ class PreferenceDataModule(L.LightningDataModule):
         self.save_hyperparameters(ignore=["columns", "critic", "critique_format", "batching", "layout"])
         self.columns = _typed(ColumnMap, columns)
         self.batching, self.layout = _typed(Batching, batching), _typed(Layout, layout)
+        critique_format = _typed(CritiqueFormat, critique_format)
         self.critic = (critic or CriticConfig()) if critiques == "generate" else critic
         # Plain dicts, not dataclasses, so checkpoints load with weights_only=True. The critic
         # holds no secret: an API key is only ever named by its environment variable.
         self.hparams["columns"] = asdict(self.columns)
-        self.hparams["critique_format"] = asdict(_typed(CritiqueFormat, critique_format))
+        self.hparams["critique_format"] = asdict(critique_format)
         self.hparams["batching"] = asdict(self.batching)
         self.hparams["layout"] = asdict(self.layout)
         self.hparams["critic"] = self.critic.as_dict() if self.critic is not None else None
@@ -133,9 +134,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.critique_store = (
             CritiqueStore.for_critic(self.critic, self.cache_dir) if critiques == "generate" else None
         )
-        self.critique_format = (
-            _typed(CritiqueFormat, critique_format) if critiques != "none" else None
-        )
+        self.critique_format = critique_format if critiques != "none" else None
         self.train_dataset = None
         self.val_dataset = None
         self.test_dataset = None
@@ -329,12 +328,12 @@ class PreferenceDataModule(L.LightningDataModule):
         layout = self.layout
         if layout.row_tokens is not None or not layout.packing or self._attends_per_sequence() is not False:
             return layout
-        return replace(self.layout, row_tokens=self.hparams.max_length)
+        return replace(layout, row_tokens=self.hparams.max_length)
 
     def _loader(self, dataset, train: bool) -> DataLoader:
         batch_sampler = self.batching.sampler(self._lengths(dataset), self._sample_seed, train, self.layout)
-        columns = ["chosen_input_ids",
-                   "rejected_input_ids"] + (["margin"] if "margin" in dataset.column_names else [])
+        margin = ["margin"] if "margin" in dataset.column_names else []
+        columns = ["chosen_input_ids", "rejected_input_ids", *margin]
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
         kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(),
                   "num_workers": self.batching.num_workers}

@@ -32,10 +32,7 @@ def run_study_command(options: dict[str, Any], fit_overrides: list[str]) -> None
     """Run the study that parsed ``options`` say (``fit_overrides``: see :func:`split_fit_overrides`)."""
     configs = options.get("config") or []
     config_path: Optional[str] = str(configs[-1]) if configs else None
-    settings = options["study"]
-    if not isinstance(settings, StudySettings):
-        settings = StudySettings(**settings)
-    run_study(settings, options["fit"], config_path=config_path, fit_overrides=fit_overrides)
+    run_study(options["study"], options["fit"], config_path=config_path, fit_overrides=fit_overrides)
 
 
 def split_fit_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
