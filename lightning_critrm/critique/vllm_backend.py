@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.critique.backend import CriticBackend, Generation, chat_prompt_ids, finished
@@ -22,7 +24,8 @@ class VLLMCritic(CriticBackend):
     """All requests of a call go to vLLM at once; it schedules them with continuous batching.
 
     On CPU builds the KV cache size comes from ``VLLM_CPU_KVCACHE_SPACE`` (GiB), and the program
-    must start under an ``if __name__ == "__main__":`` guard because vLLM spawns workers.
+    must start under an ``if __name__ == "__main__":`` guard because vLLM spawns workers. The
+    worker computes on every core (:func:`all_cores_env`) unless the environment says otherwise.
     """
 
     def __init__(self, config: CriticConfig):
@@ -48,7 +51,8 @@ class VLLMCritic(CriticBackend):
             kwargs["data_parallel_size"] = config.engine.data_parallel_size
         if config.engine.max_model_len:
             kwargs["max_model_len"] = config.engine.max_model_len
-        self.llm = vllm.LLM(**kwargs)
+        with _environment(all_cores_env(os.environ, _runs_on_cpu())):
+            self.llm = vllm.LLM(**kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         s = config.sampling
         self.sampling = vllm.SamplingParams(
@@ -83,3 +87,40 @@ class VLLMCritic(CriticBackend):
             import gc
 
             gc.collect()
+
+
+def all_cores_env(environ: Mapping[str, str], on_cpu: bool) -> dict[str, str]:
+    """What the engine's environment gains so its CPU worker computes on every core.
+
+    vLLM's CPU worker leaves one core per worker to its scheduler process, which mostly waits while
+    the worker computes: half of a 2-core machine. The critic runs alone (training starts after it
+    has finished), so it reserves none. A user's own ``VLLM_CPU_NUM_OF_RESERVED_CPU`` or an explicit
+    ``VLLM_CPU_OMP_THREADS_BIND`` (cores chosen by hand) wins.
+    """
+    if not on_cpu or "VLLM_CPU_NUM_OF_RESERVED_CPU" in environ:
+        return {}
+    if environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") != "auto":
+        return {}
+    return {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
+def _runs_on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` while the engine starts (its processes read them then), and
+    the process's own environment afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

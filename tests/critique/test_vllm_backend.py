@@ -30,6 +30,29 @@ def test_missing_vllm_names_the_extra(monkeypatch):
         VLLMCritic(CriticConfig(backend="vllm"))
 
 
+def test_a_cpu_critic_computes_on_every_core_unless_the_user_chose():
+    from lightning_critrm.critique.vllm_backend import all_cores_env
+
+    assert all_cores_env({}, on_cpu=True) == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert all_cores_env({"VLLM_CPU_OMP_THREADS_BIND": "auto"}, on_cpu=True) == {
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert all_cores_env({"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, on_cpu=True) == {}
+    assert all_cores_env({"VLLM_CPU_OMP_THREADS_BIND": "0-3"}, on_cpu=True) == {}
+    assert all_cores_env({}, on_cpu=False) == {}
+
+
+def test_the_engine_environment_is_restored_afterwards(monkeypatch):
+    from lightning_critrm.critique.vllm_backend import _environment
+
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    with _environment({"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": "2"}):
+        assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+        assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
+
+
 def run_critique(config_path):
     return subprocess.run(
         [sys.executable, "-m", "lightning_critrm", "critique", "--config", str(config_path)],
