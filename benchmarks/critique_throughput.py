@@ -31,7 +31,7 @@ def load_requests(n: int, config):
     from lightning_critrm.data.sources import read_pairs
     from lightning_critrm.records import ColumnMap
 
-    pairs = read_pairs(str(MTBENCH), ColumnMap(), with_critiques=False)
+    pairs = read_pairs(str(MTBENCH), ColumnMap(), with_critiques=False).pairs
     requests, seen = [], set()
     for r in requests_for(pairs, config):
         if r.key not in seen:

@@ -38,6 +38,11 @@ from lightning_critrm.records import ColumnMap
 log = logging.getLogger(__name__)
 
 CritiqueMode = Literal["columns", "generate", "none"]
+# Rows a source loses on the way, named one by one: stats field -> (TensorBoard text tag, what happened).
+LEFT_OUT = {
+    "rows_skipped": ("skipped_rows", "bad row(s) skipped (data.on_bad_row: skip)"),
+    "identical_completions": ("identical_pairs", "pair(s) dropped: chosen and rejected are the same text"),
+}
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -166,21 +171,20 @@ class PreferenceDataModule(L.LightningDataModule):
     def cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else cache_root()
 
-    def _read(self, source: str, split: str) -> tuple[list, int, list[str]]:
-        """Pairs of ``source`` with critiques as configured, how many were dropped for a failed
-        critique, and the rows skipped as bad (``on_bad_row: skip``)."""
+    def _read(self, source: str, split: str) -> sources.SourcePairs:
+        """Pairs of ``source`` with critiques as configured, and the rows left out of them."""
         mode = self.hparams.critiques
-        skipped = [] if self.hparams.on_bad_row == "skip" else None
-        pairs = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed, skipped)
+        read = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed,
+                                  on_bad_row=self.hparams.on_bad_row)
         if mode != "generate":
-            return pairs, 0, skipped or []
-        attached = self.critique_store.attach(pairs)
+            return read
+        attached = self.critique_store.attach(read.pairs)
         if attached.missing:
             raise NotReadyError(
                 f"{attached.missing} pair(s) of {source} have no generated critique in "
                 f"{self.critique_store.path}; run: python -m lightning_critrm critique --config <this config>"
             )
-        return attached.pairs, attached.dropped_failed, skipped or []
+        return replace(read, pairs=attached.pairs, failed_critique=attached.dropped_failed)
 
     def _tokenized(self, source: str, split: str):
         if (source, split) not in self._tokenized_sets:
@@ -204,7 +208,7 @@ class PreferenceDataModule(L.LightningDataModule):
             # Generated critiques are read (a lookup per completion, fast next to tokenizing) and
             # their contents enter the key: another or a refilled critique store is another entry.
             loaded = loader()
-            parts["critiques_read"] = critique_contents(loaded[0], loaded[1])
+            parts["critiques_read"] = critique_contents(loaded.pairs, loaded.failed_critique)
             loader = lambda: loaded  # noqa: E731
         return build_or_load(loader, self.formatter, cache_key(parts), self.cache_dir)
 
@@ -225,9 +229,10 @@ class PreferenceDataModule(L.LightningDataModule):
             raise InputError("critique generation needs data.critiques: generate (and a data.critic)")
         items = []
         for source, split in self._sources():
-            skipped = [] if self.hparams.on_bad_row == "skip" else None  # reported when tokenized
-            pairs = sources.read_pairs(source, self.columns, False, split, self.hparams.seed, skipped)
-            items.extend(pair_items(pairs))
+            # (Rows left out are reported when the pairs are tokenized.)
+            read = sources.read_pairs(source, self.columns, False, split, self.hparams.seed,
+                                      on_bad_row=self.hparams.on_bad_row)
+            items.extend(pair_items(read.pairs))
         summary = self.critique_store.fill(items, require_cached, progress)
         if rank_zero_only.rank == 0:
             log.info(str(summary))
@@ -287,23 +292,22 @@ class PreferenceDataModule(L.LightningDataModule):
         if rank_zero_only.rank == 0:
             log.info("\n".join(lines))
             for name, s in self.stats.items():
-                if s.rows_skipped:
-                    log.warning(
-                        f"{name}: {len(s.rows_skipped)} bad row(s) skipped (data.on_bad_row: skip):\n"
-                        + "\n".join(f"  {row}" for row in s.rows_skipped)
-                    )
+                for attr, (_, what) in LEFT_OUT.items():
+                    if where := getattr(s, attr):
+                        log.warning(f"{name}: {len(where)} {what}:\n" + _listing(where, "  "))
         logger = self.trainer.logger if self.trainer is not None else None
         if logger is not None:
             metrics = {"data/train_pairs": len(self.train_dataset), "data/val_pairs": len(self.val_dataset)}
+            add_text = getattr(getattr(logger, "experiment", None), "add_text", None)  # TensorBoard
             for name, s in self.stats.items():
                 metrics[f"data/{name}_pairs_truncated"] = s.pairs_truncated
                 metrics[f"data/{name}_pairs_dropped"] = s.pairs_dropped_identical
                 metrics[f"data/{name}_pairs_dropped_failed_critique"] = s.pairs_dropped_failed_critique
+                metrics[f"data/{name}_pairs_dropped_identical_completions"] = len(s.identical_completions)
                 metrics[f"data/{name}_rows_skipped"] = len(s.rows_skipped)
-                add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
-                if s.rows_skipped and add_text is not None:  # TensorBoard
-                    rows = "\n".join(f"    {row}" for row in s.rows_skipped)
-                    add_text(f"data/{name}_skipped_rows", rows, 0)
+                for attr, (tag, _) in LEFT_OUT.items():
+                    if (where := getattr(s, attr)) and add_text is not None:
+                        add_text(f"data/{name}_{tag}", "\n".join(f"    {w}" for w in where), 0)
             logger.log_metrics(metrics, step=0)
 
     @property
@@ -367,6 +371,14 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, train=False)
+
+
+def _listing(lines: list[str], indent: str, most: int = 20) -> str:
+    """``lines`` one per line, the first ``most`` of them (all are in TensorBoard's text tab)."""
+    shown = [indent + line for line in lines[:most]]
+    if len(lines) > most:
+        shown.append(f"{indent}... and {len(lines) - most} more (TensorBoard: the data/ text entries)")
+    return "\n".join(shown)
 
 
 def _typed(cls, value):

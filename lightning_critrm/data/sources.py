@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal
 
 from lightning_critrm.errors import MissingInputError
 from lightning_critrm.records import ColumnMap, PreferencePair, RecordError, normalize_row
@@ -126,40 +127,59 @@ def _hub_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
         yield f"{name} [{split}]: row {i}", row
 
 
+@dataclass
+class SourcePairs:
+    """The preference pairs of a source, and the rows left out of them, each named by location."""
+
+    pairs: list[PreferencePair]
+    skipped: list[str] = field(default_factory=list)  # bad rows (on_bad_row: skip), with the reason
+    identical: list[str] = field(default_factory=list)  # chosen and rejected are the same text
+    failed_critique: int = 0  # pairs whose generated critique failed (set by the critique store)
+
+
 def read_pairs(
     source: str,
     columns: ColumnMap,
     with_critiques: bool,
     split: str = "train",
     seed: int = 0,
-    skipped: Optional[list[str]] = None,
-) -> list[PreferencePair]:
-    """All preference pairs of ``source``. The first bad row raises a :class:`RecordError`, or,
-    given a ``skipped`` list, is left out and its error message appended to that list."""
+    on_bad_row: Literal["error", "skip"] = "error",
+) -> SourcePairs:
+    """All preference pairs of ``source``. The first bad row raises a :class:`RecordError`, or
+    with ``on_bad_row="skip"`` is left out and named in ``skipped``. A pair whose two completions
+    are the same text is left out and named in ``identical``, whatever its critiques say: its
+    rewards can only tie, which teaches nothing and counts as a wrong answer."""
     if source.startswith(BUILTIN_PREFIX):
         from lightning_critrm.data.arithmetic import builtin_pairs
 
-        return builtin_pairs(source[len(BUILTIN_PREFIX) :], seed=seed)
+        return SourcePairs(builtin_pairs(source[len(BUILTIN_PREFIX) :], seed=seed))
     if is_local(source):
         rows: Iterator[tuple[str, Any]] = (r for f in local_files(source) for r in rows_of_file(f))
     else:
         rows = _hub_rows(source, split)
-    pairs = []
+    read = SourcePairs([])
     for where, row in rows:
         try:
             if isinstance(row, RecordError):
                 raise row
             if not isinstance(row, dict):
                 raise RecordError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            pairs.append(normalize_row(row, columns, where, with_critiques))
+            pair = normalize_row(row, columns, where, with_critiques)
         except RecordError as err:
-            if skipped is None:
+            if on_bad_row == "error":
                 raise
-            skipped.append(str(err))
-    if not pairs:
-        skipped_note = f" ({len(skipped)} bad rows skipped)" if skipped else ""
-        raise RecordError(f"{source}: no usable preference pair{skipped_note}")
-    return pairs
+            read.skipped.append(str(err))
+            continue
+        if pair.chosen == pair.rejected:
+            read.identical.append(where)
+        else:
+            read.pairs.append(pair)
+    if not read.pairs:
+        left_out = [f"{len(read.skipped)} bad rows skipped"] if read.skipped else []
+        left_out += [f"{len(read.identical)} with identical completions"] if read.identical else []
+        note = f" ({', '.join(left_out)})" if left_out else ""
+        raise RecordError(f"{source}: no usable preference pair{note}")
+    return read
 
 
 def source_fingerprint(source: str, split: str) -> str:

@@ -22,7 +22,9 @@ from lightning_critrm.errors import InputError
 log = logging.getLogger(__name__)
 
 # Bump when the token layout produced by SequenceFormatter changes.
-FORMAT_VERSION = 2  # 2: the chat template's whole text, critique inside the assistant turn
+# 2: the chat template's whole text, critique inside the assistant turn; 3: pairs with identical
+# completions left out when read
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -31,13 +33,15 @@ class TokenizedStats:
 
     pairs_read: int
     pairs_truncated: int
-    pairs_dropped_identical: int
+    pairs_dropped_identical: int  # the same tokens once truncated, critiques included
     pairs_dropped_failed_critique: int = 0
     rows_skipped: list[str] = field(default_factory=list)  # bad rows left out, by location
+    identical_completions: list[str] = field(default_factory=list)  # pairs left out, by location
 
     @property
     def pairs_kept(self) -> int:
-        return self.pairs_read - self.pairs_dropped_identical - self.pairs_dropped_failed_critique
+        return (self.pairs_read - self.pairs_dropped_identical - self.pairs_dropped_failed_critique
+                - len(self.identical_completions))
 
 
 def tokenizer_identity(tokenizer) -> dict:
@@ -90,7 +94,7 @@ def build_or_load(
     pairs_loader, formatter: SequenceFormatter, key: str, cache_dir: Path
 ) -> tuple["datasets.Dataset", TokenizedStats]:  # noqa: F821
     """The tokenized pairs for ``key``: loaded from ``cache_dir`` or built from ``pairs_loader()``,
-    which returns (pairs, number dropped for a failed critique, bad rows skipped). The key must
+    which returns a :class:`~lightning_critrm.data.sources.SourcePairs`. The key must
     cover everything that changes the token ids, generated critiques included
     (:func:`critique_contents`)."""
     import datasets
@@ -101,7 +105,8 @@ def build_or_load(
         stats = TokenizedStats(**json.loads((folder / "stats.json").read_text()))
         return datasets.load_from_disk(str(folder / "data")), stats
 
-    pairs, dropped_failed, skipped = pairs_loader()
+    read = pairs_loader()
+    pairs = read.pairs
     if not pairs:
         raise InputError("the data source holds no preference pairs with a critique")
     table = {
@@ -124,11 +129,12 @@ def build_or_load(
         desc="tokenizing pairs",
     )
     stats = TokenizedStats(
-        pairs_read=len(ds) + dropped_failed,
+        pairs_read=len(ds) + read.failed_critique + len(read.identical),
         pairs_truncated=int(sum(ds["truncated"])),
         pairs_dropped_identical=int(len(ds) - sum(ds["keep"])),
-        pairs_dropped_failed_critique=dropped_failed,
-        rows_skipped=list(skipped),
+        pairs_dropped_failed_critique=read.failed_critique,
+        rows_skipped=list(read.skipped),
+        identical_completions=list(read.identical),
     )
     ds = ds.filter(lambda keep: keep, input_columns="keep", desc="dropping identical pairs")
     with atomic_folder(folder, complete_marker="stats.json") as tmp:
@@ -138,13 +144,10 @@ def build_or_load(
 
 
 def describe(stats: TokenizedStats, label: str) -> str:
-    return (
-        f"{label}: {stats.pairs_read} pairs read, {stats.pairs_truncated} truncated, "
-        f"{stats.pairs_dropped_identical} dropped (chosen == rejected after truncation)"
-        + (
-            f", {stats.pairs_dropped_failed_critique} dropped (critique generation failed)"
-            if stats.pairs_dropped_failed_critique
-            else ""
-        )
-    )
-
+    dropped = {
+        "identical completions": len(stats.identical_completions),
+        "the same tokens once truncated": stats.pairs_dropped_identical,
+        "critique generation failed": stats.pairs_dropped_failed_critique,
+    }
+    reasons = "".join(f", {n} dropped ({why})" for why, n in dropped.items() if n)
+    return f"{label}: {stats.pairs_read} pairs read, {stats.pairs_truncated} truncated{reasons}"

@@ -110,8 +110,25 @@ def test_identical_pairs_after_truncation_are_dropped_and_counted(tmp_path, tiny
     dm.setup("fit")
     stats = dm.stats["source"]
     assert stats.pairs_read == 9 and stats.pairs_dropped_identical == 1 and stats.pairs_kept == 8
+    assert stats.identical_completions == []  # different texts: dropped only once truncated
     assert stats.pairs_truncated >= 1
     assert len(dm.train_dataset) + len(dm.val_dataset) == 8
+
+
+def test_identical_completions_are_named_dropped_and_counted(tmp_path, tiny_decoder_dir, caplog):
+    rows = arithmetic_rows(8)
+    rows.insert(3, dict(rows[0], rejected=rows[0]["chosen"], rejected_critique="a different critique"))
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, critiques="columns")
+    with caplog.at_level("INFO", logger="lightning_critrm"):
+        dm.setup("fit")
+    stats = dm.stats["source"]
+    assert stats.identical_completions == [f"{path}: line 4"]
+    assert (stats.pairs_read, stats.pairs_kept, stats.pairs_dropped_identical) == (9, 8, 0)
+    assert len(dm.train_dataset) + len(dm.val_dataset) == 8
+    assert "source: 9 pairs read, 0 truncated, 1 dropped (identical completions)" in caplog.text
+    named = f"source: 1 pair(s) dropped: chosen and rejected are the same text:\n  {path}: line 4"
+    assert named in caplog.text
 
 
 def test_bad_row_error_names_the_file_and_line(tmp_path, tiny_decoder_dir):
