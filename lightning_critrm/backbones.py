@@ -70,6 +70,10 @@ def resolve_backbone(name: str) -> str:
     """Return what ``from_pretrained`` should load for ``name``, materializing an alias once."""
     spec = BUILTIN_BACKBONES.get(name)
     if spec is None:
+        if os.path.exists(name) and not os.path.isfile(os.path.join(name, "config.json")):
+            kind = "a folder without config.json" if os.path.isdir(name) else "a file"
+            raise MissingInputError(
+                f"backbone {name}: {kind}, not a model folder (save_pretrained writes one) or a hub name")
         return name
     folder = _package_dir(spec, name)
     if spec.gguf_glob is None:

@@ -25,6 +25,7 @@ from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.sources import local_files, rows_of_file
 from lightning_critrm.errors import InputError, MissingInputError
 from lightning_critrm.layout import SequenceBatches
+from lightning_critrm.locations import writable_file, writable_folder
 from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import ColumnMap, RecordError, normalize_row
 
@@ -65,7 +66,7 @@ def score(
             stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
     """
     folder = Path(model)
-    if not (folder / "config.json").exists():
+    if not (folder / "config.json").is_file():
         raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
     recipe = json.loads((folder / "config.json").read_text()).get("lightning_critrm")
     if not recipe:
@@ -119,6 +120,9 @@ def run_score_command(options: dict[str, Any]) -> None:
     """Run :func:`score` with parsed ``options``, other libraries' output (a vLLM critic's) going to
     ``<output>.log``."""
     values = {k: v for k, v in options.items() if k != "config"}
+    writable_file(values["output"], "--output")  # before scoring, not after it
+    if values.get("cache_dir"):
+        writable_folder(values["cache_dir"], "--cache_dir")
     log = Path(f"{values['output']}.log")
     if console.send_other_output_to(log):
         print(f"other libraries' output: {log} (LIGHTNING_CRITRM_SHOW_LOGS=1 shows it here)")

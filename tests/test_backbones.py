@@ -7,9 +7,18 @@ from lightning_critrm import backbones
 from lightning_critrm.backbones import PackagedBackbone, load_backbone, load_tokenizer, resolve_backbone
 
 
-def test_paths_and_hub_names_pass_through(tmp_path):
+def test_model_folders_and_hub_names_pass_through(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
     assert resolve_backbone(str(tmp_path)) == str(tmp_path)
     assert resolve_backbone("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
+
+
+def test_a_path_that_holds_no_model_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"a folder without config\.json, not a model folder"):
+        resolve_backbone(str(tmp_path))
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"weights\.bin: a file, not a model folder"):
+        resolve_backbone(str(tmp_path / "weights.bin"))
 
 
 def test_missing_package_names_what_to_install(monkeypatch):

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "lightning_critrm"
 LAYERS = {
-    "records": 0, "layout": 0, "atomic_write": 0, "signals": 0, "console": 0, "errors": 0,
+    "records": 0, "layout": 0, "atomic_write": 0, "locations": 0, "signals": 0, "console": 0, "errors": 0,
     "prompts": 1, "backbones": 1, "hardware": 1,
     "critique": 2,
     "data": 3,

@@ -16,7 +16,8 @@ from typing import Optional
 import torch
 from lightning.fabric.utilities.load import _METADATA_FILENAME
 
-from lightning_critrm.errors import MissingInputError
+from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.locations import file_of_kind
 
 LAST = "last.ckpt"
 
@@ -29,7 +30,10 @@ def resolve_checkpoint(ckpt_path: str, folder: Optional[str | Path]) -> Path:
         path = Path(ckpt_path)
         if not path.exists():
             raise MissingInputError(f"--ckpt_path {ckpt_path}: no such checkpoint")
-        return path
+        if path.is_dir() and not (path / _METADATA_FILENAME).is_file():
+            raise InputError(f"--ckpt_path {ckpt_path}: a folder, but not a sharded checkpoint (no "
+                             f"{_METADATA_FILENAME}); give a .ckpt file or the folder an FSDP2 run saved")
+        return path if path.is_dir() else file_of_kind(path, "--ckpt_path", "checkpoint")
     if folder is None:
         raise MissingInputError(f"--ckpt_path {ckpt_path}: no checkpoint folder is configured "
                                 "(checkpoint.dirpath)")
