@@ -28,16 +28,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_critrm import console
-from lightning_critrm.backbones import empty_backbone
+from lightning_critrm.backbones import cache_root, empty_backbone
 from lightning_critrm.data import PreferenceDataModule
-from lightning_critrm.errors import (
-    USER_ERROR_EXIT_CODE,
-    paragraph,
-    traceback_requested,
-    user_error_in,
-)
+from lightning_critrm.errors import USER_ERROR_EXIT_CODE, paragraph, traceback_requested, user_error_in
+from lightning_critrm.evaluation.validation_examples import ValidationExamples
 from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.layout.attention import require_causal_decoder
+from lightning_critrm.locations import file_of_kind, writable_file, writable_folder
 from lightning_critrm.model import CritiqueRewardModel
 from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
 from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
@@ -165,6 +162,7 @@ class CritiqueRMCLI(LightningCLI):
         if not subcommand or subcommand in STANDALONE:  # score: <output>.log; study: a log per run
             return
         config = self.config[subcommand]
+        _check_locations(config, subcommand)
         rank = rank_zero_only.rank
         log = self._root(config) / "logs" / f"{subcommand}{f'.rank{rank}' if rank else ''}.log"
         if not config.get("show_logs") and console.send_other_output_to(log,
@@ -217,7 +215,7 @@ class CritiqueRMCLI(LightningCLI):
         require_causal_decoder(empty_backbone(model.hparams.backbone))
 
     def before_fit(self) -> None:
-        for needed in (ResumableCheckpoint, TrainingThroughput):
+        for needed in (ResumableCheckpoint, TrainingThroughput, ValidationExamples):
             if not any(isinstance(c, needed) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(needed())
         self._critiques_before_launch()
@@ -273,6 +271,25 @@ class CritiqueRMCLI(LightningCLI):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(prefix)}
         if metrics and self.trainer.is_global_zero:
             print(", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+
+
+def _check_locations(config, subcommand: str) -> None:
+    """Every place a command reads or writes, checked before any work (:mod:`locations`)."""
+    writable_folder(CritiqueRMCLI._root(config), "--trainer.default_root_dir")
+    cache_dir = config.get("data.cache_dir")
+    writable_folder(cache_dir or cache_root(), "--data.cache_dir" if cache_dir else
+                    "the cache folder (LIGHTNING_CRITRM_CACHE, default ~/.cache/lightning_critrm)")
+    if subcommand == "fit" and config.get("checkpoint.dirpath"):
+        writable_folder(config.get("checkpoint.dirpath"), "--checkpoint.dirpath")
+    critiques = config.get("data.critic.cache.path")
+    if critiques and config.get("data.critiques") == "generate":
+        setting = "--data.critic.cache.path"
+        file_of_kind(writable_file(critiques, setting), setting, "SQLite critique cache")
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path and ckpt_path not in ("last", "best"):
+        resolve_checkpoint(ckpt_path, None)
+    if subcommand == "export" and config.get("out"):
+        writable_folder(Path(config.get("out")).parent, "--out (its folder)")
 
 
 def run_command_line() -> None:
