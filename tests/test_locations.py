@@ -21,8 +21,8 @@ CASES = {
     "run folder is a file": (["fit", "--trainer.default_root_dir", "FILE"],
                              r"--trainer\.default_root_dir .*notes\.txt: is a file, where a folder goes"),
     "run folder under a file": (["fit", "--trainer.default_root_dir", "FILE/run"],
-                                r"--trainer\.default_root_dir .*notes\.txt/run: .*notes\.txt is a file, where a "
-                                r"folder goes"),
+                                r"--trainer\.default_root_dir .*notes\.txt/run: .*notes\.txt is a file, "
+                                r"where a folder goes"),
     "cache folder is a file": (["fit", "--data.cache_dir", "FILE"],
                                r"--data\.cache_dir .*notes\.txt: is a file, where a folder goes"),
     "checkpoint folder is a file": (["fit", "--checkpoint.dirpath", "FILE"],
@@ -62,7 +62,8 @@ def test_a_run_folder_that_cannot_be_written_is_named(tmp_path, tiny_decoder_dir
 
 
 def test_score_names_an_output_that_is_a_folder_before_scoring(tmp_path, monkeypatch, capsys):
-    args = ["score", "--model", str(tmp_path), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path)]
+    args = ["score", "--model", str(tmp_path), "--input", str(tmp_path / "in.jsonl"),
+            "--output", str(tmp_path)]
     assert_one_error_line(*run(args, monkeypatch, capsys), r"--output .*: is a folder, where a file goes")
 
 
