@@ -85,8 +85,8 @@ class PreferenceDataModule(L.LightningDataModule):
             columns: Which source columns hold prompt, chosen, rejected, the critiques and an
                 optional margin. Conversational rows (lists of ``{"role", "content"}``) work too.
             on_bad_row: ``error``: a row that cannot be read stops the run, naming its file, line and
-                field; ``skip``: it is left out, and every skipped row is reported by line, in the
-                log and in TensorBoard (text ``data/<source>_skipped_rows``).
+                field; ``skip``: it is left out and reported by line (the first 20 in the log, every
+                one in TensorBoard text ``data/<source>_skipped_rows``).
             critiques: ``columns``: read one critique per completion from the critique columns;
                 ``generate``: have ``critic`` write one per completion (cached; missing ones are
                 generated in ``prepare_data`` or by the ``critique`` subcommand); ``none``: train a
