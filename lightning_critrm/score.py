@@ -9,25 +9,16 @@ ones generated and cached in the same SQLite cache as training uses.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-from tqdm.auto import tqdm
-
 from lightning_critrm import console
 from lightning_critrm.atomic_write import atomic_file
-from lightning_critrm.backbones import cache_root
-from lightning_critrm.critique import CriticConfig
-from lightning_critrm.critique.store import CritiqueStore
-from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.sources import local_files, rows_of_file
-from lightning_critrm.errors import InputError, MissingInputError
-from lightning_critrm.layout import SequenceBatches
+from lightning_critrm.errors import InputError
 from lightning_critrm.locations import writable_file, writable_folder
-from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import ColumnMap, RecordError, normalize_row
+from lightning_critrm.reward.exported import ExportedRewardModel
 
 
 def score(
@@ -65,43 +56,16 @@ def score(
         normalize: Write ``(reward - mean) / std`` with the validation statistics the export
             stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
     """
-    folder = Path(model)
-    if not (folder / "config.json").is_file():
-        raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
-    recipe = json.loads((folder / "config.json").read_text()).get("lightning_critrm")
-    if not recipe:
-        raise InputError(
-            f"--model {model}: config.json has no `lightning_critrm` recipe; export it with this tool")
-    stats = recipe.get("reward_stats")
-    if normalize and not stats:
+    reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
+                                       critic_api_key_env)
+    if normalize and not reward_model.reward_stats:  # before any critique is written
         raise InputError(f"--model {model}: no reward statistics to normalize with; export it with "
                          "--reward_stats true")
-    rows = read_score_rows(input, needs_critiques=recipe["critiques"] == "columns")
-
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    critique_format = (
-        CritiqueFormat(recipe["critique_template"], recipe["critique_template_version"])
-        if recipe["critiques"] != "none" else None
-    )
-    formatter = SequenceFormatter(tokenizer, recipe["max_length"], critique_format)
+    rows = read_score_rows(input, needs_critiques=reward_model.critiques_from == "columns")
     items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
-    endpoint = {"base_url": critic_base_url, "api_key_env": critic_api_key_env}
-    critiques = _critiques(recipe, rows, items, Path(cache_dir) if cache_dir else cache_root(), endpoint)
-
-    sequences: list[Optional[list[int]]] = [
-        None if critique_format is not None and critique is None
-        else formatter.encode(prompt, completion, critique).input_ids
-        for (prompt, completion), critique in zip(items, critiques)
-    ]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    target = torch.device(device)
-    net = AutoModelForSequenceClassification.from_pretrained(folder).to(target).eval()
-    rewards = _rewards(net, sequences, tokenizer.pad_token_id, batch_size, target)
-    if normalize:
-        rewards = [None if r is None else (r - stats["mean"]) / stats["std"] for r in rewards]
+    given = ([c for row in rows for c in row["critiques"]] if reward_model.critiques_from == "columns"
+             else None)
+    rewards = reward_model.rewards(items, given, normalize=normalize)
     _write(Path(output), rows, rewards)
     scored = sum(r is not None for r in rewards)
     print(f"scored {scored} of {len(rewards)} completions in {len(rows)} rows: {output}")
@@ -154,42 +118,6 @@ def read_score_rows(source: str, needs_critiques: bool) -> list[dict[str, Any]]:
             rows.append({"raw": raw, "prompt": list(record.prompt), "completions": completions,
                          "critiques": critiques})
     return rows
-
-
-def _critiques(recipe: dict, rows: list[dict], items: list, cache_dir: Path,
-               endpoint: dict) -> list[Optional[str]]:
-    if recipe["critiques"] == "none":
-        return [None] * len(items)
-    if recipe["critiques"] == "columns":
-        return [c for row in rows for c in row["critiques"]]
-    values = dict(recipe["critic"])
-    if values.get("backend") == "openai":
-        if not endpoint["base_url"]:
-            raise InputError(
-                f"this model read critiques by the endpoint critic {values.get('model')!r}: give "
-                "--critic_base_url (and --critic_api_key_env if it needs a key)"
-            )
-        values["endpoint"] = {k: v for k, v in endpoint.items() if v}
-    critic = CriticConfig.from_dict(values)
-    store = CritiqueStore.for_critic(critic, cache_dir)
-    store.fill(items, require_cached=False)
-    return store.lookup(items)
-
-
-def _rewards(net, sequences: Sequence[Optional[list[int]]], pad: int, batch_size: int,
-             device) -> list[Optional[float]]:
-    kept = [i for i, s in enumerate(sequences) if s is not None]
-    rewards: list[Optional[float]] = [None] * len(sequences)
-    with torch.no_grad(), tqdm(total=len(kept), desc="scoring", unit="seq",
-                               file=console.progress_stream()) as bar:
-        # sorted by length, right-padded
-        for batch in SequenceBatches([sequences[i] for i in kept], batch_size, pad):
-            batch = batch.to(device)
-            logits = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()[:, 0]
-            for k, value in zip(batch.ids.tolist(), logits.tolist()):
-                rewards[kept[k]] = value
-            bar.update(batch.num_sequences)
-    return rewards
 
 
 def _write(path: Path, rows: list[dict], rewards: list[Optional[float]]) -> None:

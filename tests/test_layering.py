@@ -18,7 +18,7 @@ LAYERS = {
     "critique": 2,
     "data": 3,
     "model": 4,
-    "evaluation": 5,
+    "evaluation": 5, "reward": 5,
     "cli": 6, "trainer": 6, "score": 6, "study": 6, "__main__": 6, "__init__": 0,
 }
 

@@ -1,0 +1,159 @@
+"""An exported reward model that scores new items exactly as it was trained to read them.
+
+Reads only the folder ``export`` wrote: its ``config.json`` holds the recipe (``lightning_critrm``:
+critique mode and format, maximum length, the critic, reward statistics). A model that read
+generated critiques gets them from the recorded critic (same template, sampling and model),
+missing ones generated and cached in the same SQLite cache as training uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from lightning_critrm import console
+from lightning_critrm.backbones import cache_root
+from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique.store import CritiqueStore
+from lightning_critrm.data.formatting import SequenceFormatter
+from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.layout import SequenceBatches
+from lightning_critrm.prompts import CritiqueFormat
+from lightning_critrm.records import Message
+
+Item = tuple[Sequence[Message], str]  # (prompt messages, completion)
+
+
+class ExportedRewardModel:
+    """Rewards of (prompt, completion) items from a folder written by ``export``.
+
+    Args:
+        model: The exported folder.
+        batch_size: Sequences per forward pass.
+        cache_dir: Where generated critiques are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
+            ``~/.cache/lightning_critrm``, as in training).
+        device: ``auto`` (a GPU where there is one), ``cpu`` or ``cuda``.
+        critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
+            backend): the export records what the critic is, never where it ran.
+        critic_api_key_env: Environment variable holding that endpoint's API key.
+    """
+
+    def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
+                 device: str = "auto", critic_base_url: Optional[str] = None,
+                 critic_api_key_env: Optional[str] = None):
+        folder = Path(model)
+        if not (folder / "config.json").is_file():
+            raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
+        recipe = json.loads((folder / "config.json").read_text()).get("lightning_critrm")
+        if not recipe:
+            raise InputError(
+                f"--model {model}: config.json has no `lightning_critrm` recipe; export it with this tool")
+        from transformers import AutoTokenizer
+
+        self.folder, self.recipe, self.batch_size = folder, recipe, batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.critique_format = (
+            CritiqueFormat(recipe["critique_template"], recipe["critique_template_version"])
+            if recipe["critiques"] != "none" else None
+        )
+        self.formatter = SequenceFormatter(self.tokenizer, recipe["max_length"], self.critique_format)
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
+        self.endpoint = {"base_url": critic_base_url, "api_key_env": critic_api_key_env}
+        self._store: Optional[CritiqueStore] = None
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self._net = None
+
+    @property
+    def net(self):
+        """The model, loaded at its first use: after a local critic has written the critiques a
+        first call needs, so the two never hold accelerator memory at once on the way in."""
+        if self._net is None:
+            from transformers import AutoModelForSequenceClassification
+
+            self._net = AutoModelForSequenceClassification.from_pretrained(self.folder).to(self.device).eval()
+        return self._net
+
+    @property
+    def critiques_from(self) -> str:
+        """Where the model's critiques come from: ``generate`` (its critic), ``columns`` (the caller
+        gives them) or ``none`` (it reads none)."""
+        return self.recipe["critiques"]
+
+    @property
+    def reward_stats(self) -> Optional[dict]:
+        """The validation rewards' ``mean`` and ``std`` the export stored, if it did."""
+        return self.recipe.get("reward_stats")
+
+    def critiques(self, items: Sequence[Item], progress: bool = True) -> list[Optional[str]]:
+        """The recorded critic's critique of each item (missing ones generated and cached; None
+        where generation failed)."""
+        if self.critiques_from != "generate":
+            raise InputError(f"this model's critiques come from {self.critiques_from!r}, not from a critic")
+        store = self._critique_store()
+        store.fill(items, require_cached=False, progress=progress)
+        return store.lookup(items)
+
+    def rewards(self, items: Sequence[Item], critiques: Optional[Sequence[Optional[str]]] = None,
+                normalize: bool = False, progress: bool = True) -> list[Optional[float]]:
+        """One reward per item, None for an item whose critique failed. ``critiques``: one per item
+        for a model that read them from data columns (else the recorded critic writes them).
+        ``normalize``: ``(reward - mean) / std`` with the stored validation statistics (as
+        OpenRLHF's ``normalize_reward``)."""
+        stats = self.reward_stats
+        if normalize and not stats:
+            raise InputError(f"--model {self.folder}: no reward statistics to normalize with; export it "
+                             "with --reward_stats true")
+        if self.critiques_from == "none":
+            critiques = [None] * len(items)
+        elif self.critiques_from == "generate" and critiques is None:
+            critiques = self.critiques(items, progress)
+        elif critiques is None or len(critiques) != len(items):
+            raise InputError("this model read critiques from data columns: give one critique per item")
+        sequences = [
+            None if self.critique_format is not None and critique is None
+            else self.formatter.encode(prompt, completion, critique).input_ids
+            for (prompt, completion), critique in zip(items, critiques)
+        ]
+        rewards = self._forward(sequences, progress)
+        if normalize:
+            rewards = [None if r is None else (r - stats["mean"]) / stats["std"] for r in rewards]
+        return rewards
+
+    def _critique_store(self) -> CritiqueStore:
+        if self._store is None:
+            values = dict(self.recipe["critic"])
+            if values.get("backend") == "openai":
+                if not self.endpoint["base_url"]:
+                    raise InputError(
+                        f"this model read critiques by the endpoint critic {values.get('model')!r}: give "
+                        "--critic_base_url (and --critic_api_key_env if it needs a key)"
+                    )
+                values["endpoint"] = {k: v for k, v in self.endpoint.items() if v}
+            self._store = CritiqueStore.for_critic(CriticConfig.from_dict(values), self.cache_dir)
+        return self._store
+
+    def _forward(self, sequences: Sequence[Optional[list[int]]], progress: bool) -> list[Optional[float]]:
+        kept = [i for i, s in enumerate(sequences) if s is not None]
+        rewards: list[Optional[float]] = [None] * len(sequences)
+        if not kept:
+            return rewards
+        pad = self.tokenizer.pad_token_id
+        with torch.no_grad(), tqdm(total=len(kept), desc="scoring", unit="seq", disable=not progress,
+                                   file=console.progress_stream()) as bar:
+            # Sorted by length, right-padded, all here: under an RL trainer's process group each rank
+            # scores its own completions, so nothing is dealt across ranks (rank 0 of 1).
+            batches = SequenceBatches([sequences[i] for i in kept], self.batch_size, pad)
+            for batch in batches.build(batches.plan(0, 1)):
+                batch = batch.to(self.device)
+                logits = self.net(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+                for k, value in zip(batch.ids.tolist(), logits.float()[:, 0].tolist()):
+                    rewards[kept[k]] = value
+                bar.update(batch.num_sequences)
+        return rewards

@@ -1,0 +1,67 @@
+"""The reward function an RL trainer calls: TRL's ``GRPOTrainer(reward_funcs=[...])`` convention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from lightning_critrm.errors import InputError
+from lightning_critrm.records import Message
+from lightning_critrm.reward.exported import ExportedRewardModel
+
+
+class RewardFunction:
+    """Rewards of sampled completions from an exported reward model, critiques included.
+
+    Called as TRL's GRPOTrainer calls ``reward_funcs``: ``reward(prompts, completions, **kwargs)``
+    with one prompt per completion, each either a string or chat messages (a conversational
+    dataset: the prompt a list of ``{"role", "content"}``, the completion a list ending in the
+    assistant's message). Returns one float per completion, ``None`` where its critique failed (TRL
+    counts it as NaN and leaves it out). A model that reads generated critiques gets them from its
+    recorded critic for each batch, generated together and cached, so a completion sampled twice
+    is critiqued once. Extra keyword arguments (dataset columns, the trainer's state) are ignored.
+
+    Args:
+        model: Folder written by ``python -m lightning_critrm export``.
+        normalize: ``(reward - mean) / std`` with the validation statistics the export stored.
+        **options: As :class:`ExportedRewardModel` (batch size, cache folder, device, critic
+            endpoint).
+    """
+
+    def __init__(self, model: str, normalize: bool = False, **options: Any):
+        self.model = ExportedRewardModel(model, **options)
+        self.normalize = normalize
+        self.__name__ = "critique_reward"  # TRL names the reward's logged columns after it
+        if self.model.critiques_from == "columns":
+            raise InputError(f"{model}: this model read critiques from data columns, which sampled "
+                             "completions do not have; export one trained with generated critiques or none")
+
+    @classmethod
+    def from_pretrained(cls, model: str, **kwargs: Any) -> "RewardFunction":
+        return cls(model, **kwargs)
+
+    def __call__(self, prompts: Sequence[str | Sequence[Message]],
+                 completions: Sequence[str | Sequence[Message]], **kwargs: Any) -> list[Optional[float]]:
+        if len(prompts) != len(completions):
+            raise InputError(f"{len(prompts)} prompts for {len(completions)} completions: give one prompt "
+                             "per completion")
+        items = [(_prompt(p, k), _completion(c, k)) for k, (p, c) in enumerate(zip(prompts, completions))]
+        return self.model.rewards(items, normalize=self.normalize, progress=False)
+
+
+def _prompt(prompt: str | Sequence[Message], k: int) -> list[Message]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if not prompt or any(not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str)
+                         for m in prompt):
+        raise InputError(f"prompts[{k}]: expected a string or chat messages with string 'role' and 'content'")
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def _completion(completion: str | Sequence[Message], k: int) -> str:
+    if isinstance(completion, str):
+        return completion
+    if not completion or completion[-1].get("role") != "assistant" or not isinstance(
+            completion[-1].get("content"), str):
+        raise InputError(f"completions[{k}]: expected a string or messages ending in the assistant's")
+    return completion[-1]["content"]
