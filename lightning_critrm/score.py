@@ -15,7 +15,6 @@ from typing import Any, Optional
 from lightning_critrm import console
 from lightning_critrm.atomic_write import atomic_file
 from lightning_critrm.data.sources import local_files, rows_of_file
-from lightning_critrm.errors import InputError
 from lightning_critrm.locations import writable_file, writable_folder
 from lightning_critrm.records import ColumnMap, RecordError, normalize_row
 from lightning_critrm.reward.exported import ExportedRewardModel
@@ -58,9 +57,6 @@ def score(
     """
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
                                        critic_api_key_env)
-    if normalize and not reward_model.reward_stats:  # before any critique is written
-        raise InputError(f"--model {model}: no reward statistics to normalize with; export it with "
-                         "--reward_stats true")
     rows = read_score_rows(input, needs_critiques=reward_model.critiques_from == "columns")
     items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
     given = ([c for row in rows for c in row["critiques"]] if reward_model.critiques_from == "columns"

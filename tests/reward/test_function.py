@@ -88,3 +88,15 @@ def test_a_grpo_trainer_is_rewarded_by_the_function(tmp_path, critique_export, f
     logged = [h["rewards/critique_reward/mean"] for h in trainer.state.log_history
               if "rewards/critique_reward/mean" in h]
     assert logged == pytest.approx([sum(r[2]) / 4 for r in received], abs=1e-4)
+
+
+def test_normalizing_without_statistics_is_refused_before_any_critique(critique_export,
+                                                                       fake_chat_server):  # noqa: F811
+    config = json.loads((critique_export / "config.json").read_text())
+    del config["lightning_critrm"]["reward_stats"]
+    (critique_export / "config.json").write_text(json.dumps(config))
+    reward = RewardFunction(str(critique_export), normalize=True, critic_base_url=fake_chat_server.url)
+    sent = len(fake_chat_server.requests)
+    with pytest.raises(ValueError, match="no reward statistics to normalize with"):
+        reward(["What is 1 + 1?"], ["It is 2."])
+    assert len(fake_chat_server.requests) == sent
