@@ -43,7 +43,7 @@ def writable_file(path: str | os.PathLike, setting: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{setting} {path}: is a folder, where a file goes")
-    writable_folder(path.parent if str(path.parent) else Path("."), f"{setting} (its folder)")
+    writable_folder(path.parent, f"{setting} (its folder)")  # Path("out").parent is Path(".")
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{setting} {path}: cannot be written (permission denied)")
     return path
