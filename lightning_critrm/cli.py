@@ -4,8 +4,9 @@ In omegaconf mode. The data module formats inputs with the model's tokenizer, so
 is linked to ``model.backbone`` rather than set twice. A ``checkpoint`` ModelCheckpoint keeps
 ``last.ckpt`` in a fixed folder under the run root, which is what ``--ckpt_path last`` resumes
 from. The subcommands that are not training loops live with the Trainer
-(:mod:`lightning_critrm.trainer`); ``score`` and ``study`` build no model, data or Trainer of
-their own (:data:`STANDALONE`): their parsers sit beside the others, and they run as parsed.
+(:mod:`lightning_critrm.trainer`); ``score``, ``serve`` and ``study`` build no model, data or
+Trainer of their own (:data:`STANDALONE`): their parsers sit beside the others, and they run as
+parsed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lightning_critrm.model.atomic_checkpoint_io import AtomicCheckpointIO
 from lightning_critrm.model.checkpoint_paths import resolve_checkpoint
 from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.throughput import TrainingThroughput
+from lightning_critrm.reward.server import run_serve_command, serve_parser
 from lightning_critrm.score import run_score_command, score_parser
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
 from lightning_critrm.study.command import run_study_command, split_fit_overrides, study_parser
@@ -50,6 +52,7 @@ READS_A_CHECKPOINT = ("validate", "test", "predict", "rewardbench", "export")
 # Subcommands that build no model, data module or Trainer: (their parser, how to run the parsed options).
 STANDALONE = {
     "score": (score_parser, lambda options, cli: run_score_command(options.as_dict())),
+    "serve": (serve_parser, lambda options, cli: run_serve_command(options.as_dict())),
     "study": (study_parser, lambda options, cli: run_study_command(options, cli.fit_overrides)),
 }
 
@@ -159,7 +162,7 @@ class CritiqueRMCLI(LightningCLI):
         # else runs, other libraries' output goes to the run folder's log file.
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if not subcommand or subcommand in STANDALONE:  # score: <output>.log; study: a log per run
+        if not subcommand or subcommand in STANDALONE:  # their own logs (score: <output>.log)
             return
         config = self.config[subcommand]
         _check_locations(config, subcommand)

@@ -9,7 +9,9 @@ the critic is resolved once, where the store is made.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -114,14 +116,56 @@ class CritiqueStore:
 
     def lookup(self, items: Sequence[Item]) -> list[Optional[str]]:
         """The stored critique of each item, ``None`` where it failed or was never generated."""
+        return [critique for critique, _ in self.read(items)]
+
+    def read(self, items: Sequence[Item]) -> list[tuple[Optional[str], Optional[str]]]:
+        """``(critique, None)`` for each item with one, ``(None, error)`` where its generation
+        failed, ``(None, None)`` where it was never generated."""
         critic = self.resolved
         keys = [critic.key(prompt, completion) for prompt, completion in items]
         with CritiqueCache(self.path) as cache:
             stored = current(cache.get_many(keys), critic.engine.max_model_len)
-        return [stored[k].critique if k in stored and stored[k].status == "ok" else None for k in keys]
+        rows = [stored.get(k) for k in keys]
+        return [(None, None) if row is None else (row.critique, None) if row.status == "ok"
+                else (None, row.error or "failed") for row in rows]
+
+    @contextmanager
+    def backend_kept(self) -> Iterator[None]:
+        """Within this block the critic's backend (a vLLM engine, an endpoint's connections) is
+        built at its first use and kept for every ``fill``, then closed: a long-lived caller such as
+        the reward server pays an engine's start once, not per call."""
+        built: list[CriticBackend] = []
+        lock = threading.Lock()
+        factory = self.backend_factory
+
+        def kept(config: CriticConfig) -> CriticBackend:
+            with lock:
+                if not built:
+                    built.append(_KeptOpen(factory(config)))
+                return built[0]
+
+        self.backend_factory = kept
+        try:
+            yield
+        finally:
+            self.backend_factory = factory
+            if built:
+                built[0].backend.close()
 
     def attach(self, pairs: Sequence[PreferencePair]) -> AttachResult:
         """``pairs`` with both critiques; pairs whose critique failed are dropped and counted."""
         with CritiqueCache(self.path) as cache:
             return attach_critiques(pairs, self.resolved, cache)
 
+
+
+class _KeptOpen(CriticBackend):
+    """A backend whose ``close`` after each fill is ignored (:meth:`CritiqueStore.backend_kept`
+    closes the one it wraps)."""
+
+    def __init__(self, backend: CriticBackend):
+        super().__init__(backend.config)
+        self.backend = backend
+
+    def generate(self, requests):
+        return self.backend.generate(requests)

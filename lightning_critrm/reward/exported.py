@@ -94,9 +94,7 @@ class ExportedRewardModel:
     def critiques(self, items: Sequence[Item], progress: bool = True) -> list[Optional[str]]:
         """The recorded critic's critique of each item (missing ones generated and cached; None
         where generation failed)."""
-        if self.critiques_from != "generate":
-            raise InputError(f"this model's critiques come from {self.critiques_from!r}, not from a critic")
-        store = self._critique_store()
+        store = self.critique_store()
         store.fill(items, require_cached=False, progress=progress)
         return store.lookup(items)
 
@@ -106,27 +104,41 @@ class ExportedRewardModel:
         for a model that read them from data columns (else the recorded critic writes them).
         ``normalize``: ``(reward - mean) / std`` with the stored validation statistics (as
         OpenRLHF's ``normalize_reward``)."""
-        stats = self.reward_stats
-        if normalize and not stats:
+        self.check_normalize(normalize)
+        if self.critiques_from == "generate" and critiques is None:
+            critiques = self.critiques(items, progress)
+        rewards = self.forward(self.encode(items, critiques), progress)
+        return self.normalized(rewards) if normalize else rewards
+
+    def check_normalize(self, normalize: bool) -> None:
+        """Refuse ``normalize`` before any work when the export stored no statistics."""
+        if normalize and not self.reward_stats:
             raise InputError(f"--model {self.folder}: no reward statistics to normalize with; export it "
                              "with --reward_stats true")
+
+    def normalized(self, rewards: Sequence[Optional[float]]) -> list[Optional[float]]:
+        """``(reward - mean) / std`` with the stored validation statistics; None stays None."""
+        stats = self.reward_stats
+        return [None if r is None else (r - stats["mean"]) / stats["std"] for r in rewards]
+
+    def encode(self, items: Sequence[Item],
+               critiques: Optional[Sequence[Optional[str]]]) -> list[Optional[list[int]]]:
+        """Token ids of each item as the model reads it (prompt, completion, and its critique where
+        the model reads one); None for an item whose critique is missing."""
         if self.critiques_from == "none":
             critiques = [None] * len(items)
-        elif self.critiques_from == "generate" and critiques is None:
-            critiques = self.critiques(items, progress)
         elif critiques is None or len(critiques) != len(items):
-            raise InputError("this model read critiques from data columns: give one critique per item")
-        sequences = [
+            raise InputError("this model reads critiques: give one critique per item")
+        return [
             None if self.critique_format is not None and critique is None
             else self.formatter.encode(prompt, completion, critique).input_ids
             for (prompt, completion), critique in zip(items, critiques)
         ]
-        rewards = self._forward(sequences, progress)
-        if normalize:
-            rewards = [None if r is None else (r - stats["mean"]) / stats["std"] for r in rewards]
-        return rewards
 
-    def _critique_store(self) -> CritiqueStore:
+    def critique_store(self) -> CritiqueStore:
+        """The recorded critic and its cache (built once)."""
+        if self.critiques_from != "generate":
+            raise InputError(f"this model's critiques come from {self.critiques_from!r}, not from a critic")
         if self._store is None:
             values = dict(self.recipe["critic"])
             if values.get("backend") == "openai":
@@ -139,7 +151,9 @@ class ExportedRewardModel:
             self._store = CritiqueStore.for_critic(CriticConfig.from_dict(values), self.cache_dir)
         return self._store
 
-    def _forward(self, sequences: Sequence[Optional[list[int]]], progress: bool) -> list[Optional[float]]:
+    def forward(self, sequences: Sequence[Optional[list[int]]],
+                progress: bool = False) -> list[Optional[float]]:
+        """The reward of each token sequence (None stays None), in batches sorted by length."""
         kept = [i for i, s in enumerate(sequences) if s is not None]
         rewards: list[Optional[float]] = [None] * len(sequences)
         if not kept:

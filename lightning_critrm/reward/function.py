@@ -32,9 +32,7 @@ class RewardFunction:
         self.model = ExportedRewardModel(model, **options)
         self.normalize = normalize
         self.__name__ = "critique_reward"  # TRL names the reward's logged columns after it
-        if self.model.critiques_from == "columns":
-            raise InputError(f"{model}: this model read critiques from data columns, which sampled "
-                             "completions do not have; export one trained with generated critiques or none")
+        refuse_column_critiques(self.model)
 
     @classmethod
     def from_pretrained(cls, model: str, **kwargs: Any) -> "RewardFunction":
@@ -47,6 +45,47 @@ class RewardFunction:
                              "per completion")
         items = [(_prompt(p, k), _completion(c, k)) for k, (p, c) in enumerate(zip(prompts, completions))]
         return self.model.rewards(items, normalize=self.normalize, progress=False)
+
+
+class RemoteRewardFunction:
+    """The same reward function, answered by a reward server (``python -m lightning_critrm serve``)
+    over HTTP: the policy's trainer needs neither the reward model nor its critic in its process.
+
+    Args:
+        url: The server, e.g. ``http://127.0.0.1:8000``.
+        normalize: Ask for normalized rewards (default: the server's setting).
+        timeout_s: How long one call may wait for its rewards (critiques included).
+    """
+
+    def __init__(self, url: str, normalize: Optional[bool] = None, timeout_s: float = 600.0):
+        self.url = url.rstrip("/") + "/rewards"
+        self.normalize, self.timeout_s = normalize, timeout_s
+        self.__name__ = "critique_reward"
+
+    def __call__(self, prompts: Sequence[str | Sequence[Message]],
+                 completions: Sequence[str | Sequence[Message]], **kwargs: Any) -> list[Optional[float]]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        body = {"items": [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]}
+        if self.normalize is not None:
+            body["normalize"] = self.normalize
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read())["rewards"]
+        except urllib.error.HTTPError as err:  # a 4xx names the field: raise it as the server said it
+            raise InputError(f"{self.url}: HTTP {err.code}: {err.read().decode(errors='replace')}") from None
+
+
+def refuse_column_critiques(model: ExportedRewardModel) -> None:
+    """Sampled completions have no critique columns: a model that read its critiques from data
+    cannot reward them."""
+    if model.critiques_from == "columns":
+        raise InputError(f"{model.folder}: this model read critiques from data columns, which sampled "
+                         "completions do not have; export one trained with generated critiques or none")
 
 
 def _prompt(prompt: str | Sequence[Message], k: int) -> list[Message]:

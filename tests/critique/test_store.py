@@ -35,3 +35,33 @@ def test_another_critic_shares_the_file_but_none_of_the_critiques(tmp_path, tiny
     other = store.with_critic(CriticConfig(model=tiny_decoder_dir, sampling=Sampling(temperature=0.7)))
     assert other.path == store.path and other.backend_factory is CountingCritic
     assert other.lookup([(PROMPT, "4")]) == [None] and store.lookup([(PROMPT, "4")]) == ["critique of 4"]
+
+
+def test_read_tells_a_failed_critique_from_a_missing_one(tmp_path, tiny_decoder_dir):
+    store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
+                          backend_factory=lambda config: CountingCritic(config, fail={"5"}))
+    store.fill([(PROMPT, "4"), (PROMPT, "5")], require_cached=False, progress=False)
+    assert store.read([(PROMPT, "4"), (PROMPT, "5"), (PROMPT, "6")]) == [
+        ("critique of 4", None), (None, "empty output"), (None, None)]
+
+
+def test_a_kept_backend_is_built_once_for_every_fill_and_closed_at_the_end(tmp_path, tiny_decoder_dir):
+    built, closed = [], []
+
+    class Tracked(CountingCritic):
+        def __init__(self, config):
+            super().__init__(config)
+            built.append(self)
+
+        def close(self):
+            closed.append(self)
+
+    store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
+                          backend_factory=Tracked)
+    with store.backend_kept():
+        for completion in ("4", "5", "6"):
+            store.fill([(PROMPT, completion)], require_cached=False, progress=False)
+        assert len(built) == 1 and closed == []
+    assert closed == built and store.backend_factory is Tracked
+    store.fill([(PROMPT, "7")], require_cached=False, progress=False)  # outside the block: per fill again
+    assert len(built) == 2 and closed == built
