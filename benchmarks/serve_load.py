@@ -1,0 +1,162 @@
+"""The reward server under load, against offline scoring of the same items.
+
+    python benchmarks/serve_load.py --model runs/quickstart-rm
+
+``--model`` is an export whose critic runs in-process (the quickstart's: `make quickstart`, then
+`python -m lightning_critrm export --config conf/quickstart.yaml --ckpt_path last --out
+runs/quickstart-rm --reward_stats false`). Nothing else may run on the machine.
+
+For 1, 4 and 16 concurrent clients, each sending requests of 8 completions (one GRPO group) over
+loopback: first completions never seen (the critic writes every critique), then the same ones
+again (every critique cached). Throughput is completions per second over the level's wall time;
+latency is per request. The baseline is offline scoring in one process
+(``ExportedRewardModel.rewards``, what ``score`` runs) on the same items, the critic's engine
+started beforehand as the server's is. Each level uses its own items, so none is cached by an
+earlier one. Writes ``benchmarks/results/serve_load.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+GROUP = 8  # completions per request
+
+
+def items_for(level: int, requests: int) -> list[list[dict]]:
+    """``requests`` requests of GROUP arithmetic answers, distinct for each ``level``."""
+    out = []
+    for r in range(requests):
+        a, b = 100 * level + r, 7 + r
+        prompt = f"What is {a} + {b}? Answer with the number."
+        out.append([{"prompt": prompt, "completion": f"{a} + {b} = {a + b + k - GROUP // 2}."}
+                    for k in range(GROUP)])
+    return out
+
+
+def post(url: str, body: dict) -> tuple[float, dict]:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url + "/rewards", data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    began = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as response:
+        answer = json.loads(response.read())
+    return time.perf_counter() - began, answer
+
+
+def load(url: str, batches: list[list[dict]], clients: int) -> dict:
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(lambda items: post(url, {"items": items}), batches))
+    wall = time.perf_counter() - began
+    latencies = sorted(seconds for seconds, _ in answers)
+    completions = sum(len(b) for b in batches)
+    failed = sum(r is None for _, answer in answers for r in answer["rewards"])
+    return {"clients": clients, "requests": len(batches), "completions": completions, "failed": failed,
+            "seconds": round(wall, 2), "completions_per_s": round(completions / wall, 1),
+            "latency_p50_ms": round(1000 * statistics.median(latencies), 1),
+            "latency_p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
+
+
+def offline(model: str, cache: str, batches: list[list[dict]]) -> dict:
+    """``ExportedRewardModel.rewards`` on every item at once, as ``score`` runs it."""
+    os.environ["LIGHTNING_CRITRM_CACHE"] = cache
+    from lightning_critrm.reward import ExportedRewardModel
+
+    rm = ExportedRewardModel(model)
+    items = [([{"role": "user", "content": i["prompt"]}], i["completion"]) for b in batches for i in b]
+    store = rm.critique_store()
+    figures = {}
+    with store.backend_kept():
+        store.backend_factory(store.resolved)  # the engine starts before the clock, as the server's
+        rm.net
+        for phase in ("uncached", "cached"):
+            began = time.perf_counter()
+            rm.rewards(items, progress=False)
+            wall = time.perf_counter() - began
+            figures[phase] = {"completions": len(items), "seconds": round(wall, 2),
+                              "completions_per_s": round(len(items) / wall, 1)}
+            print("offline", phase, figures[phase], flush=True)
+    return figures
+
+
+def serve(model: str, cache: str):
+    env = {**os.environ, "LIGHTNING_CRITRM_CACHE": cache, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "lightning_critrm", "serve", "--model", model,
+                                "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url, lines = [], []
+    ready = threading.Event()
+
+    def read():
+        for line in process.stdout:
+            lines.append(line)
+            found = re.search(r"^serving .* on (http://127\.0\.0\.1:\d+): ", line)
+            if found:
+                url.append(found.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(600) or not url:
+        process.kill()
+        raise RuntimeError("the server did not start:\n" + "".join(lines)[-3000:])
+    return process, url[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--requests", type=int, default=24, help="requests per level")
+    args = parser.parse_args()
+    levels = (1, 4, 16)
+    plans = {c: items_for(c, args.requests) for c in levels}
+    rows = []
+    with tempfile.TemporaryDirectory() as served_cache, tempfile.TemporaryDirectory() as offline_cache:
+        began = time.perf_counter()
+        process, url = serve(args.model, served_cache)
+        start_s = time.perf_counter() - began
+        try:
+            post(url, {"items": items_for(99, 1)[0]})  # a first request off the clock
+            for clients in levels:
+                for phase in ("uncached", "cached"):
+                    row = {"phase": phase, **load(url, plans[clients], clients)}
+                    rows.append(row)
+                    print(row, flush=True)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(120)
+        baseline = offline(args.model, offline_cache, plans[16])
+    names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+    at_16 = {r["phase"]: r["completions_per_s"] for r in rows if r["clients"] == 16}
+    recipe = json.loads((Path(args.model) / "config.json").read_text())["lightning_critrm"]
+    result = {
+        "cpu": f"{names[0] if names else '?'}, {os.cpu_count()} cores",
+        "model": recipe["backbone"], "critic": recipe.get("critic", {}).get("model"),
+        "critic_max_new_tokens": recipe.get("critic", {}).get("sampling", {}).get("max_new_tokens"),
+        "completions_per_request": GROUP, "server_start_s": round(start_s, 1),
+        "server": rows, "offline": baseline,
+        "ratio_16_clients_to_offline": {
+            phase: round(at_16[phase] / baseline[phase]["completions_per_s"], 2) for phase in at_16},
+    }
+    out = REPO / "benchmarks" / "results" / "serve_load.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["ratio_16_clients_to_offline"]), f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
