@@ -141,11 +141,14 @@ def main() -> None:
             process.send_signal(signal.SIGTERM)
             process.wait(120)
         baseline = offline(args.model, offline_cache, plans[16])
+    from lightning_critrm.hardware import cpu_has_native_bf16
+
     names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
     at_16 = {r["phase"]: r["completions_per_s"] for r in rows if r["clients"] == 16}
     recipe = json.loads((Path(args.model) / "config.json").read_text())["lightning_critrm"]
     result = {
         "cpu": f"{names[0] if names else '?'}, {os.cpu_count()} cores",
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "model": recipe["backbone"], "critic": recipe.get("critic", {}).get("model"),
         "critic_max_new_tokens": recipe.get("critic", {}).get("sampling", {}).get("max_new_tokens"),
         "completions_per_request": GROUP, "server_start_s": round(start_s, 1),
