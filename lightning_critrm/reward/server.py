@@ -216,22 +216,22 @@ def serve(
     if strip is None:
         tokenizer = reward_model.tokenizer
         strip = [t for t in {tokenizer.eos_token, tokenizer.pad_token} if t]
-    service = RewardService(reward_model, chunk_items)
-    try:
-        print("loading the model" + (" and starting the critic" if service.store else ""), flush=True)
-        service.wait_ready()
-    except BaseException:
-        service.close()
-        listener.close()
-        raise
-    app = build_app(service, Limits(max_items, max_text_chars), normalize, strip)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout_s)
-    address = f"http://{host}:{listener.getsockname()[1]}"
-    print(f"serving {model} on {address}: POST /rewards, POST /get_reward (OpenRLHF), GET /health; "
-          "Ctrl-C or SIGTERM stops it after the requests in flight", flush=True)
-    # uvicorn answers SIGTERM by draining, then raises it again: here that ends the command through
-    # its cleanup (no process of ours left), with status 143.
+    # SIGTERM while the critic starts ends the command through its cleanup (the engine closed). Once
+    # serving, uvicorn answers SIGTERM by draining, then raises it again: the same way out, status 143.
     with sigterm_raises_systemexit():
+        service = RewardService(reward_model, chunk_items)
+        try:
+            print("loading the model" + (" and starting the critic" if service.store else ""), flush=True)
+            service.wait_ready()
+        except BaseException:
+            service.close()
+            listener.close()
+            raise
+        app = build_app(service, Limits(max_items, max_text_chars), normalize, strip)
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout_s)
+        address = f"http://{host}:{listener.getsockname()[1]}"
+        print(f"serving {model} on {address}: POST /rewards, POST /get_reward (OpenRLHF), GET /health; "
+              "Ctrl-C or SIGTERM stops it after the requests in flight", flush=True)
         uvicorn.Server(config).run(sockets=[listener])
 
 
