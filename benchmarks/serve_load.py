@@ -81,8 +81,7 @@ def offline(model: str, cache: str, batches: list[list[dict]]) -> dict:
     items = [([{"role": "user", "content": i["prompt"]}], i["completion"]) for b in batches for i in b]
     store = rm.critique_store()
     figures = {}
-    with store.backend_kept():
-        store.backend_factory(store.resolved)  # the engine starts before the clock, as the server's
+    with store.backend_kept(start=True):  # the engine starts before the clock, as the server's
         rm.net
         for phase in ("uncached", "cached"):
             began = time.perf_counter()

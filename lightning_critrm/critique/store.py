@@ -130,10 +130,11 @@ class CritiqueStore:
                 else (None, row.error or "failed") for row in rows]
 
     @contextmanager
-    def backend_kept(self) -> Iterator[None]:
+    def backend_kept(self, start: bool = False) -> Iterator[None]:
         """Within this block the critic's backend (a vLLM engine, an endpoint's connections) is
         built at its first use and kept for every ``fill``, then closed: a long-lived caller such as
-        the reward server pays an engine's start once, not per call."""
+        the reward server pays an engine's start once, not per call. ``start``: build it on entry,
+        so the start is paid before the first call rather than inside it."""
         built: list[CriticBackend] = []
         lock = threading.Lock()
         factory = self.backend_factory
@@ -146,6 +147,8 @@ class CritiqueStore:
 
         self.backend_factory = kept
         try:
+            if start:
+                kept(self.resolved)
             yield
         finally:
             self.backend_factory = factory
@@ -156,7 +159,6 @@ class CritiqueStore:
         """``pairs`` with both critiques; pairs whose critique failed are dropped and counted."""
         with CritiqueCache(self.path) as cache:
             return attach_critiques(pairs, self.resolved, cache)
-
 
 
 class _KeptOpen(CriticBackend):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -64,10 +67,6 @@ class RemoteRewardFunction:
 
     def __call__(self, prompts: Sequence[str | Sequence[Message]],
                  completions: Sequence[str | Sequence[Message]], **kwargs: Any) -> list[Optional[float]]:
-        import json
-        import urllib.error
-        import urllib.request
-
         body = {"items": [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]}
         if self.normalize is not None:
             body["normalize"] = self.normalize

@@ -83,10 +83,8 @@ def openrlhf_request(data: dict, limits: Limits, strip: Sequence[str]) -> Reward
 
 def _strip_end(text: str, strip: Sequence[str]) -> str:
     text = text.rstrip()
-    while any(s and text.endswith(s) for s in strip):
-        for s in strip:
-            if s and text.endswith(s):
-                text = text[: -len(s)].rstrip()
+    while ending := next((s for s in strip if s and text.endswith(s)), None):
+        text = text[: -len(ending)].rstrip()
     return text
 
 

@@ -57,7 +57,7 @@ class RewardService:
         self.critic = None
         if self.store is not None:
             self.critic = SharedCalls("reward-critic", self._critique, chunk_items,
-                                      context=self.store.backend_kept, start=self._start_critic)
+                                      context=lambda: self.store.backend_kept(start=True))
 
     def wait_ready(self) -> None:
         """Block until the model is loaded and the critic started."""
@@ -90,17 +90,12 @@ class RewardService:
         return [(reward, None if reward is not None else f"no critique: {error or 'its generation failed'}")
                 for reward, (_, error) in zip(rewards, critiques)]
 
-    def _start_critic(self) -> None:
-        self.store.backend_factory(self.store.resolved)  # built here, kept for every fill
-
     def _critique(self, items: list[Item]) -> list[tuple[Optional[str], Optional[str]]]:
         self.store.fill(items, require_cached=False, progress=False)
         return self.store.read(items)
 
     def _forward(self, entries: list[tuple[Item, Optional[str]]]) -> list[Optional[float]]:
-        items = [item for item, _ in entries]
-        critiques = [critique for _, critique in entries] if self.store is not None else None
-        return self.model.forward(self.model.encode(items, critiques))
+        return self.model.forward(self.model.encode([item for item, _ in entries], [c for _, c in entries]))
 
 
 def build_app(service: RewardService, limits: Limits, normalize: bool = False,
@@ -123,9 +118,10 @@ def build_app(service: RewardService, limits: Limits, normalize: bool = False,
 
     async def outcomes(parsed: RewardRequest) -> list[Outcome]:
         wanted = normalize if parsed.normalize is None else parsed.normalize
-        if wanted and not model.reward_stats:
-            raise RequestError(422, "normalize", "this model stored no reward statistics (export it with "
-                                                 "--reward_stats true)")
+        try:
+            model.check_normalize(wanted)
+        except InputError as err:
+            raise RequestError(422, "normalize", str(err)) from None
         return await service.rewards(parsed.items, wanted)
 
     @app.get("/health")

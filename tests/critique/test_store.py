@@ -65,3 +65,14 @@ def test_a_kept_backend_is_built_once_for_every_fill_and_closed_at_the_end(tmp_p
     assert closed == built and store.backend_factory is Tracked
     store.fill([(PROMPT, "7")], require_cached=False, progress=False)  # outside the block: per fill again
     assert len(built) == 2 and closed == built
+
+
+def test_a_kept_backend_can_be_started_on_entry(tmp_path, tiny_decoder_dir):
+    store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
+                          backend_factory=CountingCritic)
+    built = []
+    store.backend_factory = lambda config: built.append(config) or CountingCritic(config)
+    with store.backend_kept(start=True):
+        assert len(built) == 1  # before any fill
+        store.fill([(PROMPT, "4")], require_cached=False, progress=False)
+    assert len(built) == 1 and CountingCritic.calls == [1]
