@@ -51,6 +51,10 @@ def chat_prompt_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
 
 
 class CriticBackend(ABC):
+    # Whether ``generate`` may be called from several threads at once, the calls overlapping
+    # (an endpoint's connections, vLLM's async engine); otherwise callers take turns.
+    concurrent = False
+
     def __init__(self, config: CriticConfig):
         self.config = config
 

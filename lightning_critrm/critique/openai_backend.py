@@ -1,6 +1,7 @@
 """Any OpenAI-compatible chat endpoint: hosted critics, or ``vllm serve`` on another machine.
 
-Requests run concurrently (bounded), and 429 / 5xx answers, timeouts, dropped or cut-off connections
+Requests run concurrently, at most ``endpoint.max_concurrency`` at once however many threads call
+``generate`` together, and 429 / 5xx answers, timeouts, dropped or cut-off connections
 and malformed JSON are retried with exponential backoff (honouring ``Retry-After``), at most
 ``endpoint.max_retries`` times; what still fails is recorded failed and retried by the next run. An
 HTTP 400 saying the prompt exceeds the model's context is recorded as too long and not retried. The API key is
@@ -16,6 +17,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,8 +43,11 @@ def _read_error_body(err: urllib.error.HTTPError) -> str:
 
 
 class OpenAICritic(CriticBackend):
+    concurrent = True
+
     def __init__(self, config: CriticConfig):
         super().__init__(config)
+        self._slots = threading.BoundedSemaphore(max(1, config.endpoint.max_concurrency))
         self._api_key: Optional[str] = None
         if config.endpoint.api_key_env:
             self._api_key = os.environ.get(config.endpoint.api_key_env)
@@ -59,6 +64,10 @@ class OpenAICritic(CriticBackend):
             return list(pool.map(self._one, requests))
 
     def _one(self, messages: Sequence[Message]) -> Generation:
+        with self._slots:
+            return self._attempts(messages)
+
+    def _attempts(self, messages: Sequence[Message]) -> Generation:
         cfg = self.config
         body = json.dumps(
             {

@@ -130,26 +130,28 @@ class CritiqueStore:
                 else (None, row.error or "failed") for row in rows]
 
     @contextmanager
-    def backend_kept(self, start: bool = False) -> Iterator[None]:
+    def backend_kept(self, start: bool = False,
+                     concurrent: bool = False) -> Iterator[Optional[CriticBackend]]:
         """Within this block the critic's backend (a vLLM engine, an endpoint's connections) is
         built at its first use and kept for every ``fill``, then closed: a long-lived caller such as
-        the reward server pays an engine's start once, not per call. ``start``: build it on entry,
-        so the start is paid before the first call rather than inside it."""
-        built: list[CriticBackend] = []
+        the reward server pays an engine's start once, not per call. ``start``: build it on entry
+        (and yield it), so the start is paid before the first call rather than inside it.
+        ``concurrent``: the backend that overlaps ``fill`` calls from several threads where there
+        is one (see :func:`~lightning_critrm.critique.backend_factory.build_backend`)."""
+        built: list[_KeptOpen] = []
         lock = threading.Lock()
         factory = self.backend_factory
 
         def kept(config: CriticConfig) -> CriticBackend:
             with lock:
                 if not built:
-                    built.append(_KeptOpen(factory(config)))
+                    backend = factory(config, concurrent=True) if concurrent else factory(config)
+                    built.append(_KeptOpen(backend))
                 return built[0]
 
         self.backend_factory = kept
         try:
-            if start:
-                kept(self.resolved)
-            yield
+            yield kept(self.resolved) if start else None
         finally:
             self.backend_factory = factory
             if built:
@@ -168,6 +170,7 @@ class _KeptOpen(CriticBackend):
     def __init__(self, backend: CriticBackend):
         super().__init__(backend.config)
         self.backend = backend
+        self.concurrent = backend.concurrent
 
     def generate(self, requests):
         return self.backend.generate(requests)

@@ -1,10 +1,16 @@
-"""Offline batched generation with vLLM (``LLM.generate``), imported only when used."""
+"""Generation with vLLM, imported only when used: offline batches (``LLM.generate``) for critique
+passes, and the async engine (``AsyncLLM``) for the reward server, where requests arrive while others
+generate."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any, Optional
 
 from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.critique.backend import CriticBackend, Generation, chat_prompt_ids, finished
@@ -30,54 +36,22 @@ class VLLMCritic(CriticBackend):
 
     def __init__(self, config: CriticConfig):
         super().__init__(config)
-        try:
-            import vllm
-        except ImportError as err:
-            raise MissingExtraError(MISSING_VLLM) from err
-        from transformers import AutoTokenizer
-
-        path = resolve_backbone(config.model)
-        kwargs = {
-            "model": path,
-            "tokenizer": path,
-            "dtype": config.effective_dtype,
-            "seed": config.sampling.seed,
-            "tensor_parallel_size": config.engine.tensor_parallel_size,
-            "gpu_memory_utilization": config.engine.gpu_memory_utilization,
-            "enforce_eager": config.engine.enforce_eager,
-            "enable_prefix_caching": config.engine.enable_prefix_caching,
-        }
-        if config.engine.data_parallel_size > 1:
-            kwargs["data_parallel_size"] = config.engine.data_parallel_size
-        if config.engine.max_model_len:
-            kwargs["max_model_len"] = config.engine.max_model_len
+        vllm = _import_vllm()
         with _environment(all_cores_env(os.environ, _runs_on_cpu())):
-            self.llm = vllm.LLM(**kwargs)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        s = config.sampling
-        self.sampling = vllm.SamplingParams(
-            temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed
-        )
+            self.llm = vllm.LLM(**engine_kwargs(config))
+        self.tokenizer = _tokenizer(config)
+        self.sampling = _sampling(vllm, config)
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
-        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
-        # vLLM rejects the whole call if one prompt does not fit its context: such a request fails
-        # alone, with the reason, and the rest of the batch is generated.
         limit = self.llm.llm_engine.model_config.max_model_len
-        results: list[Generation | None] = [
-            Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p),
-                       too_long=True)
-            if len(p) >= limit
-            else None
-            for p in ids
-        ]
+        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
+        results = [_too_long(p, limit) for p in ids]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             prompts = [{"prompt_token_ids": ids[i]} for i in todo]
             outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
             for i, o in zip(todo, outputs):
-                out = o.outputs[0]
-                results[i] = finished(out.text, len(o.prompt_token_ids), len(out.token_ids), limit)
+                results[i] = _finished(o, limit)
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -87,6 +61,139 @@ class VLLMCritic(CriticBackend):
             import gc
 
             gc.collect()
+
+
+class AsyncVLLMCritic(CriticBackend):
+    """vLLM's async engine on an event loop of its own thread. ``generate`` may be called from
+    several threads at once: each call's requests join those already generating (continuous
+    batching across calls) instead of waiting for them to finish. The reward server's critic.
+
+    Same engine settings, sampling (seed per request) and prompt ids as :class:`VLLMCritic`, so
+    both write the same critique for the same request.
+    """
+
+    concurrent = True
+
+    def __init__(self, config: CriticConfig):
+        super().__init__(config)
+        vllm = _import_vllm()
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.tokenizer = _tokenizer(config)
+        self.sampling = _sampling(vllm, config, output_kind=RequestOutputKind.FINAL_ONLY)
+        self.engine: Optional[Any] = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-async-critic", daemon=True)
+        self._thread.start()
+        args = AsyncEngineArgs(**engine_kwargs(config), disable_log_stats=True)
+
+        async def start():  # inside the loop: the engine's output handler runs on it
+            return AsyncLLM.from_engine_args(args)
+
+        try:
+            with _environment(all_cores_env(os.environ, _runs_on_cpu())):
+                self.engine = self._run(start())
+        except BaseException:
+            self.close()
+            raise
+
+    def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
+        limit = self.engine.model_config.max_model_len
+        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
+        results = [_too_long(p, limit) for p in ids]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for i, output in zip(todo, self._run(self._all([ids[i] for i in todo]))):
+            results[i] = _finished(output, limit)
+        return results  # type: ignore[return-value]
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _all(self, prompts: list[list[int]]) -> list:
+        return await asyncio.gather(*(self._one(p) for p in prompts))
+
+    async def _one(self, prompt: list[int]):
+        final = None
+        async for output in self.engine.generate({"prompt_token_ids": prompt}, self.sampling,
+                                                 request_id=uuid.uuid4().hex):
+            final = output
+        return final
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()  # the engine core process ends here
+            self.engine = None
+        if self._loop.is_running():
+            # The engine's output handler is cancelled by shutdown, not yet finished: let it end
+            # before the loop stops, or asyncio reports it destroyed while pending.
+            self._run(_finish_tasks())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        if not self._loop.is_closed():
+            self._loop.close()
+
+
+async def _finish_tasks() -> None:
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
+def engine_kwargs(config: CriticConfig) -> dict[str, Any]:
+    """The engine settings of ``config``, as ``vllm.LLM`` and ``AsyncEngineArgs`` take them."""
+    path = resolve_backbone(config.model)
+    kwargs = {
+        "model": path,
+        "tokenizer": path,
+        "dtype": config.effective_dtype,
+        "seed": config.sampling.seed,
+        "tensor_parallel_size": config.engine.tensor_parallel_size,
+        "gpu_memory_utilization": config.engine.gpu_memory_utilization,
+        "enforce_eager": config.engine.enforce_eager,
+        "enable_prefix_caching": config.engine.enable_prefix_caching,
+    }
+    if config.engine.data_parallel_size > 1:
+        kwargs["data_parallel_size"] = config.engine.data_parallel_size
+    if config.engine.max_model_len:
+        kwargs["max_model_len"] = config.engine.max_model_len
+    return kwargs
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as err:
+        raise MissingExtraError(MISSING_VLLM) from err
+    return vllm
+
+
+def _tokenizer(config: CriticConfig):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_backbone(config.model))
+
+
+def _sampling(vllm, config: CriticConfig, **extra):
+    s = config.sampling
+    return vllm.SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens,
+                               seed=s.seed, **extra)
+
+
+def _too_long(prompt: list[int], limit: int) -> Optional[Generation]:
+    """vLLM rejects a whole call if one prompt does not fit its context: such a request fails alone,
+    with the reason, and the rest of the batch is generated."""
+    if len(prompt) < limit:
+        return None
+    return Generation(None, f"prompt has {len(prompt)} tokens, the critic's max_model_len is {limit}",
+                      len(prompt), too_long=True)
+
+
+def _finished(output, limit: int) -> Generation:
+    out = output.outputs[0]
+    return finished(out.text, len(output.prompt_token_ids), len(out.token_ids), limit)
 
 
 def all_cores_env(environ: Mapping[str, str], on_cpu: bool) -> dict[str, str]:

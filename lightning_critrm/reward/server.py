@@ -1,12 +1,15 @@
 """``python -m lightning_critrm serve``: an exported reward model over HTTP, for RL loops.
 
-One process: FastAPI on uvicorn, the model and the critic in two worker threads
-(:class:`~lightning_critrm.reward.shared_calls.SharedCalls`). Concurrent requests share each critic
-batch and each forward pass; a request whose critiques are all cached goes straight to the forward
-pass, never behind a generation. Endpoints: ``POST /get_reward`` (OpenRLHF's remote reward
-protocol), ``POST /rewards`` (items of prompt and completion), ``GET /health``. SIGTERM (or Ctrl-C)
-stops accepting connections, answers every request in flight, closes the critic (a vLLM engine and
-its processes) and exits.
+One process: FastAPI on uvicorn, the model and the critic in two workers
+(:class:`~lightning_critrm.reward.shared_calls.SharedCalls`). Concurrent requests share each forward
+pass; a critic that overlaps calls (vLLM's async engine, an endpoint) takes each request's
+completions as it arrives, generating them beside those already in flight, and one that does not (a
+transformers model) generates everything queued in one call. A request whose critiques are all
+cached goes straight to the forward pass, never behind a generation.
+
+Endpoints: ``POST /get_reward`` (OpenRLHF's remote reward protocol), ``POST /rewards`` (items of
+prompt and completion), ``GET /health``. SIGTERM (or Ctrl-C) stops accepting connections, answers
+every request in flight, closes the critic (a vLLM engine and its processes) and exits.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request).
@@ -33,6 +36,9 @@ from lightning_critrm.reward.shared_calls import SharedCalls
 from lightning_critrm.signals import sigterm_raises_systemexit
 
 Outcome = tuple[Optional[float], Optional[str]]  # (reward, error): one of the two is None
+# Chunks a critic that overlaps calls generates at once; more wait and join the next call. Enough for
+# every client of a busy RL loop to have its completions in the engine beside the others'.
+CRITIC_CALLS = 32
 
 
 class RewardService:
@@ -40,9 +46,9 @@ class RewardService:
 
     Each request is cut into chunks of ``chunk_items`` (a request of 10,000 completions is many
     forward passes, not one). A chunk's cached critiques are read at once; the missing ones go to
-    the critic thread, which generates everything queued in one call; then the chunk goes to the
-    forward thread, which scores everything queued in one call (in length-sorted batches of the
-    model's ``batch_size``).
+    the critic (up to ``CRITIC_CALLS`` chunks generating at once where the backend overlaps calls,
+    otherwise everything queued in one call); then the chunk goes to the forward thread, which
+    scores everything queued in one call (in length-sorted batches of the model's ``batch_size``).
 
     Args:
         model: The exported reward model.
@@ -56,8 +62,10 @@ class RewardService:
                                       start=lambda: model.net)
         self.critic = None
         if self.store is not None:
-            self.critic = SharedCalls("reward-critic", self._critique, chunk_items,
-                                      context=lambda: self.store.backend_kept(start=True))
+            self.critic = SharedCalls(
+                "reward-critic", self._critique, chunk_items,
+                context=lambda: self.store.backend_kept(start=True, concurrent=True),
+                parallel=lambda backend: CRITIC_CALLS if backend.concurrent else 1)
 
     def wait_ready(self) -> None:
         """Block until the model is loaded and the critic started."""

@@ -140,3 +140,34 @@ def test_fit_with_an_endpoint_critic_never_writes_the_api_key(tmp_path, fake_cha
     with sqlite3.connect(tmp_path / "cache" / "critiques.sqlite") as conn:  # the critiques the RM read
         query = "SELECT COUNT(*) FROM critiques WHERE critique LIKE '%looks right.'"
         assert conn.execute(query).fetchone()[0] == 48
+
+
+def test_threads_calling_at_once_share_the_bound_on_requests_in_flight(fake_chat_server):
+    import threading
+    import time
+
+    backend = critic(fake_chat_server, max_concurrency=3)
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    attempts = backend._attempts
+
+    def counted(messages):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        try:
+            return attempts(messages)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    backend._attempts = counted
+    outputs = []
+    threads = [threading.Thread(target=lambda: outputs.append(backend.generate(ASK * 4))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert backend.concurrent and len(outputs) == 3
+    assert [g.text for out in outputs for g in out] == ["Critique: four looks right."] * 12
+    assert peak[0] == 3  # 12 requests from 3 threads, never more than max_concurrency at once

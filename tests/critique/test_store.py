@@ -76,3 +76,18 @@ def test_a_kept_backend_can_be_started_on_entry(tmp_path, tiny_decoder_dir):
         assert len(built) == 1  # before any fill
         store.fill([(PROMPT, "4")], require_cached=False, progress=False)
     assert len(built) == 1 and CountingCritic.calls == [1]
+
+
+def test_a_kept_backend_asked_to_overlap_calls_is_built_so_and_yielded(tmp_path, tiny_decoder_dir):
+    asked = []
+
+    def factory(config, concurrent=False):
+        asked.append(concurrent)
+        return CountingCritic(config)
+
+    store = CritiqueStore(CriticConfig(model=tiny_decoder_dir), tmp_path / "c.sqlite",
+                          backend_factory=factory)
+    with store.backend_kept(start=True, concurrent=True) as backend:
+        assert asked == [True] and not backend.concurrent  # what the backend built says of itself
+        store.fill([(PROMPT, "4")], require_cached=False, progress=False)
+    assert asked == [True] and CountingCritic.calls == [1]

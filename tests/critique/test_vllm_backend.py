@@ -143,6 +143,27 @@ def test_openai_backend_against_a_real_vllm_server(tmp_path, tiny_decoder_dir):
         log.close()
 
 
+@needs_vllm
+def test_the_async_engine_writes_what_the_offline_one_writes_and_overlaps_calls(tmp_path, tiny_decoder_dir):
+    out = tmp_path / "probe.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.critique.vllm_async_probe", tiny_decoder_dir, str(out)],
+        cwd=REPO, env={**os.environ, **VLLM_ENV}, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "destroyed but it is pending" not in run.stderr  # close let the engine's tasks end
+    probe = json.loads(out.read_text())
+    # Greedy, seeded: the async engine writes the same critique, tokens and failures as the offline one.
+    assert probe["async"] == probe["offline"]
+    assert probe["offline"][-1][3] is True and sum(g[0] is not None for g in probe["offline"]) >= 16
+    # The short call came while the long one generated. Had it waited for the long call, it would have
+    # ended its own whole generation (`alone`) after it; it ended about with it.
+    t, short = probe["times"], probe["offline"][probe["short"]]
+    assert short[2] == probe["max_new_tokens"]  # its generation is as long as any (no early EOS)
+    assert t["long_start"] < t["short_start"] < t["long_end"]
+    assert t["short_end"] - t["long_end"] < 0.5 * (t["alone_end"] - t["alone_start"]), t
+
+
 def test_a_prompt_longer_than_the_context_fails_alone(chat_tokenizer):
     from types import SimpleNamespace
 

@@ -1,6 +1,7 @@
 """The reward server's worker threads: concurrent requests share each call, within its size."""
 
 import threading
+import time
 
 import pytest
 
@@ -71,3 +72,35 @@ def test_close_serves_what_is_queued_and_leaves_the_context_in_the_worker_thread
     shared.close()
     assert [f.result(0) for f in futures] == [[i] for i in range(6)]
     assert where == [("enter", "worker"), ("exit", "worker")]
+
+
+def test_parallel_calls_start_at_once_and_their_number_can_come_from_the_context():
+    from contextlib import contextmanager
+
+    running, peak, lock, gate = [0], [0], threading.Lock(), threading.Event()
+
+    def work(inputs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        gate.wait(10)
+        with lock:
+            running[0] -= 1
+        return inputs
+
+    @contextmanager
+    def context():
+        yield "three calls"
+
+    shared = SharedCalls("test", work, max_items=10, context=context,
+                         parallel=lambda held: 3 if held == "three calls" else 1)
+    futures = []
+    for i in range(3):  # each request starts its own call while the others run
+        futures.append(shared.submit([i]))
+        while shared.calls < i + 1:
+            time.sleep(0.001)
+    late = shared.submit([3])  # no slot free: it waits for one, then runs alone
+    gate.set()
+    assert [f.result(10) for f in [*futures, late]] == [[0], [1], [2], [3]]
+    assert peak[0] == 3 and shared.calls == 4
+    shared.close()
