@@ -13,20 +13,24 @@ latency is per request. The baseline is offline scoring in one process
 (``ExportedRewardModel.rewards``, what ``score`` runs) on the same items, the critic's engine
 started beforehand as the server's is. Each level uses its own items, so none is cached by an
 earlier one. Writes ``benchmarks/results/serve_load.json``.
+
+``--front litserve-batched`` or ``litserve-async`` puts LitServe in front instead (see
+``benchmarks/litserve_reward_server.py``) and writes ``serve_load_litserve_batched.json`` or
+``serve_load_litserve_async.json``: what decided that ``serve`` is built on FastAPI.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -93,41 +97,61 @@ def offline(model: str, cache: str, batches: list[list[dict]]) -> dict:
     return figures
 
 
-def serve(model: str, cache: str):
+def serve(model: str, cache: str, front: str):
+    """Start the server (its own process group, ended whole by ``stop``); return it and its URL once
+    it answers ``/health``."""
+    with socket.socket() as probe:  # a free port: LitServe takes no port 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    if front == "serve":
+        command = ["-m", "lightning_critrm", "serve", "--model", model, "--port", str(port)]
+    else:
+        command = [str(REPO / "benchmarks" / "litserve_reward_server.py"), "--model", model, "--port",
+                   str(port), "--mode", front.removeprefix("litserve-")]
     env = {**os.environ, "LIGHTNING_CRITRM_CACHE": cache, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "lightning_critrm", "serve", "--model", model,
-                                "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    url, lines = [], []
-    ready = threading.Event()
+    log = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, *command], cwd=REPO, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return process, url
+        except OSError:
+            pass
+        time.sleep(0.5)
+    stop(process)
+    log.seek(0)
+    raise RuntimeError("the server did not start:\n" + log.read()[-3000:])
 
-    def read():
-        for line in process.stdout:
-            lines.append(line)
-            found = re.search(r"^serving .* on (http://127\.0\.0\.1:\d+): ", line)
-            if found:
-                url.append(found.group(1))
-                ready.set()
-        ready.set()
 
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(600) or not url:
-        process.kill()
-        raise RuntimeError("the server did not start:\n" + "".join(lines)[-3000:])
-    return process, url[0]
+def stop(process) -> None:
+    """SIGTERM to the server's whole group (LitServe's workers, vLLM's engine), SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--requests", type=int, default=24, help="requests per level")
+    parser.add_argument("--front", choices=("serve", "litserve-batched", "litserve-async"), default="serve",
+                        help="what answers HTTP: `lightning_critrm serve` (FastAPI), or LitServe with its "
+                             "own batching or around serve's engine (benchmarks/litserve_reward_server.py)")
     args = parser.parse_args()
     levels = (1, 4, 16)
     plans = {c: items_for(c, args.requests) for c in levels}
     rows = []
     with tempfile.TemporaryDirectory() as served_cache, tempfile.TemporaryDirectory() as offline_cache:
         began = time.perf_counter()
-        process, url = serve(args.model, served_cache)
+        process, url = serve(args.model, served_cache, args.front)
         start_s = time.perf_counter() - began
         try:
             post(url, {"items": items_for(99, 1)[0]})  # a first request off the clock
@@ -137,8 +161,7 @@ def main() -> None:
                     rows.append(row)
                     print(row, flush=True)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(120)
+            stop(process)
         baseline = offline(args.model, offline_cache, plans[16])
     from lightning_critrm.hardware import cpu_has_native_bf16
 
@@ -150,12 +173,13 @@ def main() -> None:
         "cpu_native_bf16": cpu_has_native_bf16(),
         "model": recipe["backbone"], "critic": recipe.get("critic", {}).get("model"),
         "critic_max_new_tokens": recipe.get("critic", {}).get("sampling", {}).get("max_new_tokens"),
-        "completions_per_request": GROUP, "server_start_s": round(start_s, 1),
+        "front": args.front, "completions_per_request": GROUP, "server_start_s": round(start_s, 1),
         "server": rows, "offline": baseline,
         "ratio_16_clients_to_offline": {
             phase: round(at_16[phase] / baseline[phase]["completions_per_s"], 2) for phase in at_16},
     }
-    out = REPO / "benchmarks" / "results" / "serve_load.json"
+    suffix = "" if args.front == "serve" else "_" + args.front.replace("-", "_")
+    out = REPO / "benchmarks" / "results" / f"serve_load{suffix}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["ratio_16_clients_to_offline"]), f"wrote {out}")
 
