@@ -16,7 +16,7 @@ from lightning_critrm.backbones import resolve_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation import RewardBenchCallback
-from lightning_critrm.evaluation.rewardbench_callback import evaluation_for
+from lightning_critrm.evaluation.rewardbench_callback import BenchmarkName, evaluation_for
 from lightning_critrm.layout.sequences import collect
 from lightning_critrm.model.checkpoint_paths import checkpoint_metadata, resolve_checkpoint
 from lightning_critrm.model.export import export_reward_model, recipe_of
@@ -38,7 +38,7 @@ def fill_all_critiques(
             own = callback.require_cached if require_cached is None else require_cached
             summary = callback.fill_critiques(datamodule.completion_encoder, require_cached=own)
             if summary is not None:
-                summaries.append((f"rewardbench {callback.source}", summary))
+                summaries.append((f"{callback.eval.name} {callback.source}", summary))
     return summaries
 
 
@@ -69,28 +69,32 @@ class CritiqueRMTrainer(L.Trainer):
         subsets: Optional[list[str]] = None,
         batch_size: int = 16,
         max_rows: Optional[int] = None,
-        version: int = 1,
+        benchmark: BenchmarkName = "rewardbench",
     ) -> None:
-        """Score a checkpoint on RewardBench and print accuracy by subset and section, with
-        partial sections marked; the per-row rewards go to a JSON file in the run folder. Reads
-        the checkpoint, its config and the RewardBench rows only: never the training data.
-        Missing critiques of RewardBench completions are generated first, before any worker
+        """Score a checkpoint on a benchmark (RewardBench by default) and print its table, partial
+        parts marked; the per-row rewards go to a JSON file in the run folder. Reads
+        the checkpoint, its config and the benchmark rows only: never the training data.
+        Missing critiques of its completions are generated first, before any worker
         process starts (whatever ``critic.cache.require_cached`` says: no training waits on them).
         A RewardBenchCallback in the config is replaced by this evaluation, which keeps its ``critic``.
 
         Args:
             ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
-            source: RewardBench rows: the version's hub set by default (``allenai/reward-bench``,
-                ``allenai/reward-bench-2``) or local files.
+            source: The benchmark's rows, in its layout: by default those of a configured
+                RewardBenchCallback of the same benchmark, else its hub set (``allenai/reward-bench``,
+                ``allenai/reward-bench-2``, ``THU-KEG/RM-Bench``).
             subsets: Only these subsets.
             batch_size: Sequences per forward pass.
             max_rows: Score only the first N rows.
-            version: 1 (RewardBench) or 2 (RewardBench 2: best-of-4 and the Ties metric).
+            benchmark: ``rewardbench``, ``rewardbench2`` (best-of-4 and the Ties metric) or
+                ``rmbench`` (3 x 3 styles: hard, normal, easy).
         """
         configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
         critic = next((c.critic for c in configured if c.critic is not None), None)
+        if source is None:  # the rows a configured callback of this benchmark reads
+            source = next((c.source for c in configured if c.eval.name == benchmark), None)
         self.callbacks = [c for c in self.callbacks if not isinstance(c, RewardBenchCallback)]
-        evaluation = evaluation_for(version, source, subsets, max_rows, critic, batch_size)
+        evaluation = evaluation_for(benchmark, source, subsets, max_rows, critic, batch_size)
         # Worker processes of a multi-device run start inside predict() and find the critiques cached.
         encoder = datamodule.completion_encoder
         evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)

@@ -21,6 +21,7 @@ from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation.benchmark import Benchmark
 from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
+from lightning_critrm.evaluation.rmbench_eval import RMBenchEval
 from lightning_critrm.model.reward_pass import gather_rewards, score_batches
 
 
@@ -35,11 +36,18 @@ def completion_encoder(trainer: L.Trainer) -> CompletionEncoder:
     return encoder
 
 
-def evaluation_for(version: int, source: Optional[str], *args) -> Benchmark:
-    """The evaluation of RewardBench ``version`` (1 or 2), on its hub set unless ``source`` says otherwise."""
-    if version not in (1, 2):
-        raise InputError(f"RewardBench version must be 1 or 2, got {version}")
-    return (RewardBenchEval if version == 1 else RewardBench2Eval)(source, *args)
+BENCHMARKS: dict[str, type[Benchmark]] = {
+    "rewardbench": RewardBenchEval, "rewardbench2": RewardBench2Eval, "rmbench": RMBenchEval,
+}  # fmt: skip
+BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench"]
+
+
+def evaluation_for(benchmark: str, source: Optional[str], *args) -> Benchmark:
+    """The evaluation of ``benchmark`` (a name in :data:`BENCHMARKS`), on its hub set unless
+    ``source`` says otherwise."""
+    if benchmark not in BENCHMARKS:
+        raise InputError(f"benchmark {benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[benchmark](source, *args)
 
 
 class RewardBenchCallback(Callback):
@@ -55,18 +63,22 @@ class RewardBenchCallback(Callback):
         max_rows: Optional[int] = None,
         num_text_examples: int = 3,
         require_cached: Optional[bool] = None,
-        version: Literal[1, 2] = 1,
+        benchmark: BenchmarkName = "rewardbench",
     ):
-        """RewardBench accuracy by subset, section and overall, logged as ``rewardbench/*``; with
-        ``version: 2``, RewardBench 2 (best-of-4, the Ties metric) as ``rewardbench2/*``.
+        """A benchmark's scores, logged as ``<benchmark>/*``: RewardBench accuracy by subset,
+        section and overall; RewardBench 2 (best-of-4, the Ties metric); RM-Bench (hard, normal,
+        easy and per-domain accuracy). One callback per benchmark.
 
         Args:
-            source: v1: ``allenai/reward-bench`` (split ``filtered``; ``name:split`` for another) or
-                local ``.jsonl``/``.json``/``.parquet`` files with ``id, prompt, chosen, rejected, subset``.
-                v2: ``allenai/reward-bench-2`` (split ``test``) or local files in its layout
-                (``chosen`` and ``rejected`` lists, ``num_correct``). Default: the version's hub set.
-            subsets: Only these subsets (default: every subset in ``source``). Missing subsets are
-                reported, and their sections marked partial.
+            source: The benchmark's rows. ``rewardbench``: ``allenai/reward-bench`` (split
+                ``filtered``; ``name:split`` for another) or local ``.jsonl``/``.json``/``.parquet``
+                files with ``id, prompt, chosen, rejected, subset``. ``rewardbench2``:
+                ``allenai/reward-bench-2`` (split ``test``) or local files in its layout
+                (``chosen`` and ``rejected`` lists, ``num_correct``). ``rmbench``:
+                ``THU-KEG/RM-Bench`` or files in its layout (``chosen`` and ``rejected`` lists of
+                three styles, ``domain``). Default: the benchmark's hub set.
+            subsets: Only these subsets (RM-Bench: domains, e.g. ``safety-refuse``; default: all
+                in ``source``). Missing subsets are reported, and what they belong to marked partial.
             every_n_epochs: Evaluate at the end of every n-th training epoch (0: never).
             every_n_steps: Evaluate every n optimizer steps instead.
             batch_size: Sequences per forward pass.
@@ -79,13 +91,13 @@ class RewardBenchCallback(Callback):
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
-            version: 1 (RewardBench) or 2 (RewardBench 2). Run both with two callbacks.
+            benchmark: ``rewardbench``, ``rewardbench2`` or ``rmbench``.
         """
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
         self.require_cached = require_cached
         # What to score and how: held once, by the evaluation the subcommand runs too.
-        self.eval = evaluation_for(version, source, subsets, max_rows, critic, batch_size, sort_by_length,
+        self.eval = evaluation_for(benchmark, source, subsets, max_rows, critic, batch_size, sort_by_length,
                                    num_text_examples)
         self.last_scores = None  # the benchmark's scores of the last evaluation
         self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once

@@ -268,7 +268,8 @@ def test_fit_with_the_v2_callback_logs_rewardbench2_each_epoch_and_the_subcomman
     config = yaml.safe_load(cfg.read_text())
     config["trainer"].update(max_steps=-1, max_epochs=2, val_check_interval=None, check_val_every_n_epoch=1)
     config["trainer"]["callbacks"] = [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
-                                       "init_args": {"source": str(fixture), "version": 2, "batch_size": 5}}]
+                                       "init_args": {"source": str(fixture), "benchmark": "rewardbench2",
+                                                     "batch_size": 5}}]
     config["data"]["critiques"] = "none"
     cfg.write_text(yaml.safe_dump(config))
     cli = main(["fit", "--config", str(cfg)])
@@ -288,8 +289,8 @@ def test_fit_with_the_v2_callback_logs_rewardbench2_each_epoch_and_the_subcomman
     assert again.overall == pytest.approx(events.Scalars("rewardbench2/overall")[-1].value, abs=1e-6)
 
     capsys.readouterr()
-    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(fixture), "--version",
-          "2"])
+    main(["rewardbench", "--config", str(cfg), "--ckpt_path", "last", "--source", str(fixture), "--benchmark",
+          "rewardbench2"])
     out = capsys.readouterr().out
     assert re.search(r"^Ties\s+\d+\.\d\s+2  PARTIAL: 2/102 prompts$", out, re.M), out
     assert re.search(r"^overall\s+\d+\.\d  PARTIAL: mean of the subsets scored above$", out, re.M), out
@@ -315,7 +316,7 @@ def test_v2_critiques_every_completion_with_the_training_critic_and_a_failed_one
                               critic=CriticConfig(model=tiny_decoder_dir), cache_dir=str(tmp_path / "cache"))
     dm.critique_store.backend_factory = Critic
     logger = Capture()
-    callback = RewardBenchCallback(source=str(fixture), version=2, batch_size=4)
+    callback = RewardBenchCallback(source=str(fixture), benchmark="rewardbench2", batch_size=4)
     trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
                         default_root_dir=str(tmp_path))
     trainer.test(LengthReward(), datamodule=dm, verbose=False)
