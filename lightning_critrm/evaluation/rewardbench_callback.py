@@ -19,6 +19,7 @@ from lightning_critrm.critique import CriticConfig, CritiqueSummary
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation.benchmark import Benchmark
+from lightning_critrm.evaluation.judgebench_eval import JudgeBenchEval
 from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 from lightning_critrm.evaluation.rmbench_eval import RMBenchEval
@@ -38,8 +39,9 @@ def completion_encoder(trainer: L.Trainer) -> CompletionEncoder:
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
     "rewardbench": RewardBenchEval, "rewardbench2": RewardBench2Eval, "rmbench": RMBenchEval,
+    "judgebench": JudgeBenchEval,
 }  # fmt: skip
-BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench"]
+BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench", "judgebench"]
 
 
 def evaluation_for(benchmark: str, source: Optional[str], *args) -> Benchmark:
@@ -67,7 +69,8 @@ class RewardBenchCallback(Callback):
     ):
         """A benchmark's scores, logged as ``<benchmark>/*``: RewardBench accuracy by subset,
         section and overall; RewardBench 2 (best-of-4, the Ties metric); RM-Bench (hard, normal,
-        easy and per-domain accuracy). One callback per benchmark.
+        easy and per-domain accuracy); JudgeBench (accuracy per category and overall). One
+        callback per benchmark.
 
         Args:
             source: The benchmark's rows. ``rewardbench``: ``allenai/reward-bench`` (split
@@ -76,9 +79,12 @@ class RewardBenchCallback(Callback):
                 ``allenai/reward-bench-2`` (split ``test``) or local files in its layout
                 (``chosen`` and ``rejected`` lists, ``num_correct``). ``rmbench``:
                 ``THU-KEG/RM-Bench`` or files in its layout (``chosen`` and ``rejected`` lists of
-                three styles, ``domain``). Default: the benchmark's hub set.
-            subsets: Only these subsets (RM-Bench: domains, e.g. ``safety-refuse``; default: all
-                in ``source``). Missing subsets are reported, and what they belong to marked partial.
+                three styles, ``domain``). ``judgebench``: ``ScalerLab/JudgeBench`` (split ``gpt``)
+                or files in its layout (``pair_id, source, question, response_A, response_B,
+                label``). Default: the benchmark's hub set.
+            subsets: Only these subsets (RM-Bench: domains, e.g. ``safety-refuse``; JudgeBench:
+                categories, e.g. ``math``; default: all in ``source``). Missing subsets are
+                reported, and what they belong to marked partial.
             every_n_epochs: Evaluate at the end of every n-th training epoch (0: never).
             every_n_steps: Evaluate every n optimizer steps instead.
             batch_size: Sequences per forward pass.
@@ -91,7 +97,7 @@ class RewardBenchCallback(Callback):
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
-            benchmark: ``rewardbench``, ``rewardbench2`` or ``rmbench``.
+            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench`` or ``judgebench``.
         """
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps

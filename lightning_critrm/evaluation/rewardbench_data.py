@@ -68,6 +68,7 @@ def select_rows(
     parse: Callable[[Any, str], T],
     subsets: Optional[Sequence[str]],
     key: Callable[[T], Hashable],
+    id_field: str = "id",
 ) -> list[T]:
     """The rows of ``source`` parsed by ``parse`` (which names the location of any error), only
     those of ``subsets`` when given (each must be present). A ``key`` seen twice is an error: each
@@ -80,7 +81,7 @@ def select_rows(
         if wanted is not None and row.subset not in wanted:
             continue
         if key(row) in seen:
-            raise RecordError(f"{where}: field 'id': {row.id} already appeared at {seen[key(row)]}")
+            raise RecordError(f"{where}: field '{id_field}': {row.id} already appeared at {seen[key(row)]}")
         seen[key(row)] = where
         rows.append(row)
     unknown = sorted((wanted or set()) - present)
