@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from lightning_critrm.evaluation.judgebench_scoring import CATEGORIES, LABELS, category_of
-from lightning_critrm.evaluation.rewardbench_data import select_rows
+from lightning_critrm.evaluation.rewardbench_data import json_object, select_rows
 from lightning_critrm.records import Message, RecordError
 
 HUB_NAME_JUDGEBENCH = "ScalerLab/JudgeBench"
@@ -30,15 +30,8 @@ class JudgeBenchRow:
 
 
 def _row(raw: Any, where: str) -> JudgeBenchRow:
-    if isinstance(raw, RecordError):
-        raise raw
-    if not isinstance(raw, dict):
-        raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    for name in ("pair_id", "source", "question", "response_A", "response_B", "label"):
-        if name not in raw or raw[name] is None:
-            raise RecordError(f"{where}: field '{name}': missing")
-        if name != "pair_id" and not isinstance(raw[name], str):
-            raise RecordError(f"{where}: field '{name}': expected a string, got {type(raw[name]).__name__}")
+    texts = ("source", "question", "response_A", "response_B", "label")
+    raw = json_object(raw, where, ("pair_id", *texts), strings=texts)
     if raw["label"] not in LABELS:
         raise RecordError(f"{where}: field 'label': {raw['label']!r}, expected one of {', '.join(LABELS)}")
     category = category_of(raw["source"])

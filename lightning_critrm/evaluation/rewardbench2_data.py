@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from lightning_critrm.evaluation.rewardbench_data import select_rows
+from lightning_critrm.evaluation.rewardbench_data import json_object, select_rows
 from lightning_critrm.records import Message, RecordError
 
 HUB_NAME_V2 = "allenai/reward-bench-2"
@@ -32,16 +32,8 @@ def _texts(raw: dict, field: str, where: str) -> list[str]:
 
 
 def _row(raw: Any, where: str) -> RewardBench2Row:
-    if isinstance(raw, RecordError):
-        raise raw
-    if not isinstance(raw, dict):
-        raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    for field in ("id", "prompt", "chosen", "rejected", "subset", "num_correct"):
-        if field not in raw or raw[field] is None:
-            raise RecordError(f"{where}: field '{field}': missing")
-    if not isinstance(raw["prompt"], str) or not isinstance(raw["subset"], str):
-        bad = "prompt" if not isinstance(raw["prompt"], str) else "subset"
-        raise RecordError(f"{where}: field '{bad}': expected a string, got {type(raw[bad]).__name__}")
+    raw = json_object(raw, where, ("id", "prompt", "chosen", "rejected", "subset", "num_correct"),
+                      strings=("prompt", "subset"))
     chosen, rejected = _texts(raw, "chosen", where), _texts(raw, "rejected", where)
     if raw["num_correct"] != len(chosen) or isinstance(raw["num_correct"], bool):
         raise RecordError(

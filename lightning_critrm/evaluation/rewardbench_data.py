@@ -29,17 +29,24 @@ class RewardBenchRow:
     rejected: str
 
 
-def _row(raw: Any, where: str) -> RewardBenchRow:
+def json_object(raw: Any, where: str, required: Sequence[str], strings: Sequence[str] = ()) -> dict:
+    """``raw``, a benchmark row, checked to be a JSON object with every ``required`` field (not
+    null) and ``strings`` fields that are strings; otherwise an error naming ``where`` and the field."""
     if isinstance(raw, RecordError):  # a line that is not JSON or not UTF-8
         raise raw
     if not isinstance(raw, dict):
         raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    for field in FIELDS:
+    for field in required:
         if field not in raw or raw[field] is None:
             raise RecordError(f"{where}: field '{field}': missing")
-    for field in ("prompt", "chosen", "rejected", "subset"):
+    for field in strings:
         if not isinstance(raw[field], str):
             raise RecordError(f"{where}: field '{field}': expected a string, got {type(raw[field]).__name__}")
+    return raw
+
+
+def _row(raw: Any, where: str) -> RewardBenchRow:
+    raw = json_object(raw, where, FIELDS, strings=("prompt", "chosen", "rejected", "subset"))
     return RewardBenchRow(
         id=str(raw["id"]),
         subset=raw["subset"],

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from lightning_critrm.evaluation.rewardbench_data import select_rows
+from lightning_critrm.evaluation.rewardbench_data import json_object, select_rows
 from lightning_critrm.evaluation.rmbench_scoring import STYLES
 from lightning_critrm.records import Message, RecordError
 
@@ -41,16 +41,8 @@ def _shape(value: Any) -> str:
 
 
 def _row(raw: Any, where: str) -> RMBenchRow:
-    if isinstance(raw, RecordError):
-        raise raw
-    if not isinstance(raw, dict):
-        raise RecordError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    for name in ("id", "prompt", "chosen", "rejected", "domain"):
-        if name not in raw or raw[name] is None:
-            raise RecordError(f"{where}: field '{name}': missing")
-    for name in ("prompt", "domain"):
-        if not isinstance(raw[name], str):
-            raise RecordError(f"{where}: field '{name}': expected a string, got {type(raw[name]).__name__}")
+    raw = json_object(raw, where, ("id", "prompt", "chosen", "rejected", "domain"),
+                      strings=("prompt", "domain"))
     return RMBenchRow(str(raw["id"]), raw["domain"], ({"role": "user", "content": raw["prompt"]},),
                       _styles(raw, "chosen", where), _styles(raw, "rejected", where))
 
