@@ -8,7 +8,7 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Optional
 
@@ -43,16 +43,11 @@ class VLLMCritic(CriticBackend):
         self.sampling = _sampling(vllm, config)
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
-        limit = self.llm.llm_engine.model_config.max_model_len
-        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
-        results = [_too_long(p, limit) for p in ids]
-        todo = [i for i, r in enumerate(results) if r is None]
-        if todo:
-            prompts = [{"prompt_token_ids": ids[i]} for i in todo]
-            outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
-            for i, o in zip(todo, outputs):
-                results[i] = _finished(o, limit)
-        return results  # type: ignore[return-value]
+        def run(prompts: list[list[int]]) -> list:
+            return self.llm.generate([{"prompt_token_ids": p} for p in prompts], self.sampling,
+                                     use_tqdm=False)
+
+        return _generate(self.tokenizer, self.llm.llm_engine.model_config.max_model_len, requests, run)
 
     def close(self) -> None:
         # Dropping the last reference shuts the engine and its worker processes down.
@@ -100,13 +95,8 @@ class AsyncVLLMCritic(CriticBackend):
             raise
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
-        limit = self.engine.model_config.max_model_len
-        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
-        results = [_too_long(p, limit) for p in ids]
-        todo = [i for i, r in enumerate(results) if r is None]
-        for i, output in zip(todo, self._run(self._all([ids[i] for i in todo]))):
-            results[i] = _finished(output, limit)
-        return results  # type: ignore[return-value]
+        return _generate(self.tokenizer, self.engine.model_config.max_model_len, requests,
+                         lambda prompts: self._run(self._all(prompts)))
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -182,18 +172,23 @@ def _sampling(vllm, config: CriticConfig, **extra):
                                seed=s.seed, **extra)
 
 
-def _too_long(prompt: list[int], limit: int) -> Optional[Generation]:
-    """vLLM rejects a whole call if one prompt does not fit its context: such a request fails alone,
-    with the reason, and the rest of the batch is generated."""
-    if len(prompt) < limit:
-        return None
-    return Generation(None, f"prompt has {len(prompt)} tokens, the critic's max_model_len is {limit}",
-                      len(prompt), too_long=True)
-
-
-def _finished(output, limit: int) -> Generation:
-    out = output.outputs[0]
-    return finished(out.text, len(output.prompt_token_ids), len(out.token_ids), limit)
+def _generate(tokenizer, limit: int, requests: Sequence[Sequence[Message]],
+              run: Callable[[list[list[int]]], Sequence]) -> list[Generation]:
+    """The generation of each request: its chat prompt ids go to ``run`` (vLLM's request outputs, in
+    order), except a prompt that does not fit the context ``limit``. vLLM rejects a whole call for
+    one such prompt: it fails alone, with the reason, and the rest are generated."""
+    ids = [chat_prompt_ids(tokenizer, m) for m in requests]
+    results: list[Optional[Generation]] = [
+        Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p),
+                   too_long=True) if len(p) >= limit else None
+        for p in ids
+    ]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        for i, output in zip(todo, run([ids[i] for i in todo])):
+            out = output.outputs[0]
+            results[i] = finished(out.text, len(output.prompt_token_ids), len(out.token_ids), limit)
+    return results  # type: ignore[return-value]
 
 
 def all_cores_env(environ: Mapping[str, str], on_cpu: bool) -> dict[str, str]:
