@@ -1,13 +1,8 @@
-import json
-
-import lightning as L
 import pytest
 
-from lightning_critrm.data import PreferenceDataModule
-from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.judgebench_scoring import category_of, decision, judgebench_scores
 from tests.conftest import REPO
-from tests.evaluation.test_rewardbench_callback import Capture, LengthReward
+from tests.evaluation.test_rewardbench_callback import length_scored
 
 FIXTURE = REPO / "tests" / "fixtures" / "judgebench_rows.jsonl"
 
@@ -15,15 +10,8 @@ FIXTURE = REPO / "tests" / "fixtures" / "judgebench_rows.jsonl"
 def test_both_responses_are_scored_and_the_official_decisions_give_the_logged_accuracies(
     tmp_path, pairs_file, tiny_decoder_dir
 ):
-    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none",
-                              cache_dir=str(tmp_path / "cache"))
-    logger = Capture()
-    callback = RewardBenchCallback(source=str(FIXTURE), benchmark="judgebench", batch_size=3)
-    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
-                        default_root_dir=str(tmp_path))
-    trainer.test(LengthReward(), datamodule=dm, verbose=False)  # the longer response wins
-    logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith("judgebench/")}
-    record = json.loads(next((tmp_path / "judgebench").glob("*.json")).read_text())
+    callback, logged, record = length_scored(tmp_path, pairs_file, tiny_decoder_dir, source=str(FIXTURE),
+                                             benchmark="judgebench", batch_size=3)  # the longer response wins
     rows = {r["pair_id"]: r for r in record["rows"]}
     # Equal texts tie, and a tie decides for B: the math pair, labelled B>A, is right.
     assert rows["p-math"]["reward_A"] == rows["p-math"]["reward_B"]

@@ -45,6 +45,21 @@ class Capture(Logger):
         pass
 
 
+def length_scored(tmp_path, pairs_file, backbone, **callback_args):
+    """A RewardBenchCallback's test-stage evaluation of :class:`LengthReward`: the callback, what it
+    logged under its benchmark's name, and its JSON record."""
+    dm = PreferenceDataModule(source=str(pairs_file), backbone=backbone, critiques="none",
+                              cache_dir=str(tmp_path / "cache"))
+    logger = Capture()
+    callback = RewardBenchCallback(**callback_args)
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
+                        default_root_dir=str(tmp_path))
+    trainer.test(LengthReward(), datamodule=dm, verbose=False)
+    name = callback.eval.name
+    logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith(name + "/")}
+    return callback, logged, json.loads(next((tmp_path / name).glob("*.json")).read_text())
+
+
 def rb_rows():
     long, short = "a long and detailed answer", "short"
     return [

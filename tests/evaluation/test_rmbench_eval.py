@@ -2,16 +2,13 @@ import json
 import re
 from pathlib import Path
 
-import lightning as L
 import pytest
 import yaml
 
 from lightning_critrm.cli import main
-from lightning_critrm.data import PreferenceDataModule
-from lightning_critrm.evaluation import RewardBenchCallback
 from lightning_critrm.evaluation.rmbench_scoring import rmbench_scores
 from tests.conftest import REPO
-from tests.evaluation.test_rewardbench_callback import Capture, LengthReward
+from tests.evaluation.test_rewardbench_callback import length_scored
 
 FIXTURE = REPO / "tests" / "fixtures" / "rmbench_rows.json"
 
@@ -19,15 +16,8 @@ FIXTURE = REPO / "tests" / "fixtures" / "rmbench_rows.json"
 def test_every_chosen_style_meets_every_rejected_one_and_the_record_gives_the_logged_scores(
     tmp_path, pairs_file, tiny_decoder_dir
 ):
-    dm = PreferenceDataModule(source=str(pairs_file), backbone=tiny_decoder_dir, critiques="none",
-                              cache_dir=str(tmp_path / "cache"))
-    logger = Capture()
-    callback = RewardBenchCallback(source=str(FIXTURE), benchmark="rmbench", batch_size=4)
-    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[callback], enable_progress_bar=False,
-                        default_root_dir=str(tmp_path))
-    trainer.test(LengthReward(), datamodule=dm, verbose=False)
-    logged = {k: v for _, m in logger.metrics for k, v in m.items() if k.startswith("rmbench/")}
-    record = json.loads(next((tmp_path / "rmbench").glob("*.json")).read_text())
+    callback, logged, record = length_scored(tmp_path, pairs_file, tiny_decoder_dir, source=str(FIXTURE),
+                                             benchmark="rmbench", batch_size=4)
     assert [len(r["rewards_chosen"]) + len(r["rewards_rejected"]) for r in record["rows"]] == [6] * 5
     again = rmbench_scores((r["domain"], r["rewards_chosen"], r["rewards_rejected"]) for r in record["rows"])
     expected = {"chat": again.subsets["chat"], "math": again.subsets["math"], "code": again.subsets["code"],
