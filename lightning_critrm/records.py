@@ -65,7 +65,9 @@ class PreferencePair:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _messages(value: Any, where: str, field: str) -> list[Message]:
+def read_messages(value: Any, where: str, field: str) -> list[Message]:
+    """``value`` checked to be a non-empty list of messages with string role and content (other keys
+    dropped); otherwise an error naming ``where`` and ``field``."""
     if not isinstance(value, list) or not value:
         raise RecordError(f"{where}: field '{field}': expected a non-empty list of messages")
     out = []
@@ -90,7 +92,7 @@ def _completion(value: Any, where: str, field: str) -> tuple[str, Optional[list[
             raise RecordError(f"{where}: field '{field}': the completion is empty")
         return value, None
     if isinstance(value, list):
-        msgs = _messages(value, where, field)
+        msgs = read_messages(value, where, field)
         if msgs[-1]["role"] != "assistant":
             raise RecordError(
                 f"{where}: field '{field}': the conversation must end with an assistant message, "
@@ -152,7 +154,7 @@ def normalize_row(
             raise RecordError(f"{where}: field '{columns.prompt}': the prompt is empty")
         prompt = [{"role": "user", "content": raw_prompt}]
     else:
-        prompt = _messages(raw_prompt, where, columns.prompt)
+        prompt = read_messages(raw_prompt, where, columns.prompt)
     # A conversational completion may repeat the prompt before its answer; if it carries a
     # different history, the pair is ambiguous and we refuse it rather than guess.
     for field, ctx in ((columns.chosen, chosen_ctx), (columns.rejected, rejected_ctx)):

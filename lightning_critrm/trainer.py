@@ -82,12 +82,14 @@ class CritiqueRMTrainer(L.Trainer):
             ckpt_path: Checkpoint to score (``last``, ``best`` or a path).
             source: The benchmark's rows, in its layout: by default those of a configured
                 RewardBenchCallback of the same benchmark, else its hub set (``allenai/reward-bench``,
-                ``allenai/reward-bench-2``, ``THU-KEG/RM-Bench``, ``ScalerLab/JudgeBench``).
+                ``allenai/reward-bench-2``, ``THU-KEG/RM-Bench``, ``ScalerLab/JudgeBench``; RMB:
+                the ``RMB_dataset`` folder of its GitHub repository).
             subsets: Only these subsets.
             batch_size: Sequences per forward pass.
             max_rows: Score only the first N rows.
-            benchmark: ``rewardbench``, ``rewardbench2`` (best-of-4 and the Ties metric) or
-                ``rmbench`` (3 x 3 styles: hard, normal, easy) or ``judgebench`` (correctness pairs).
+            benchmark: ``rewardbench``, ``rewardbench2`` (best-of-4 and the Ties metric),
+                ``rmbench`` (3 x 3 styles: hard, normal, easy), ``judgebench`` (correctness pairs)
+                or ``rmb`` (pairwise and best-of-N, helpfulness and harmlessness).
         """
         configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
         critic = next((c.critic for c in configured if c.critic is not None), None)

@@ -222,8 +222,9 @@ def format_table(lines: Sequence[TableLine],
                  headers: tuple[str, str, str] = ("subset", "score", "rows")) -> str:
     """Plain-text table of (label, value in [0, 1] shown as a percentage, count, note) lines."""
     width = max(6, len(headers[2]))
-    out = [f"{headers[0]:<28} {headers[1]:>8} {headers[2]:>{width}}"]
+    first = max([28, len(headers[0])] + [len(line[0]) for line in lines])
+    out = [f"{headers[0]:<{first}} {headers[1]:>8} {headers[2]:>{width}}"]
     for label, value, count, note in lines:
         shown = "-" if value is None else f"{100 * value:.1f}"
-        out.append(f"{label:<28} {shown:>8}" + ("" if count is None else f" {count:>{width}}") + note)
+        out.append(f"{label:<{first}} {shown:>8}" + ("" if count is None else f" {count:>{width}}") + note)
     return "\n".join(out)

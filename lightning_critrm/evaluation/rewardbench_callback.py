@@ -22,6 +22,7 @@ from lightning_critrm.evaluation.benchmark import Benchmark
 from lightning_critrm.evaluation.judgebench_eval import JudgeBenchEval
 from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
+from lightning_critrm.evaluation.rmb_eval import RMBEval
 from lightning_critrm.evaluation.rmbench_eval import RMBenchEval
 from lightning_critrm.model.reward_pass import gather_rewards, score_batches
 
@@ -39,9 +40,9 @@ def completion_encoder(trainer: L.Trainer) -> CompletionEncoder:
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
     "rewardbench": RewardBenchEval, "rewardbench2": RewardBench2Eval, "rmbench": RMBenchEval,
-    "judgebench": JudgeBenchEval,
+    "judgebench": JudgeBenchEval, "rmb": RMBEval,
 }  # fmt: skip
-BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench", "judgebench"]
+BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench", "judgebench", "rmb"]
 
 
 def evaluation_for(benchmark: str, source: Optional[str], *args) -> Benchmark:
@@ -69,8 +70,9 @@ class RewardBenchCallback(Callback):
     ):
         """A benchmark's scores, logged as ``<benchmark>/*``: RewardBench accuracy by subset,
         section and overall; RewardBench 2 (best-of-4, the Ties metric); RM-Bench (hard, normal,
-        easy and per-domain accuracy); JudgeBench (accuracy per category and overall). One
-        callback per benchmark.
+        easy and per-domain accuracy); JudgeBench (accuracy per category and overall); RMB
+        (pairwise and best-of-N accuracy per scenario and section, and overall). One callback per
+        benchmark.
 
         Args:
             source: The benchmark's rows. ``rewardbench``: ``allenai/reward-bench`` (split
@@ -81,9 +83,12 @@ class RewardBenchCallback(Callback):
                 ``THU-KEG/RM-Bench`` or files in its layout (``chosen`` and ``rejected`` lists of
                 three styles, ``domain``). ``judgebench``: ``ScalerLab/JudgeBench`` (split ``gpt``)
                 or files in its layout (``pair_id, source, question, response_A, response_B,
-                label``). Default: the benchmark's hub set.
+                label``). ``rmb``: the ``RMB_dataset`` folder of a clone of
+                github.com/Zhou-Zoey/RMB-Reward-Model-Benchmark (RMB has no hub set), or a subfolder
+                or file of it. Default: the benchmark's hub set.
             subsets: Only these subsets (RM-Bench: domains, e.g. ``safety-refuse``; JudgeBench:
-                categories, e.g. ``math``; default: all in ``source``). Missing subsets are
+                categories, e.g. ``math``; RMB: scenarios, e.g. ``BoN_set/Harmlessness/S1``;
+                default: all in ``source``). Missing subsets are
                 reported, and what they belong to marked partial.
             every_n_epochs: Evaluate at the end of every n-th training epoch (0: never).
             every_n_steps: Evaluate every n optimizer steps instead.
@@ -97,7 +102,7 @@ class RewardBenchCallback(Callback):
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
-            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench`` or ``judgebench``.
+            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench`` or ``rmb``.
         """
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps

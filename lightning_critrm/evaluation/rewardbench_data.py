@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, TypeVar, Union
 
 from lightning_critrm.data import sources
 from lightning_critrm.errors import InputError
@@ -75,11 +75,11 @@ def select_rows(
     parse: Callable[[Any, str], T],
     subsets: Optional[Sequence[str]],
     key: Callable[[T], Hashable],
-    id_field: str = "id",
+    id_field: Union[str, Callable[[T], str]] = "id",
 ) -> list[T]:
     """The rows of ``source`` parsed by ``parse`` (which names the location of any error), only
-    those of ``subsets`` when given (each must be present). A ``key`` seen twice is an error: each
-    row counts once."""
+    those of ``subsets`` when given (each must be present). A ``key`` seen twice is an error naming
+    ``id_field`` (or the field a row's id came from): each row counts once."""
     wanted = set(subsets) if subsets else None
     rows, seen, present = [], {}, set()
     for where, raw in raw_rows(source, default_split):
@@ -88,7 +88,8 @@ def select_rows(
         if wanted is not None and row.subset not in wanted:
             continue
         if key(row) in seen:
-            raise RecordError(f"{where}: field '{id_field}': {row.id} already appeared at {seen[key(row)]}")
+            field = id_field(row) if callable(id_field) else id_field
+            raise RecordError(f"{where}: field '{field}': {row.id} already appeared at {seen[key(row)]}")
         seen[key(row)] = where
         rows.append(row)
     unknown = sorted((wanted or set()) - present)
