@@ -32,6 +32,7 @@ from lightning_critrm import console
 from lightning_critrm.backbones import cache_root, empty_backbone
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.errors import USER_ERROR_EXIT_CODE, paragraph, traceback_requested, user_error_in
+from lightning_critrm.evaluate import exported_model_in, run_evaluate_command
 from lightning_critrm.evaluation.validation_examples import ValidationExamples
 from lightning_critrm.hardware import cpu_has_native_bf16
 from lightning_critrm.layout.attention import require_causal_decoder
@@ -48,7 +49,7 @@ from lightning_critrm.study.command import run_study_command, split_fit_override
 from lightning_critrm.trainer import CritiqueRMTrainer, fill_all_critiques
 
 # Commands whose --ckpt_path names a trained model to read (fit's resumes, and may not exist yet).
-READS_A_CHECKPOINT = ("validate", "test", "predict", "rewardbench", "export")
+READS_A_CHECKPOINT = ("validate", "test", "predict", "evaluate", "rewardbench", "export")
 # Subcommands that build no model, data module or Trainer: (their parser, how to run the parsed options).
 STANDALONE = {
     "score": (score_parser, lambda options, cli: run_score_command(options.as_dict())),
@@ -107,6 +108,7 @@ class CritiqueRMCLI(LightningCLI):
         return {
             **LightningCLI.subcommands(),
             "critique": {"model", "datamodule"},
+            "evaluate": {"model", "datamodule"},
             "rewardbench": {"model", "datamodule"},
             "export": {"model", "datamodule"},
         }
@@ -260,7 +262,7 @@ class CritiqueRMCLI(LightningCLI):
             print(f"next: the same run without critiques: {command} fit{config} --data.critiques none "
                   f"--trainer.default_root_dir {root}")
         if ckpt is not None and ckpt.last_model_path:
-            print(f"next: score it on RewardBench: {command} rewardbench{config} "
+            print(f"next: score it on RewardBench: {command} evaluate{config} "
                   f"--ckpt_path {shlex.quote(ckpt.last_model_path)}")
 
     def after_validate(self) -> None:
@@ -320,6 +322,10 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> Optional[Critiqu
         if run and argv[:1] == ["study"]:
             argv, fit_overrides = split_fit_overrides(argv)
             args = argv
+        if run and argv[:1] == ["evaluate"] and exported_model_in(argv[1:]):
+            run_evaluate_command(argv[1:])  # an export: no model class, data module or Trainer
+            finished = True
+            return None
         with warnings.catch_warnings():  # args is the command line, rewritten
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             cli = _cli(args, run, fit_overrides)

@@ -1,5 +1,6 @@
 """The Trainer of the command line: Lightning's, plus the subcommands that are not training loops
-(``critique``, ``rewardbench``, ``export``), and the helpers they share with ``fit``."""
+(``critique``, ``evaluate`` and its older name ``rewardbench``, ``export``), and the helpers they
+share with ``fit``."""
 
 from __future__ import annotations
 
@@ -36,9 +37,7 @@ def fill_all_critiques(
     for callback in callbacks:
         if isinstance(callback, RewardBenchCallback):
             own = callback.require_cached if require_cached is None else require_cached
-            summary = callback.fill_critiques(datamodule.completion_encoder, require_cached=own)
-            if summary is not None:
-                summaries.append((f"{callback.eval.name} {callback.source}", summary))
+            summaries += callback.fill_critiques(datamodule.completion_encoder, require_cached=own)
     return summaries
 
 
@@ -60,7 +59,7 @@ class CritiqueRMTrainer(L.Trainer):
             for what, summary in summaries:
                 print(f"{what}: {summary}")
 
-    def rewardbench(
+    def evaluate(
         self,
         model: L.LightningModule,
         datamodule: PreferenceDataModule,
@@ -72,7 +71,8 @@ class CritiqueRMTrainer(L.Trainer):
         benchmark: BenchmarkName = "rewardbench",
     ) -> None:
         """Score a checkpoint on a benchmark (RewardBench by default) and print its table, partial
-        parts marked; the per-row rewards go to a JSON file in the run folder. Reads
+        parts marked; the per-row rewards go to a JSON file in the run folder. (An exported model:
+        ``evaluate --model DIR``, see ``evaluate --model DIR --help``.) Reads
         the checkpoint, its config and the benchmark rows only: never the training data.
         Missing critiques of its completions are generated first, before any worker
         process starts (whatever ``critic.cache.require_cached`` says: no training waits on them).
@@ -94,13 +94,13 @@ class CritiqueRMTrainer(L.Trainer):
         configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
         critic = next((c.critic for c in configured if c.critic is not None), None)
         if source is None:  # the rows a configured callback of this benchmark reads
-            source = next((c.source for c in configured if c.eval.name == benchmark), None)
+            source = next((e.source for c in configured for e in c.evals if e.name == benchmark), None)
         self.callbacks = [c for c in self.callbacks if not isinstance(c, RewardBenchCallback)]
         evaluation = evaluation_for(benchmark, source, subsets, max_rows, critic, batch_size)
         # Worker processes of a multi-device run start inside predict() and find the critiques cached.
         encoder = datamodule.completion_encoder
         evaluation.prepare(encoder, generate=rank_zero_only.rank == 0, require_cached=False)
-        at = None
+        at = (self.current_epoch, self.global_step)
         if ckpt_path is not None:
             ckpt_path = str(self._checkpoint(ckpt_path))
             # predict() restores weights, not the step: the scores are logged at the checkpoint's.
@@ -115,8 +115,10 @@ class CritiqueRMTrainer(L.Trainer):
         if self.is_global_zero:
             rows = evaluation.row_rewards(rewards)
             scores = evaluation.scores(rows)
-            evaluation.report(self, log_dir, scores, rows, at=at)
+            evaluation.report(self.loggers, log_dir, scores, rows, at=at)
             print(evaluation.table(scores))
+
+    rewardbench = evaluate  # the subcommand's name before there were other benchmarks
 
 
     def export(

@@ -55,7 +55,7 @@ def test_fit_writes_config_events_and_checkpoint_then_resumes(tmp_path, pairs_fi
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     out = capsys.readouterr().out
     assert "validation accuracy: 1.000 on 6 held-out pairs at step 4: the share of pairs" in out
-    assert (f"next: score it on RewardBench: python -m lightning_critrm rewardbench --config {cfg} "
+    assert (f"next: score it on RewardBench: python -m lightning_critrm evaluate --config {cfg} "
             "--ckpt_path ") in out
     assert (f"next: the same run without critiques: python -m lightning_critrm fit --config {cfg} "
             f"--data.critiques none --trainer.default_root_dir {tmp_path / 'run'}_none") in out
@@ -85,7 +85,8 @@ def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     listed = text[text.index("Available subcommands:"):]
-    for name in ("fit", "validate", "test", "predict", "critique", "rewardbench", "export", "score", "study"):
+    for name in ("fit", "validate", "test", "predict", "critique", "evaluate", "rewardbench", "export",
+                 "score", "study"):
         assert f"\n    {name} " in listed, name
     with pytest.raises(SystemExit):
         main(["score", "--help"])

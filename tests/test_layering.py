@@ -19,7 +19,7 @@ LAYERS = {
     "data": 3,
     "model": 4,
     "evaluation": 5, "reward": 5,
-    "cli": 6, "trainer": 6, "score": 6, "study": 6, "__main__": 6, "__init__": 0,
+    "cli": 6, "trainer": 6, "score": 6, "evaluate": 6, "study": 6, "__main__": 6, "__init__": 0,
 }
 
 

@@ -169,19 +169,20 @@ class Benchmark(ABC):
             out.append((i, [rewards[first[i] + k] for k in range(n)] if i in first else [math.nan] * n))
         return out
 
-    def report(self, trainer, log_dir: Path, scores, rewards: RowRewards,
-               at: Optional[tuple[int, int]] = None) -> Path:
-        """Log ``<name>/*`` scalars (and text examples) to the trainer's loggers and write the JSON
-        record (scores and per-row rewards) into ``log_dir/<name>``; returns its path. ``at``: the
-        (epoch, step) of the model scored, by default the trainer's."""
-        epoch, step = at if at is not None else (trainer.current_epoch, trainer.global_step)
+    def report(self, loggers: Sequence, log_dir: Path, scores, rewards: RowRewards,
+               at: Optional[tuple[int, int]] = None, record_name: Optional[str] = None) -> Path:
+        """Log ``<name>/*`` scalars (and text examples) to ``loggers`` and write the JSON record
+        (scores and per-row rewards) into ``log_dir/<name>/<record_name>.json``; returns its path.
+        ``at``: the (epoch, step) of the model scored (None for an exported model: logged at step
+        0, the record named ``record_name``)."""
+        epoch, step = at if at is not None else (None, None)
         metrics = {f"{self.name}/{key}": value for key, value in self.metrics(scores).items()}
         metrics[f"{self.name}/rows_without_critique"] = float(len(self.without_critique))
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        for logger in loggers:
+            logger.log_metrics(metrics, step=step or 0)
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_text") and self.num_text_examples:
-                experiment.add_text(f"{self.name}/examples", self.examples(rewards), step)
+                experiment.add_text(f"{self.name}/examples", self.examples(rewards), step or 0)
         record = {
             "source": self.source, "step": step, "overall": scores.overall, "partial": scores.partial,
             **self.record_fields(scores), "subsets": scores.subsets, "rows_per_subset": scores.rows,
@@ -192,12 +193,13 @@ class Benchmark(ABC):
         }
         out_dir = log_dir / self.name
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"epoch{epoch}-step{step}.json"
+        path = out_dir / f"{record_name or f'epoch{epoch}-step{step}'}.json"
         write_text_atomically(path, json.dumps(record, indent=1))
         if rank_zero_only.rank == 0:
             overall = "-" if scores.overall is None else f"{100 * scores.overall:.1f}"
             partial = " (partial: see the table)" if scores.partial else ""
-            log.info(f"{self.name} step {step}: overall {overall}{partial}; details in {path}")
+            at_step = "" if step is None else f" step {step}"
+            log.info(f"{self.name}{at_step}: overall {overall}{partial}; details in {path}")
         return path
 
     def examples(self, rewards: RowRewards) -> str:

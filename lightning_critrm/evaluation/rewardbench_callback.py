@@ -10,7 +10,7 @@ once across ranks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, TypeVar, Union
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -53,11 +53,28 @@ def evaluation_for(benchmark: str, source: Optional[str], *args) -> Benchmark:
     return BENCHMARKS[benchmark](source, *args)
 
 
+T = TypeVar("T")
+
+
+def per_benchmark(value: Union[None, T, dict[str, T]], names: list[str], option: str) -> list[Optional[T]]:
+    """``value`` for each benchmark in ``names``: a mapping gives each its own (absent: None), a
+    single value is for a single benchmark."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise InputError(f"{option}: {unknown} are not among the benchmarks {names}")
+        return [value.get(name) for name in names]
+    if value is not None and len(names) > 1:
+        raise InputError(f"{option}: give one per benchmark, e.g. {{{names[0]}: ...}}, when there are "
+                         f"several ({', '.join(names)})")
+    return [value] * len(names)
+
+
 class RewardBenchCallback(Callback):
     def __init__(
         self,
-        source: Optional[str] = None,
-        subsets: Optional[list[str]] = None,
+        source: Union[None, str, dict[str, str]] = None,
+        subsets: Union[None, list[str], dict[str, list[str]]] = None,
         every_n_epochs: int = 1,
         every_n_steps: Optional[int] = None,
         batch_size: int = 16,
@@ -66,13 +83,13 @@ class RewardBenchCallback(Callback):
         max_rows: Optional[int] = None,
         num_text_examples: int = 3,
         require_cached: Optional[bool] = None,
-        benchmark: BenchmarkName = "rewardbench",
+        benchmark: Union[BenchmarkName, list[BenchmarkName]] = "rewardbench",
     ):
         """A benchmark's scores, logged as ``<benchmark>/*``: RewardBench accuracy by subset,
         section and overall; RewardBench 2 (best-of-4, the Ties metric); RM-Bench (hard, normal,
         easy and per-domain accuracy); JudgeBench (accuracy per category and overall); RMB
-        (pairwise and best-of-N accuracy per scenario and section, and overall). One callback per
-        benchmark.
+        (pairwise and best-of-N accuracy per scenario and section, and overall). Several
+        benchmarks are scored one after the other at each evaluation.
 
         Args:
             source: The benchmark's rows. ``rewardbench``: ``allenai/reward-bench`` (split
@@ -102,63 +119,82 @@ class RewardBenchCallback(Callback):
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
-            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench`` or ``rmb``.
+            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench`` or ``rmb``, or a
+                list of them; then ``source`` and ``subsets`` are mappings by benchmark (e.g.
+                ``source: {rmb: RMB_dataset}``; a benchmark not in them reads its hub set).
         """
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
         self.require_cached = require_cached
-        # What to score and how: held once, by the evaluation the subcommand runs too.
-        self.eval = evaluation_for(benchmark, source, subsets, max_rows, critic, batch_size, sort_by_length,
-                                   num_text_examples)
-        self.last_scores = None  # the benchmark's scores of the last evaluation
+        names = benchmark if isinstance(benchmark, list) else [benchmark]
+        if not names or len(set(names)) != len(names):
+            raise InputError(f"benchmark: {names}: give each benchmark once")
+        # What to score and how: held once, by the evaluations the subcommand runs too.
+        self.evals = [
+            evaluation_for(name, own_source, own_subsets, max_rows, critic, batch_size, sort_by_length,
+                           num_text_examples)
+            for name, own_source, own_subsets in zip(names, per_benchmark(source, names, "source"),
+                                                     per_benchmark(subsets, names, "subsets"))
+        ]
+        self.last_scores: dict = {}  # benchmark name -> its scores at the last evaluation
         self._last_step: Optional[int] = None  # the step evaluated last, so each step counts once
 
     @property
-    def source(self) -> str:
-        return self.eval.source
+    def eval(self) -> Benchmark:
+        """The evaluation, when the callback scores one benchmark."""
+        if len(self.evals) != 1:
+            raise AttributeError(f"this callback scores {len(self.evals)} benchmarks: see `evals`")
+        return self.evals[0]
 
     @property
     def critic(self) -> Optional[CriticConfig]:
-        return self.eval.critic
+        return self.evals[0].critic
 
     def fill_critiques(
         self, encoder: CompletionEncoder, require_cached: Optional[bool] = False
-    ) -> Optional[CritiqueSummary]:
+    ) -> list[tuple[str, CritiqueSummary]]:
         """Generate every missing critique this callback needs (what the ``critique`` subcommand
-        runs, so a later ``fit`` with ``require_cached`` finds them); None when critiques are off."""
-        return self.eval.fill_critiques(encoder, require_cached=require_cached)
+        runs, so a later ``fit`` with ``require_cached`` finds them): ``(benchmark and source,
+        summary)`` for each benchmark; none when critiques are off."""
+        summaries = [(f"{e.name} {e.source}", e.fill_critiques(encoder, require_cached=require_cached))
+                     for e in self.evals]
+        return [(what, summary) for what, summary in summaries if summary is not None]
 
     def prepare(self, trainer: L.Trainer) -> None:
         """Rows, critiques (rank 0 generates missing ones while the others wait) and token ids."""
-        if self.eval.rows is not None:
+        if all(e.rows is not None for e in self.evals):
             return
         encoder = completion_encoder(trainer)
         if trainer.is_global_zero:
-            self.eval.prepare(encoder, generate=True, require_cached=self.require_cached)
+            for evaluation in self.evals:
+                evaluation.prepare(encoder, generate=True, require_cached=self.require_cached)
         trainer.strategy.barrier("rewardbench_critiques")
         if not trainer.is_global_zero:
-            self.eval.prepare(encoder, generate=False)
+            for evaluation in self.evals:
+                evaluation.prepare(encoder, generate=False)
 
-    def evaluate(self, trainer: L.Trainer):
-        """Score every row once across ranks; rank 0 reports and returns the scores (others None)."""
+    def evaluate(self, trainer: L.Trainer) -> Optional[dict]:
+        """Score every row of each benchmark once across ranks; rank 0 reports and returns the
+        scores by benchmark name (others None)."""
         self.prepare(trainer)
-        with trainer.precision_plugin.val_step_context():  # the precision validation runs in
-            local = score_batches(
-                trainer.strategy.model,  # the wrapped model: DDP/FSDP/FSDP2 gather parameters inside it
-                self.eval.batches(),
-                trainer.strategy.root_device,
-                progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
-                desc="rewardbench",
-            )
-        rewards = gather_rewards(local)
         # Every rank asks: Trainer.log_dir broadcasts from rank 0, a collective.
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        if not trainer.is_global_zero:
-            return None
-        rows = self.eval.row_rewards(rewards)
-        self.last_scores = self.eval.scores(rows)
-        self.eval.report(trainer, log_dir, self.last_scores, rows)
-        return self.last_scores
+        for evaluation in self.evals:
+            with trainer.precision_plugin.val_step_context():  # the precision validation runs in
+                local = score_batches(
+                    trainer.strategy.model,  # the wrapped model: DDP/FSDP/FSDP2 gather parameters inside
+                    evaluation.batches(),
+                    trainer.strategy.root_device,
+                    progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
+                    desc=evaluation.name,
+                )
+            rewards = gather_rewards(local)
+            if trainer.is_global_zero:
+                rows = evaluation.row_rewards(rewards)
+                self.last_scores[evaluation.name] = evaluation.scores(rows)
+                evaluation.report(trainer.loggers, log_dir, self.last_scores[evaluation.name], rows,
+                                  at=(trainer.current_epoch, trainer.global_step))
+        return self.last_scores if trainer.is_global_zero else None
 
     # -- schedule -----------------------------------------------------------------------------
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -20,6 +20,7 @@ from lightning_critrm import console
 from lightning_critrm.backbones import cache_root
 from lightning_critrm.critique import CriticConfig
 from lightning_critrm.critique.store import CritiqueStore
+from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError, MissingInputError
 from lightning_critrm.layout import SequenceBatches
@@ -134,6 +135,12 @@ class ExportedRewardModel:
             else self.formatter.encode(prompt, completion, critique).input_ids
             for (prompt, completion), critique in zip(items, critiques)
         ]
+
+    def completion_encoder(self) -> CompletionEncoder:
+        """What a benchmark formats its rows with: this model's formatter and recorded critic."""
+        store = self.critique_store() if self.critiques_from == "generate" else None
+        return CompletionEncoder(self.formatter, store, self.critiques_from != "none",
+                                 self.tokenizer.pad_token_id)
 
     def critique_store(self) -> CritiqueStore:
         """The recorded critic and its cache (built once)."""

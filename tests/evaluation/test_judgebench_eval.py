@@ -26,5 +26,5 @@ def test_both_responses_are_scored_and_the_official_decisions_give_the_logged_ac
     again = judgebench_scores((category_of(r["source"]), r["label"], r["reward_A"], r["reward_B"])
                               for r in record["rows"])
     assert record["overall"] == again.overall == pytest.approx(0.8)
-    table = callback.eval.table(callback.last_scores)
+    table = callback.eval.table(callback.last_scores[callback.eval.name])
     assert "coding" in table and "overall" in table and "PARTIAL" not in table, table

@@ -33,7 +33,7 @@ def test_every_answer_is_scored_and_the_official_rules_give_the_logged_accuracie
     assert record["overall"] == again.overall == pytest.approx(0.625)
     assert record["items_per_section"] == {"pairwise_helpfulness": 4, "pairwise_harmlessness": 1,
                                            "bon_helpfulness": 2, "bon_harmlessness": 2}
-    table = callback.eval.table(callback.last_scores)
+    table = callback.eval.table(callback.last_scores[callback.eval.name])
     assert re.search(r"^pairwise_helpfulness\s+50\.0\s+4$", table, re.M), table
     assert re.search(r"^  Chat/Discussion\s+66\.7\s+3$", table, re.M), table
     assert re.search(r"^overall\s+62\.5$", table, re.M), table  # every section present: not partial
@@ -45,6 +45,6 @@ def test_a_scenario_subset_scores_its_section_and_marks_the_overall_partial(
     callback, logged, _ = length_scored(tmp_path, pairs_file, tiny_decoder_dir, source=str(FIXTURE),
                                         benchmark="rmb", subsets=["BoN_set/Harmlessness/multi"])
     assert logged["rmb/bon_harmlessness"] == logged["rmb/overall"] == pytest.approx(0.5)
-    table = callback.eval.table(callback.last_scores)
+    table = callback.eval.table(callback.last_scores[callback.eval.name])
     assert re.search(r"^pairwise_helpfulness\s+-\s+0  MISSING$", table, re.M), table
     assert "PARTIAL" in table, table

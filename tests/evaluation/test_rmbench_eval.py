@@ -26,7 +26,7 @@ def test_every_chosen_style_meets_every_rejected_one_and_the_record_gives_the_lo
                 "normal": again.normal, "easy": again.easy, "overall": again.overall,
                 "rows_without_critique": 0.0}
     assert logged == pytest.approx({f"rmbench/{k}": v for k, v in expected.items()})
-    table = callback.eval.table(callback.last_scores)
+    table = callback.eval.table(callback.last_scores[callback.eval.name])
     assert re.search(r"^safety\s+\d+\.\d\s+2$", table, re.M) and "  safety-refuse" in table, table
     assert re.search(r"^overall\s+\d+\.\d$", table, re.M), table  # all four domains: not partial
 

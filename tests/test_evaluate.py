@@ -1,0 +1,76 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_critrm.cli import main
+from lightning_critrm.errors import InputError
+from lightning_critrm.evaluation import RewardBenchCallback
+from tests.conftest import REPO
+
+FIXTURES = REPO / "tests" / "fixtures"
+SOURCES = {"rmbench": str(FIXTURES / "rmbench_rows.json"),
+           "judgebench": str(FIXTURES / "judgebench_rows.jsonl"),
+           "rmb": str(FIXTURES / "rmb" / "RMB_dataset")}
+
+
+def test_fit_logs_every_configured_benchmark_each_epoch_and_evaluate_on_the_export_prints_the_same(
+    tmp_path, pairs_file, tiny_decoder_dir, capsys
+):
+    config = {
+        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False,
+                    "log_every_n_steps": 1, "default_root_dir": str(tmp_path / "run"),
+                    "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
+                                   "init_args": {"benchmark": list(SOURCES), "source": SOURCES,
+                                                 "batch_size": 5}}]},
+        "model": {"backbone": tiny_decoder_dir},
+        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6},
+                 "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cli = main(["fit", "--config", str(cfg)])
+    run = Path(cli.trainer.log_dir)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run)).Reload()
+    for name in SOURCES:  # each benchmark at the end of each epoch
+        assert [e.step for e in events.Scalars(f"{name}/overall")] == [3, 6], name
+    assert len(events.Scalars("rmb/bon_harmlessness")) == 2
+    last = json.loads((run / "rmb" / "epoch1-step6.json").read_text())
+
+    out = tmp_path / "exported"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out),
+          "--reward_stats", "false"])
+    capsys.readouterr()
+    main(["evaluate", "--model", str(out), "--benchmark", "rmb", "--source", SOURCES["rmb"],
+          "--out_dir", str(tmp_path / "evaluations")])
+    printed = capsys.readouterr().out
+    scored = json.loads((tmp_path / "evaluations" / "rmb" / "exported.json").read_text())
+    rewards = [v for r in scored["rows"] for v in r["rewards"]]
+    assert rewards == pytest.approx([v for r in last["rows"] for v in r["rewards"]], abs=1e-4)
+    assert scored["sections"] == pytest.approx(last["sections"]) and scored["overall"] == pytest.approx(
+        last["overall"])
+    assert re.search(rf"^overall\s+{100 * last['overall']:.1f}$", printed, re.M), printed
+    for section, value in last["sections"].items():
+        assert re.search(rf"^{section}\s+{100 * value:.1f}\s", printed, re.M), (section, printed)
+
+
+def test_several_benchmarks_take_their_sources_and_subsets_by_name():
+    callback = RewardBenchCallback(benchmark=["rmbench", "rmb"], source={"rmb": "data/RMB_dataset"},
+                                   subsets={"rmbench": ["chat"]})
+    assert [(e.name, e.source, e.subsets) for e in callback.evals] == [
+        ("rmbench", "THU-KEG/RM-Bench", ["chat"]), ("rmb", "data/RMB_dataset", None)]
+    with pytest.raises(InputError, match=r"source: give one per benchmark, e.g. \{rmbench: ...\}"):
+        RewardBenchCallback(benchmark=["rmbench", "rmb"], source="x.json")
+    with pytest.raises(InputError, match=r"subsets: \['judgebench'\] are not among the benchmarks"):
+        RewardBenchCallback(benchmark=["rmbench", "rmb"], subsets={"judgebench": ["math"]})
+    with pytest.raises(InputError, match=r"give each benchmark once"):
+        RewardBenchCallback(benchmark=["rmb", "rmb"])
+
+
+def test_evaluate_on_a_folder_that_is_no_export_says_so(tmp_path):
+    with pytest.raises(Exception, match=r"--model .*: not a folder written by `export`"):
+        main(["evaluate", "--model", str(tmp_path), "--benchmark", "rmb", "--source", SOURCES["rmb"]])
