@@ -39,7 +39,9 @@ def evaluate_export(
         source: The benchmark's rows, in its layout (default: its hub set; RMB: the
             ``RMB_dataset`` folder of its GitHub repository).
         subsets: Only these subsets.
-        max_rows: Score only the first N rows.
+        max_rows: Score a sample of N rows, each subset in proportion to its size (the same
+            rows every time), so the scores keep the benchmark's weighting; a full pass costs a
+            critique and a forward pass per completion.
         batch_size: Sequences per forward pass.
         out_dir: Where the JSON record goes.
         cache_dir: Where generated critiques are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or

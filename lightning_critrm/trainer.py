@@ -86,7 +86,9 @@ class CritiqueRMTrainer(L.Trainer):
                 the ``RMB_dataset`` folder of its GitHub repository).
             subsets: Only these subsets.
             batch_size: Sequences per forward pass.
-            max_rows: Score only the first N rows.
+            max_rows: Score a sample of N rows, each subset in proportion to its size (the same
+                rows every time), so the scores keep the benchmark's weighting; a full pass costs a
+                critique and a forward pass per completion.
             benchmark: ``rewardbench``, ``rewardbench2`` (best-of-4 and the Ties metric),
                 ``rmbench`` (3 x 3 styles: hard, normal, easy), ``judgebench`` (correctness pairs)
                 or ``rmb`` (pairwise and best-of-N, helpfulness and harmlessness).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,8 @@ class Benchmark(ABC):
     Args:
         source: The benchmark's hub set (default) or local files in its layout.
         subsets: Only these subsets (default: all in ``source``).
-        max_rows: Only the first N rows.
+        max_rows: Only a sample of N rows, drawn from every subset in proportion to its size
+            (:func:`sample_rows`: the same rows every time).
         critic: Critic of the evaluation critiques when training read critiques from columns.
         batch_size: Sequences per forward pass.
         sort_by_length: Batch sequences of similar length together.
@@ -103,7 +105,7 @@ class Benchmark(ABC):
     # -- preparing ----------------------------------------------------------------------------
     def load_rows(self) -> list:
         rows = self.load()
-        return rows if self.max_rows is None else rows[: self.max_rows]
+        return rows if self.max_rows is None else sample_rows(rows, self.max_rows)
 
     def items(self, rows: Sequence) -> list[tuple[tuple, str]]:
         return [(row.prompt, text) for row in rows for text in self.completions(row)]
@@ -218,6 +220,28 @@ class Benchmark(ABC):
     def table(self, scores) -> str:
         """The result table: one line per section or subset, partial ones marked."""
         return format_table(self.table_lines(scores), self.table_headers)
+
+
+def sample_rows(rows: Sequence, n: int) -> list:
+    """``n`` of ``rows``, in their order: each subset gets its share of ``n`` in proportion to its
+    size (largest remainders round; ties to the larger, then the earlier subset), its rows drawn at
+    random with a seed of the subset's name, so a sample is the same every time and keeps the
+    benchmark's weighting (each subset's share of every micro-averaged score). A subset whose share
+    rounds to none is missing, and tables mark what it belongs to partial."""
+    if n >= len(rows):
+        return list(rows)
+    members: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        members.setdefault(row.subset, []).append(i)
+    # Shares in whole numbers (quota, remainder / len(rows)): no float decides a tie.
+    share = {name: divmod(n * len(found), len(rows)) for name, found in members.items()}
+    quota = {name: whole for name, (whole, _) in share.items()}
+    order = list(members)  # the order subsets first appear in
+    by_remainder = sorted(order, key=lambda s: (-share[s][1], -len(members[s]), order.index(s)))
+    for name in by_remainder[: n - sum(quota.values())]:
+        quota[name] += 1
+    kept = {i for name, found in members.items() for i in random.Random(name).sample(found, quota[name])}
+    return [row for i, row in enumerate(rows) if i in kept]
 
 
 def format_table(lines: Sequence[TableLine],

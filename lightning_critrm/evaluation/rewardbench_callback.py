@@ -114,7 +114,9 @@ class RewardBenchCallback(Callback):
             critic: Critic for the evaluation critiques when training read critiques from data
                 columns. With ``critiques: generate`` the training critic is used; with
                 ``critiques: none`` no critiques are written.
-            max_rows: Score only the first N rows (smoke runs).
+            max_rows: Score a sample of N rows, each subset in proportion to its size (the same
+                rows every time), so the scores keep the benchmark's weighting; a full pass costs a
+                critique and a forward pass per completion.
             num_text_examples: Rows shown in TensorBoard as text: prompt, completion, critique, reward.
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lightning_critrm.evaluation.benchmark import Benchmark, format_table
+from lightning_critrm.evaluation.benchmark import Benchmark, format_table, sample_rows
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,22 @@ def test_the_table_prints_percentages_and_leaves_out_counts_it_lacks():
     ]
     assert format_table([("x", None, 2, "  note")],
                         ("a", "b", "prompts")).splitlines()[1] == f"{'x':<28} {'-':>8} {2:>7}  note"
+
+
+def test_a_sample_gives_each_subset_its_share_by_largest_remainder_in_the_rows_order():
+    rows = [Row(f"{s}{i}", s, (), ()) for s, n in (("a", 6), ("b", 3), ("c", 1)) for i in range(n)]
+    rows = rows[::2] + rows[1::2]  # subsets interleaved: the sample keeps this order
+
+    def counts(sample):
+        return {s: sum(r.subset == s for r in sample) for s in "abc"}
+
+    # 5 of 10: exact shares 3, 1.5, 0.5; one left after 3 + 1, and b and c tie on .5: the larger, b
+    five = sample_rows(rows, 5)
+    assert counts(five) == {"a": 3, "b": 2, "c": 0}
+    # 4 of 10: 2.4, 1.2, 0.4; the remainder goes to a (.4, tied with c, and larger)
+    assert counts(sample_rows(rows, 4)) == {"a": 3, "b": 1, "c": 0}
+    # 8 of 10: 4.8, 2.4, 0.8; two left after 4 + 2: a (.8) then c (.8)
+    assert counts(sample_rows(rows, 8)) == {"a": 5, "b": 2, "c": 1}
+    assert five == sample_rows(rows, 5)  # the same rows every time
+    assert [rows.index(r) for r in five] == sorted(rows.index(r) for r in five)
+    assert sample_rows(rows, 10) == sample_rows(rows, 50) == rows
