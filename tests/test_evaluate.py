@@ -3,12 +3,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lightning_critrm.cli import main
 from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation import RewardBenchCallback
 from tests.conftest import REPO
+from tests.evaluation.test_rewardbench_callback import benchmark_fit_config
 
 FIXTURES = REPO / "tests" / "fixtures"
 SOURCES = {"rmbench": str(FIXTURES / "rmbench_rows.json"),
@@ -19,18 +19,8 @@ SOURCES = {"rmbench": str(FIXTURES / "rmbench_rows.json"),
 def test_fit_logs_every_configured_benchmark_each_epoch_and_evaluate_on_the_export_prints_the_same(
     tmp_path, pairs_file, tiny_decoder_dir, capsys
 ):
-    config = {
-        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False,
-                    "log_every_n_steps": 1, "default_root_dir": str(tmp_path / "run"),
-                    "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
-                                   "init_args": {"benchmark": list(SOURCES), "source": SOURCES,
-                                                 "batch_size": 5}}]},
-        "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6},
-                 "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = benchmark_fit_config(tmp_path, pairs_file, tiny_decoder_dir, benchmark=list(SOURCES),
+                               source=SOURCES, batch_size=5)
     cli = main(["fit", "--config", str(cfg)])
     run = Path(cli.trainer.log_dir)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -60,6 +60,23 @@ def length_scored(tmp_path, pairs_file, backbone, **callback_args):
     return callback, logged, json.loads(next((tmp_path / name).glob("*.json")).read_text())
 
 
+def benchmark_fit_config(tmp_path, pairs_file, backbone, **callback_args) -> Path:
+    """A config file of 2 epochs (3 steps each) on the tiny backbone, critiques off, with one
+    RewardBenchCallback of ``callback_args``; its run folder is ``tmp_path/run``."""
+    config = {
+        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False,
+                    "log_every_n_steps": 1, "default_root_dir": str(tmp_path / "run"),
+                    "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
+                                   "init_args": callback_args}]},
+        "model": {"backbone": backbone},
+        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6},
+                 "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return cfg
+
+
 def rb_rows():
     long, short = "a long and detailed answer", "short"
     return [

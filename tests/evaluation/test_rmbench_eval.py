@@ -3,12 +3,11 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lightning_critrm.cli import main
 from lightning_critrm.evaluation.rmbench_scoring import rmbench_scores
 from tests.conftest import REPO
-from tests.evaluation.test_rewardbench_callback import length_scored
+from tests.evaluation.test_rewardbench_callback import benchmark_fit_config, length_scored
 
 FIXTURE = REPO / "tests" / "fixtures" / "rmbench_rows.json"
 
@@ -34,18 +33,8 @@ def test_every_chosen_style_meets_every_rejected_one_and_the_record_gives_the_lo
 def test_fit_logs_rmbench_each_epoch_and_the_subcommand_scores_the_same_weights_the_same(
     tmp_path, pairs_file, tiny_decoder_dir, capsys
 ):
-    config = {
-        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False,
-                    "log_every_n_steps": 1, "default_root_dir": str(tmp_path / "run"),
-                    "callbacks": [{"class_path": "lightning_critrm.evaluation.RewardBenchCallback",
-                                   "init_args": {"source": str(FIXTURE), "benchmark": "rmbench",
-                                                 "batch_size": 5}}]},
-        "model": {"backbone": tiny_decoder_dir},
-        "data": {"source": str(pairs_file), "critiques": "none", "batching": {"batch_size": 6},
-                 "val_fraction": 0.25, "cache_dir": str(tmp_path / "cache")},
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = benchmark_fit_config(tmp_path, pairs_file, tiny_decoder_dir, source=str(FIXTURE),
+                               benchmark="rmbench", batch_size=5)
     cli = main(["fit", "--config", str(cfg)])
     run = Path(cli.trainer.log_dir)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
