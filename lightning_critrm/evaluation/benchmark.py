@@ -236,8 +236,8 @@ def sample_rows(rows: Sequence, n: int) -> list:
     # Shares in whole numbers (quota, remainder / len(rows)): no float decides a tie.
     share = {name: divmod(n * len(found), len(rows)) for name, found in members.items()}
     quota = {name: whole for name, (whole, _) in share.items()}
-    order = list(members)  # the order subsets first appear in
-    by_remainder = sorted(order, key=lambda s: (-share[s][1], -len(members[s]), order.index(s)))
+    # A stable sort: equal remainders and sizes keep the order the subsets first appear in.
+    by_remainder = sorted(members, key=lambda s: (-share[s][1], -len(members[s])))
     for name in by_remainder[: n - sum(quota.values())]:
         quota[name] += 1
     kept = {i for name, found in members.items() for i in random.Random(name).sample(found, quota[name])}

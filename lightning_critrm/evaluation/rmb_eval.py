@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from lightning_critrm.evaluation.benchmark import Benchmark, RowRewards, TableLine
-from lightning_critrm.evaluation.rmb_data import DEFAULT_SOURCE_RMB, RMBRow, load_rmb
+from lightning_critrm.evaluation.rmb_data import DEFAULT_SOURCE_RMB, FIELDS, RMBRow, load_rmb
 from lightning_critrm.evaluation.rmb_scoring import SECTIONS, RMBScores, rmb_scores
 
 
@@ -40,8 +40,7 @@ class RMBEval(Benchmark):
         return {"sections": scores.sections, "items_per_section": scores.section_rows}
 
     def record_row(self, row: RMBRow, rewards: list[Optional[float]]) -> dict[str, Any]:
-        uid = "pair_uid" if row.kind == "pairwise" else "bon_uid"
-        return {uid: row.id, "category_path": row.subset, "rewards": rewards}
+        return {FIELDS[row.kind][0]: row.id, "category_path": row.subset, "rewards": rewards}
 
     def table_lines(self, scores: RMBScores) -> list[TableLine]:
         lines: list[TableLine] = []
