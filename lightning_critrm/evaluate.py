@@ -35,9 +35,11 @@ def evaluate_export(
 
     Args:
         model: Folder written by ``python -m lightning_critrm export``.
-        benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench`` or ``rmb``.
+        benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench``, ``rmb``,
+            ``ppe_human`` or ``ppe_correctness``.
         source: The benchmark's rows, in its layout (default: its hub set; RMB: the
-            ``RMB_dataset`` folder of its GitHub repository).
+            ``RMB_dataset`` folder of its GitHub repository; PPE correctness: ``lmarena-ai``, its
+            five hub sets, or a folder of folders named like them).
         subsets: Only these subsets.
         max_rows: Score a sample of N rows, each subset in proportion to its size (the same
             rows every time), so the scores keep the benchmark's weighting; a full pass costs a

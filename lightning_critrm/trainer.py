@@ -90,8 +90,9 @@ class CritiqueRMTrainer(L.Trainer):
                 rows every time), so the scores keep the benchmark's weighting; a full pass costs a
                 critique and a forward pass per completion.
             benchmark: ``rewardbench``, ``rewardbench2`` (best-of-4 and the Ties metric),
-                ``rmbench`` (3 x 3 styles: hard, normal, easy), ``judgebench`` (correctness pairs)
-                or ``rmb`` (pairwise and best-of-N, helpfulness and harmlessness).
+                ``rmbench`` (3 x 3 styles: hard, normal, easy), ``judgebench`` (correctness pairs),
+                ``rmb`` (pairwise and best-of-N, helpfulness and harmlessness), ``ppe_human``
+                (Chatbot Arena votes) or ``ppe_correctness`` (best-of-K on verified answers).
         """
         configured = [c for c in self.callbacks if isinstance(c, RewardBenchCallback)]
         critic = next((c.critic for c in configured if c.critic is not None), None)

@@ -13,7 +13,9 @@ from tests.evaluation.test_rewardbench_callback import benchmark_fit_config
 FIXTURES = REPO / "tests" / "fixtures"
 SOURCES = {"rmbench": str(FIXTURES / "rmbench_rows.json"),
            "judgebench": str(FIXTURES / "judgebench_rows.jsonl"),
-           "rmb": str(FIXTURES / "rmb" / "RMB_dataset")}
+           "rmb": str(FIXTURES / "rmb" / "RMB_dataset"),
+           "ppe_human": str(FIXTURES / "ppe" / "PPE-Human-Preference-V1"),
+           "ppe_correctness": str(FIXTURES / "ppe")}
 
 
 def test_fit_logs_every_configured_benchmark_each_epoch_and_evaluate_on_the_export_prints_the_same(
@@ -46,6 +48,21 @@ def test_fit_logs_every_configured_benchmark_each_epoch_and_evaluate_on_the_expo
     assert re.search(rf"^overall\s+{100 * last['overall']:.1f}$", printed, re.M), printed
     for section, value in last["sections"].items():
         assert re.search(rf"^{section}\s+{100 * value:.1f}\s", printed, re.M), (section, printed)
+
+    # PPE correctness too: a record of many metrics per set, the same from the export
+    last = json.loads((run / "ppe_correctness" / "epoch1-step6.json").read_text())
+    main(["evaluate", "--model", str(out), "--benchmark", "ppe_correctness", "--source",
+          SOURCES["ppe_correctness"], "--out_dir", str(tmp_path / "evaluations")])
+    printed = capsys.readouterr().out
+    scored = json.loads((tmp_path / "evaluations" / "ppe_correctness" / "exported.json").read_text())
+    rewards = [v for r in scored["rows"] for v in r["rewards"]]
+    assert rewards == pytest.approx([v for r in last["rows"] for v in r["rewards"]], abs=1e-4)
+    assert scored["overall"] == pytest.approx(last["overall"])
+    assert scored["sets"].keys() == last["sets"].keys()
+    for name, metrics in last["sets"].items():
+        assert scored["sets"][name]["best_of_k"] == pytest.approx(metrics["best_of_k"]), name
+        assert scored["sets"][name]["roc_auc"] == pytest.approx(metrics["roc_auc"]), name
+        assert re.search(rf"^{name}\s+{100 * metrics['accuracy']:.1f}\s", printed, re.M), (name, printed)
 
 
 def test_several_benchmarks_take_their_sources_and_subsets_by_name():

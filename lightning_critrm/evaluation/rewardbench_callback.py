@@ -20,6 +20,7 @@ from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation.benchmark import Benchmark
 from lightning_critrm.evaluation.judgebench_eval import JudgeBenchEval
+from lightning_critrm.evaluation.ppe_eval import PPECorrectnessEval, PPEHumanEval
 from lightning_critrm.evaluation.rewardbench2_eval import RewardBench2Eval
 from lightning_critrm.evaluation.rewardbench_eval import RewardBenchEval
 from lightning_critrm.evaluation.rmb_eval import RMBEval
@@ -40,9 +41,11 @@ def completion_encoder(trainer: L.Trainer) -> CompletionEncoder:
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
     "rewardbench": RewardBenchEval, "rewardbench2": RewardBench2Eval, "rmbench": RMBenchEval,
-    "judgebench": JudgeBenchEval, "rmb": RMBEval,
+    "judgebench": JudgeBenchEval, "rmb": RMBEval, "ppe_human": PPEHumanEval,
+    "ppe_correctness": PPECorrectnessEval,
 }  # fmt: skip
-BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench", "judgebench", "rmb"]
+BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench", "judgebench", "rmb", "ppe_human",
+                        "ppe_correctness"]
 
 
 def evaluation_for(benchmark: str, source: Optional[str], *args) -> Benchmark:
@@ -102,10 +105,14 @@ class RewardBenchCallback(Callback):
                 or files in its layout (``pair_id, source, question, response_A, response_B,
                 label``). ``rmb``: the ``RMB_dataset`` folder of a clone of
                 github.com/Zhou-Zoey/RMB-Reward-Model-Benchmark (RMB has no hub set), or a subfolder
-                or file of it. Default: the benchmark's hub set.
+                or file of it. ``ppe_human``: ``lmarena-ai/PPE-Human-Preference-V1`` (split
+                ``test``) or files in its layout. ``ppe_correctness``: ``lmarena-ai`` (its five
+                ``PPE-<set>-Best-of-K`` hub sets), one such set, or a folder of folders named like
+                them. Default: the benchmark's hub set.
             subsets: Only these subsets (RM-Bench: domains, e.g. ``safety-refuse``; JudgeBench:
-                categories, e.g. ``math``; RMB: scenarios, e.g. ``BoN_set/Harmlessness/S1``;
-                default: all in ``source``). Missing subsets are
+                categories, e.g. ``math``; RMB: scenarios, e.g. ``BoN_set/Harmlessness/S1``; PPE:
+                languages, e.g. ``English``, or sets, e.g. ``math``; default: all in ``source``).
+                Missing subsets are
                 reported, and what they belong to marked partial.
             every_n_epochs: Evaluate at the end of every n-th training epoch (0: never).
             every_n_steps: Evaluate every n optimizer steps instead.
@@ -121,9 +128,10 @@ class RewardBenchCallback(Callback):
             require_cached: Fail at the first evaluation if a critique is missing from the cache
                 instead of generating it (default: the critic's ``cache.require_cached``). The
                 ``critique`` subcommand fills the cache for every configured RewardBenchCallback.
-            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench`` or ``rmb``, or a
-                list of them; then ``source`` and ``subsets`` are mappings by benchmark (e.g.
-                ``source: {rmb: RMB_dataset}``; a benchmark not in them reads its hub set).
+            benchmark: ``rewardbench``, ``rewardbench2``, ``rmbench``, ``judgebench``, ``rmb``,
+                ``ppe_human`` or ``ppe_correctness``, or a list of them; then ``source`` and
+                ``subsets`` are mappings by benchmark (e.g. ``source: {rmb: RMB_dataset}``; a
+                benchmark not in them reads its hub set).
         """
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
