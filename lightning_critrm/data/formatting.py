@@ -163,7 +163,32 @@ class SequenceFormatter:
         # A template that rewrites the turn beyond trimming: all counts as prompt (its start is cut).
         return text, "", "", ""
 
+    def critique_span(self, prompt: Sequence[Message], completion: str,
+                      critique: Optional[str]) -> Optional[tuple[int, int]]:
+        """Positions ``[start, end)`` of the critique block's tokens in :meth:`encode`'s ids (what a
+        reward model that writes its own critique learns to generate); None without a critique or
+        where truncation cut all of it. A token the tokenizer merges across the block's start
+        counts as the block's; one merged across its end does not."""
+        if critique is None or self.critique_format is None:
+            return None
+        messages = self.conversation(prompt, completion, critique)
+        text = self.render(messages)
+        ids = self._ids(text)
+        if len(ids) > self.max_length:
+            leading, prompt_ids, completion_ids, critique_ids, _ = self._cut(messages, text)
+            start = len(leading) + len(prompt_ids) + len(completion_ids)
+            end = start + len(critique_ids)
+        else:
+            prompt_text, completion_text, critique_text, _ = self._split(messages, text)
+            start = _common_prefix(ids, self._ids(prompt_text + completion_text))
+            end = _common_prefix(ids, self._ids(prompt_text + completion_text + critique_text))
+        return (start, end) if end > start else None
+
     def _truncate(self, messages: list[Message], text: str) -> list[int]:
+        return [i for part in self._cut(messages, text) for i in part]
+
+    def _cut(self, messages: list[Message], text: str) -> tuple[list[int], ...]:
+        """The (leading, prompt, completion, critique, tail) ids of a text too long, cut to fit."""
         prompt_text, completion_text, critique_text, tail_text = self._split(messages, text)
         prompt_ids, completion_ids = self._ids(prompt_text), self._ids(completion_text)
         critique_ids, tail_ids = self._ids(critique_text), self._ids(tail_text)
@@ -183,4 +208,14 @@ class SequenceFormatter:
             excess -= cut
         if excess > 0:
             completion_ids = completion_ids[: max(0, len(completion_ids) - excess)]
-        return leading + prompt_ids + completion_ids + critique_ids + tail_ids
+        return leading, prompt_ids, completion_ids, critique_ids, tail_ids
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading ids ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

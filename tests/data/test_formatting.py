@@ -156,3 +156,25 @@ def test_encoder_tokenizer_is_wrapped_in_cls_and_sep(tiny_encoder_dir):
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
     assert ids.count(tok.cls_token_id) == 1 and ids.count(tok.sep_token_id) == 1
     assert len(ids) == 12
+
+
+def test_the_critique_span_covers_the_critique_blocks_tokens_whole_or_cut():
+    f = SequenceFormatter(CharTokenizer(), max_length=100, critique_format=CRITIQUE)
+    ids = f.encode(PROMPT, "xyz", "ok!").input_ids  # "P:abcdef|A:xyz[ok!]#\n"
+    start, end = f.critique_span(PROMPT, "xyz", "ok!")
+    assert (start, end) == (14, 19) and f.tokenizer.decode(ids[start:end]) == "[ok!]"
+    cut = SequenceFormatter(CharTokenizer(), max_length=7, critique_format=CRITIQUE)
+    assert cut.critique_span(PROMPT, "xyz", "ok!") == (3, 5)  # "xyz[o#\n": the block's first two
+    gone = SequenceFormatter(CharTokenizer(), max_length=4, critique_format=CRITIQUE)
+    assert gone.critique_span(PROMPT, "xyz", "ok!") is None  # "xy#\n": no critique left
+    assert SequenceFormatter(CharTokenizer(), max_length=100, critique_format=None).critique_span(
+        PROMPT, "xyz", None) is None
+
+
+def test_the_critique_span_of_a_real_template_decodes_to_the_critique_block(chat_tokenizer):
+    f = SequenceFormatter(chat_tokenizer, max_length=512, critique_format=CritiqueFormat())
+    ids = f.encode(PROMPT, "The answer is 42.", "Correctness: correct.").input_ids
+    start, end = f.critique_span(PROMPT, "The answer is 42.", "Correctness: correct.")
+    assert chat_tokenizer.decode(ids[start:end]) == (
+        "\n\n[Critique of the response]\nCorrectness: correct.\n[End of critique]")
+    assert chat_tokenizer.decode(ids[end:]) == "<|im_end|>\n"

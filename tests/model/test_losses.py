@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from lightning_critrm.model.losses import pairwise_loss
+from lightning_critrm.model.losses import critique_lm_loss, joint_loss, pairwise_loss
 
 
 def softplus(x):  # -logsigmoid(x) = log(1 + e^-x)
@@ -31,3 +32,22 @@ def test_centering_adds_coef_times_mean_squared_sum():
 def test_loss_is_fp32_for_bf16_rewards():
     loss = pairwise_loss(torch.tensor([1.0], dtype=torch.bfloat16), torch.tensor([0.0], dtype=torch.bfloat16))
     assert loss.dtype == torch.float32
+
+
+def test_the_critique_lm_loss_is_the_mean_cross_entropy_of_the_critique_tokens_by_hand():
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]],
+                           [[0.0, 3.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    ids = torch.tensor([[1, 0, 2, 1], [0, 1, 2, 0]])
+    targets = torch.tensor([[False, False, True, True], [False, True, False, False]])
+    # row 0: token 2 from logits [2, 0, 0]; token 1 from [0, 1, 0]. row 1: token 1 from [0, 3, 0].
+    # The last logits of a row predict nothing.
+    ce = [math.log(math.exp(2) + 2) - 0.0, math.log(2 + math.e) - 1.0, math.log(2 + math.exp(3)) - 3.0]
+    assert critique_lm_loss(logits, ids, targets).item() == pytest.approx(sum(ce) / 3, rel=1e-6)
+    none = critique_lm_loss(logits.requires_grad_(), ids, torch.zeros_like(targets))
+    assert none.item() == 0.0 and none.requires_grad  # a batch without critiques: the head alone
+    assert critique_lm_loss(logits.bfloat16(), ids, targets).dtype == torch.float32
+
+
+def test_the_joint_loss_weighs_the_critique_loss():
+    assert joint_loss(torch.tensor(0.5), torch.tensor(2.0), 0.25).item() == pytest.approx(1.0)
+    assert joint_loss(torch.tensor(0.5), torch.tensor(2.0), 0.0).item() == pytest.approx(0.5)
