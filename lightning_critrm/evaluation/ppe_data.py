@@ -123,10 +123,11 @@ def correctness_sources(source: str, subsets: Optional[Sequence[str]] = None) ->
     unknown = sorted(set(subsets or ()) - set(CORRECTNESS_SETS))
     if unknown:
         raise InputError(f"PPE correctness subsets {unknown}: expected some of {', '.join(CORRECTNESS_SETS)}")
+    named = set_named_in(source)
     if source == HUB_ORG_PPE:
         found = {name: f"{HUB_ORG_PPE}/{hub}" for name, hub in CORRECTNESS_SETS.items()}
-    elif set_named_in(source):
-        found = {set_named_in(source): source}
+    elif named:
+        found = {named: source}
     elif os.path.isdir(source):
         found = {name: os.path.join(source, hub) for name, hub in CORRECTNESS_SETS.items()
                  if os.path.isdir(os.path.join(source, hub))}

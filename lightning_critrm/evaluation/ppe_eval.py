@@ -111,7 +111,8 @@ class PPECorrectnessEval(Benchmark):
             notes = {"max": "  (the best-of-K curve's highest)", "end": f"  (k = {k})", "roc_auc": "",
                      "loss": "  (squared gap to the ground truth's curve, x100)",
                      "row_pearson": "  (correlation x100)"}
-            lines += [(f"  {metric}", s.metrics().get(metric), None, notes[metric])
+            metrics = s.metrics()
+            lines += [(f"  {metric}", metrics.get(metric), None, notes[metric])
                       for metric in ppe_scoring.CORRECTNESS_METRICS[1:]]
         lines.append(("overall", scores.overall, sum(scores.rows.values()),
                       "  mean accuracy" + ("; PARTIAL: the sets scored above" if scores.partial else "")))

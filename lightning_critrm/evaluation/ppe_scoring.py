@@ -93,18 +93,21 @@ def ppe_human_scores(results: Iterable[tuple[str, Sequence[str], int, Sequence[f
 
 
 # -- correctness -------------------------------------------------------------------------------
+def _by_label(rewards: Sequence[float], correct: Sequence[bool]) -> tuple[list[float], list[float]]:
+    """(rewards of the correct responses, rewards of the incorrect ones)."""
+    return [r for r, c in zip(rewards, correct) if c], [r for r, c in zip(rewards, correct) if not c]
+
+
 def pairwise_wins(rewards: Sequence[float], correct: Sequence[bool]) -> tuple[int, int]:
     """(pairs where the correct response scores strictly higher, correct x incorrect pairs)."""
-    right = [r for r, c in zip(rewards, correct) if c]
-    wrong = [r for r, c in zip(rewards, correct) if not c]
+    right, wrong = _by_label(rewards, correct)
     return sum(a > b for a in right for b in wrong), len(right) * len(wrong)
 
 
 def roc_auc(rewards: Sequence[float], correct: Sequence[bool]) -> Optional[float]:
     """Chance that a correct response outscores an incorrect one, a tie counting half (None
     without both labels); NaN rewards win nothing."""
-    right = [r for r, c in zip(rewards, correct) if c]
-    wrong = [r for r, c in zip(rewards, correct) if not c]
+    right, wrong = _by_label(rewards, correct)
     if not right or not wrong:
         return None
     won = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in right for b in wrong)
