@@ -153,19 +153,26 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(resolve_backbone(name))
 
 
-def load_backbone(name: str, dtype=None):
-    """The bare backbone (``AutoModel``: no LM head) of ``name`` with its weights."""
-    from transformers import AutoModel
+def load_backbone(name: str, dtype=None, lm_head: bool = False):
+    """The backbone of ``name`` with its weights: the bare model (``AutoModel``: hidden states), or
+    with ``lm_head`` the whole causal language model (``AutoModelForCausalLM``), for a reward model
+    that also writes critiques."""
+    from transformers import AutoModel, AutoModelForCausalLM
 
-    return AutoModel.from_pretrained(resolve_backbone(name), dtype=dtype)
+    auto = AutoModelForCausalLM if lm_head else AutoModel
+    return auto.from_pretrained(resolve_backbone(name), dtype=dtype)
 
 
-def empty_backbone(name: str, dtype=None):
-    """The backbone of ``name`` with its parameters on the meta device (no memory, no weights read)
-    and its buffers (e.g. rotary frequencies, which no checkpoint stores) computed for real."""
+def empty_backbone(name: str, dtype=None, lm_head: bool = False):
+    """:func:`load_backbone`'s model with its parameters on the meta device (no memory, no weights
+    read) and its buffers (e.g. rotary frequencies, which no checkpoint stores) computed for real."""
     from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+    auto = AutoModelForCausalLM if lm_head else AutoModel
     config = AutoConfig.from_pretrained(resolve_backbone(name))
     with init_empty_weights(include_buffers=False):
-        return AutoModel.from_config(config, dtype=dtype)
+        model = auto.from_config(config, dtype=dtype)
+    if lm_head:  # from_config leaves a head the config ties to the embeddings untied
+        model.tie_weights()
+    return model

@@ -138,6 +138,7 @@ class CritiqueRMCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
+        parser.link_arguments("model.critique_lm_coef", "data.critique_targets", compute_fn=_learns_critiques)
         parser.add_argument(
             "--show_logs",
             action=ActionYesNo,
@@ -364,3 +365,7 @@ def _cli(args: Optional[list[str]], run: bool, fit_overrides: Optional[list[str]
         # by data.seed alone; Lightning's DistributedSampler would reorder (and pad) them.
         trainer_defaults={"default_root_dir": "runs/default", "use_distributed_sampler": False},
     )
+
+
+def _learns_critiques(critique_lm_coef: float) -> bool:
+    return critique_lm_coef > 0

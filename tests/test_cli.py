@@ -109,9 +109,10 @@ def test_help_documents_every_option(capsys):
         doc = inspect.getdoc(cls.__init__)
         for name in list(inspect.signature(cls.__init__).parameters)[1:]:
             assert f"    {name}:" in doc, f"{cls.__name__}.__init__ docstring misses {name}"
-            if (prefix, name) != ("data", "backbone"):  # linked from model.backbone, shown as a link
+            if (prefix, name) not in (("data", "backbone"), ("data", "critique_targets")):  # linked
                 assert f"--{prefix}.{name}" in text
     assert "model.backbone --> data.backbone" in text
+    assert "(model.critique_lm_coef) --> data.critique_targets" in text
 
 
 def test_overrides_reach_the_objects_and_print_config_round_trips(tmp_path, pairs_file, tiny_decoder_dir,

@@ -69,6 +69,7 @@ class PreferenceDataModule(L.LightningDataModule):
         batching: Batching = Batching(),
         layout: Layout = Layout(),
         cache_dir: Optional[str] = None,
+        critique_targets: bool = False,
     ):
         """Preference pairs (prompt, chosen, rejected) with one critique per completion.
 
@@ -114,6 +115,8 @@ class PreferenceDataModule(L.LightningDataModule):
                 rows out the same way (without packing).
             cache_dir: Where tokenized pairs are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
                 ``~/.cache/lightning_critrm``).
+            critique_targets: Batches also carry where each critique's tokens are, for a model that
+                learns to write them. Linked from ``model.critique_lm_coef > 0`` by the CLI.
         """
         super().__init__()
         # Settings checked here, before any data is read or a critic starts.
@@ -123,6 +126,9 @@ class PreferenceDataModule(L.LightningDataModule):
                             ("max_length", max_length)):
             if value is not None and value < 1:
                 raise InputError(f"data.{name} must be >= 1, got {value}")
+        if critique_targets and critiques == "none":
+            raise InputError("data.critique_targets (model.critique_lm_coef > 0) needs critiques to learn: "
+                             "data.critiques: columns or generate")
         self.save_hyperparameters(ignore=["columns", "critic", "critique_format", "batching", "layout"])
         self.columns = _typed(ColumnMap, columns)
         self.batching, self.layout = _typed(Batching, batching), _typed(Layout, layout)
@@ -203,6 +209,8 @@ class PreferenceDataModule(L.LightningDataModule):
             # The built-in sets are generated from the seed; files and hub data are not.
             "seed": self.hparams.seed if source.startswith(sources.BUILTIN_PREFIX) else None,
         }
+        if self.hparams.critique_targets:  # only then: keys of models that write no critiques stay
+            parts["critique_targets"] = True
         loader = partial(self._read, source, split)
         if self.hparams.critiques == "generate":
             # Generated critiques are read (a lookup per completion, fast next to tokenizing) and
@@ -210,7 +218,8 @@ class PreferenceDataModule(L.LightningDataModule):
             loaded = loader()
             parts["critiques_read"] = critique_contents(loaded.pairs, loaded.failed_critique)
             loader = lambda: loaded  # noqa: E731
-        return build_or_load(loader, self.formatter, cache_key(parts), self.cache_dir)
+        return build_or_load(loader, self.formatter, cache_key(parts), self.cache_dir,
+                             self.hparams.critique_targets)
 
     def _sources(self) -> list[tuple[str, str]]:
         hp = self.hparams
@@ -337,7 +346,8 @@ class PreferenceDataModule(L.LightningDataModule):
     def _loader(self, dataset, train: bool) -> DataLoader:
         batch_sampler = self.batching.sampler(self._lengths(dataset), self._sample_seed, train, self.layout)
         margin = ["margin"] if "margin" in dataset.column_names else []
-        columns = ["chosen_input_ids", "rejected_input_ids", *margin]
+        spans = ["chosen_critique_span", "rejected_critique_span"] if self.hparams.critique_targets else []
+        columns = ["chosen_input_ids", "rejected_input_ids", *margin, *spans]
         dataset = IndexedDataset(dataset.select_columns(columns))  # each batch names its pairs
         kwargs = {"batch_sampler": batch_sampler, "collate_fn": self.collator(),
                   "num_workers": self.batching.num_workers}

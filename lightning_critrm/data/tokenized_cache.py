@@ -72,9 +72,11 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
 
-def _encode_rows(rows: dict, formatter: SequenceFormatter) -> dict:
+def _encode_rows(rows: dict, formatter: SequenceFormatter, critique_targets: bool = False) -> dict:
     out: dict[str, list] = {"chosen_input_ids": [], "rejected_input_ids": [], "truncated": [], "keep": [],
                             "length": []}
+    if critique_targets:
+        out["chosen_critique_span"], out["rejected_critique_span"] = [], []
     for prompt_json, chosen, rejected, c_crit, r_crit in zip(
         rows["prompt"], rows["chosen"], rows["rejected"], rows["chosen_critique"], rows["rejected_critique"]
     ):
@@ -87,16 +89,21 @@ def _encode_rows(rows: dict, formatter: SequenceFormatter) -> dict:
         # Identical inputs give r_c == r_r: zero gradient and a guaranteed "wrong" pair.
         out["keep"].append(c.input_ids != r.input_ids)
         out["length"].append(max(len(c.input_ids), len(r.input_ids)))
+        if critique_targets:  # [start, end) of each critique's tokens; [] where there is none
+            for side, completion, critique in (("chosen", chosen, c_crit), ("rejected", rejected, r_crit)):
+                span = formatter.critique_span(prompt, completion, critique or None)
+                out[f"{side}_critique_span"].append(list(span) if span else [])
     return out
 
 
 def build_or_load(
-    pairs_loader, formatter: SequenceFormatter, key: str, cache_dir: Path
+    pairs_loader, formatter: SequenceFormatter, key: str, cache_dir: Path, critique_targets: bool = False
 ) -> tuple["datasets.Dataset", TokenizedStats]:  # noqa: F821
     """The tokenized pairs for ``key``: loaded from ``cache_dir`` or built from ``pairs_loader()``,
     which returns a :class:`~lightning_critrm.data.sources.SourcePairs`. The key must
     cover everything that changes the token ids, generated critiques included
-    (:func:`critique_contents`)."""
+    (:func:`critique_contents`), and ``critique_targets`` (columns ``chosen_critique_span`` and
+    ``rejected_critique_span``: where each critique's tokens are, for a model that learns them)."""
     import datasets
 
     folder = cache_dir / "tokenized" / key
@@ -124,7 +131,7 @@ def build_or_load(
         _encode_rows,
         batched=True,
         batch_size=256,
-        fn_kwargs={"formatter": formatter},
+        fn_kwargs={"formatter": formatter, "critique_targets": critique_targets},
         new_fingerprint=key,
         desc="tokenizing pairs",
     )

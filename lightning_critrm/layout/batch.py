@@ -52,6 +52,9 @@ class RewardBatch:
                            sequences each token belongs to; a row's padding is a block of its own
         branch_ids         LongTensor [B, T] (shared-prompt layout only): 0 on a group's shared
                            prefix, k on the rest of its k-th sequence, -1 on padding
+        critique_index     LongTensor [M] (models that learn to write critiques, else None): flat
+                           index of each position whose next token is a critique token
+        critique_labels    LongTensor [M]: that next token, the one the position's logits predict
 
     In the shared-prompt layout ``first_token_index`` points at the group's prefix (where the
     sequence starts) and position ids continue after the prefix, so the position of each
@@ -68,6 +71,8 @@ class RewardBatch:
     ids: Optional[torch.Tensor] = None
     block_ids: Optional[torch.Tensor] = None
     branch_ids: Optional[torch.Tensor] = None
+    critique_index: Optional[torch.Tensor] = None
+    critique_labels: Optional[torch.Tensor] = None
 
     @classmethod
     def padded(
@@ -291,6 +296,42 @@ class RewardBatch:
         visible = (key_branch == 0) | (key_branch == self.branch_ids[:, :, None])
         causal = torch.ones(width, width, dtype=torch.bool, device=self.input_ids.device).tril()
         return (same_block & visible & causal)[:, None]
+
+    def token_index(self, k: int) -> torch.Tensor:
+        """LongTensor [L]: the flat index of each of sequence ``k``'s tokens, in order (in the
+        shared-prompt layout its prefix, then its own rest)."""
+        first, last = int(self.first_token_index[k]), int(self.last_token_index[k])
+        length = int(self.position_ids.reshape(-1)[last]) + 1
+        own = length  # tokens laid out contiguously up to the last one
+        if self.branch_ids is not None:
+            width = self.input_ids.shape[1]
+            row = last // width
+            same = (self.block_ids[row] == self.block_ids[row, last % width]) & (
+                self.branch_ids[row] == self.branch_ids[row, last % width])
+            own = int(same.sum())
+        prefix = torch.arange(first, first + length - own)
+        return torch.cat([prefix, torch.arange(last - own + 1, last + 1)])
+
+    def with_critique_targets(self, spans: Sequence[Optional[tuple[int, int]]]) -> "RewardBatch":
+        """This batch with :attr:`critique_index` and :attr:`critique_labels` set from each sequence's
+        critique tokens ``spans[k] = (start, end)`` (positions in sequence ``k``; None: it has
+        none): every critique token is predicted from the position before it, in any layout."""
+        if len(spans) != self.num_sequences:
+            raise ValueError(f"{len(spans)} critique spans for {self.num_sequences} sequences")
+        sources, labels = [], []
+        flat_ids = self.input_ids.reshape(-1)
+        for k, span in enumerate(spans):
+            if span is None:
+                continue
+            start, end = span
+            if not 1 <= start <= end:
+                raise ValueError(f"sequence {k}: critique span {span} must start after the first token")
+            index = self.token_index(k).to(flat_ids.device)
+            sources.append(index[start - 1 : end - 1])
+            labels.append(flat_ids[index[start:end]])
+        empty = torch.zeros(0, dtype=torch.long, device=flat_ids.device)
+        return replace(self, critique_index=torch.cat(sources) if sources else empty,
+                       critique_labels=torch.cat(labels) if labels else empty)
 
     def split_pairs(self, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen rewards [P], rejected rewards [P]) from the rewards [2P] of a pair batch."""

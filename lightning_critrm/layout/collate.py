@@ -4,7 +4,7 @@ chosen and rejected sequences for a single forward pass."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.layout.options import Layout
@@ -22,6 +22,8 @@ class PairCollator:
         num_pairs       2
         margin          FloatTensor [2]: only when the pairs carry a margin
         ids             LongTensor [2]: the pairs' ``index`` fields, when they carry one
+    critique_index/labels   the critique tokens to predict, when the pairs carry
+                    ``chosen_critique_span``/``rejected_critique_span`` (a model that writes critiques)
 
     ``T`` is the longest sequence in the batch (dynamic padding). Under ``shared_prompt`` each
     pair is one group: its prompt once, then both completions.
@@ -40,4 +42,14 @@ class PairCollator:
             num_pairs=n,
             margin=[f["margin"] for f in features] if "margin" in features[0] else None,
             ids=[f["index"] for f in features] if "index" in features[0] else None,
+            critique_spans=(
+                [_span(f["chosen_critique_span"]) for f in features]
+                + [_span(f["rejected_critique_span"]) for f in features]
+                if "chosen_critique_span" in features[0] else None
+            ),
         )
+
+
+def _span(stored: Sequence[int]) -> Optional[tuple[int, int]]:
+    """A critique span as the tokenized cache stores it: ``[start, end]``, or ``[]`` for none."""
+    return (int(stored[0]), int(stored[1])) if len(stored) == 2 else None

@@ -59,10 +59,17 @@ class Layout:
         num_pairs: int = 0,
         margin: Optional[Sequence[float]] = None,
         ids: Optional[Sequence[int]] = None,
+        critique_spans: Optional[Sequence[Optional[tuple[int, int]]]] = None,
     ) -> RewardBatch:
         """``sequences`` as one batch. ``groups`` (indices of the sequences that share a prompt,
         each sequence in one) matter under ``shared_prompt``; by default each sequence stands alone.
-        Packed without a row size, one row holds the whole batch, so nothing is padded."""
+        Packed without a row size, one row holds the whole batch, so nothing is padded.
+        ``critique_spans`` (each sequence's critique tokens, for a model that learns to write
+        them) become the batch's critique targets."""
+        batch = self._batch(sequences, pad_token_id, groups, num_pairs, margin, ids)
+        return batch if critique_spans is None else batch.with_critique_targets(critique_spans)
+
+    def _batch(self, sequences, pad_token_id, groups, num_pairs, margin, ids) -> RewardBatch:
         fields = {"num_pairs": num_pairs, "margin": margin, "ids": ids}
         row_tokens = self.row_tokens or sum(len(s) for s in sequences)
         pad = pad_token_id

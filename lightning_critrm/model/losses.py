@@ -35,27 +35,26 @@ def pairwise_loss(
     return loss
 
 
-def critique_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def critique_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over the critique tokens (the language-model half of the
     critique-out-loud recipe: the reward model learns to write the critique it reads).
 
-    Position ``t`` predicts token ``t + 1``: a token is a target where ``targets`` marks it, and is
-    predicted from the logits one position earlier. Computed in fp32; 0 (still in the graph) when
-    no token is a target, so a batch without critiques trains the reward head alone.
+    Computed in fp32; 0 (still in the graph) when there is no target, so a batch without critiques
+    trains the reward head alone.
 
     Args:
-        logits: [B, T, V] language-model logits.
-        input_ids: [B, T] token ids.
-        targets: [B, T] bool, the critique tokens to predict (never a row's first position).
+        logits: [M, V] language-model logits at the positions before each critique token
+            (:attr:`RewardBatch.critique_index`: computed there only, not over the whole batch).
+        labels: [M] the critique tokens they predict (:attr:`RewardBatch.critique_labels`).
     """
-    predicted = targets[:, 1:]
-    if not bool(predicted.any()):
+    if labels.numel() == 0:
         return logits.sum() * 0.0
-    chosen = logits[:, :-1][predicted].float()  # [M, V]: the logits before each target
-    return F.cross_entropy(chosen, input_ids[:, 1:][predicted])
+    return F.cross_entropy(logits.float(), labels)
 
 
-def joint_loss(pairwise: torch.Tensor, language_model: torch.Tensor, lm_coef: float) -> torch.Tensor:
-    """``pairwise + lm_coef * language_model``: the reward and the critique trained together (the
-    CLoud recipe's weighted sum; ``lm_coef`` 0 is the plain reward model)."""
-    return pairwise + lm_coef * language_model
+def joint_loss(pairwise: torch.Tensor, language_model: torch.Tensor, lm_coef: float,
+               pairwise_coef: float = 1.0) -> torch.Tensor:
+    """``pairwise_coef * pairwise + lm_coef * language_model``: the reward and the critique trained
+    together (the CLoud recipe's weighted sum). ``lm_coef`` 0 is the plain reward model;
+    ``pairwise_coef`` 0 trains the critique writer alone (the recipe's first stage)."""
+    return pairwise_coef * pairwise + lm_coef * language_model

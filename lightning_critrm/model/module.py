@@ -16,10 +16,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
 from lightning_critrm.backbones import empty_backbone, load_backbone
-from lightning_critrm.errors import NonFiniteError
+from lightning_critrm.errors import InputError, NonFiniteError
 from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.model.lora import LoraSettings, add_lora, is_adapter_or_head
-from lightning_critrm.model.losses import pairwise_loss
+from lightning_critrm.model.losses import critique_lm_loss, joint_loss, pairwise_loss
 from lightning_critrm.model.pooling import Pooling
 from lightning_critrm.model.reward_model import RewardModel
 from lightning_critrm.model.schedules import WarmupCosineLR
@@ -48,6 +48,7 @@ class _StageMetrics(nn.Module):
         self.reward_mean = MeanMetric()
         self.reward_sq = MeanMetric()
         self.margin = MeanMetric()
+        self.critique_lm_loss = MeanMetric()
 
 
 class CritiqueRewardModel(L.LightningModule):
@@ -65,6 +66,8 @@ class CritiqueRewardModel(L.LightningModule):
         fsdp_layer_classes: Optional[list[str]] = None,
         lora: Optional[LoraSettings] = None,
         max_nonfinite_batches: int = 0,
+        critique_lm_coef: float = 0.0,
+        pairwise_coef: float = 1.0,
     ):
         """A scalar reward model over a pretrained backbone, trained with the pairwise loss.
 
@@ -92,8 +95,20 @@ class CritiqueRewardModel(L.LightningModule):
                 skipped (no update, though the step counts; a warning names the step and the pairs;
                 TensorBoard ``train/nonfinite_batches_skipped``) up to this many times in a run; the next one
                 stops the run with an error naming them. 0: stop at the first.
+            critique_lm_coef: Above 0, the model also learns to write the critiques it reads (the
+                critique-out-loud recipe): the backbone keeps its language-model head, and the
+                loss adds this weight times the next-token cross-entropy of the critique tokens
+                (TensorBoard ``<stage>/critique_lm_loss``; ``<stage>/loss`` stays the pairwise
+                loss, comparable across models). Decoder backbones; the data then carries each
+                critique's token positions (the CLI sets ``data.critique_targets``).
+            pairwise_coef: Weight of the pairwise loss; 0 trains the critique writer alone (the
+                recipe's first stage, on teacher critiques), the reward head frozen.
         """
         super().__init__()
+        if critique_lm_coef < 0 or pairwise_coef < 0 or critique_lm_coef == pairwise_coef == 0:
+            raise InputError(
+                f"model.critique_lm_coef={critique_lm_coef} and model.pairwise_coef={pairwise_coef}: "
+                "both must be >= 0 and one of them > 0")
         # Checkpoints hold plain values only, so they load with torch.load(weights_only=True); the
         # callables are recorded by the CLI's config.yaml.
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "lora"])
@@ -118,13 +133,14 @@ class CritiqueRewardModel(L.LightningModule):
         if self.reward_model is not None:  # called again for each trainer entry point
             return
         dtype = getattr(torch, self.hparams.backbone_dtype)
+        name, lm_head = self.hparams.backbone, self.writes_critiques
         if self.device_mesh is None:
             torch.set_rng_state(self._init_rng_state)
-            self.reward_model = self._reward_model(load_backbone(self.hparams.backbone, dtype=dtype))
+            self.reward_model = self._reward_model(load_backbone(name, dtype, lm_head))
             return
         # FSDP2 (ModelParallelStrategy): build on the meta device, shard, then load each shard.
         rng = self._init_rng_state
-        model = self._reward_model(empty_backbone(self.hparams.backbone, dtype=dtype))
+        model = self._reward_model(empty_backbone(name, dtype, lm_head))
         mesh = self.device_mesh["data_parallel"]
         self.strict_loading = True  # sharded checkpoints hold every parameter
         mixed = self.trainer is not None and str(self.trainer.precision) == "bf16-mixed"
@@ -135,7 +151,7 @@ class CritiqueRewardModel(L.LightningModule):
             # Built exactly as one process builds it (same random state for the head and any
             # adapters), so a sharded run starts from the same model.
             torch.set_rng_state(rng)
-            full = self._reward_model(load_backbone(self.hparams.backbone, dtype=dtype)).state_dict()
+            full = self._reward_model(load_backbone(name, dtype, lm_head)).state_dict()
         load_full_state_dict_from_rank0(model, full)
         self.reward_model = model
 
@@ -148,11 +164,22 @@ class CritiqueRewardModel(L.LightningModule):
                     module.p = 0.0
         if getattr(backbone.config, "use_cache", None):
             backbone.config.use_cache = False  # no generation here; the KV cache only costs memory
+        model = RewardModel(backbone, self.hparams.pooling)
         if self.lora is not None:  # after the dropout rule: LoRA's own dropout is the user's
-            backbone = add_lora(backbone, self.lora)
+            add_lora(model.backbone, self.lora)
+            if model.lm_head is not None:  # frozen like the weights it may be tied to
+                model.lm_head.requires_grad_(False)
+        if self.hparams.pairwise_coef == 0:  # the critique writer alone: the head has nothing to learn
+            model.score.requires_grad_(False)
         if self.hparams.gradient_checkpointing:
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return RewardModel(backbone, self.hparams.pooling)
+            model.backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+
+    @property
+    def writes_critiques(self) -> bool:
+        """Whether the model learns to write critiques (keeps its language-model head)."""
+        return self.hparams.critique_lm_coef > 0
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The reward model's whole state dict with Hugging Face names (``model.*``, ``score.weight``),
@@ -189,10 +216,20 @@ class CritiqueRewardModel(L.LightningModule):
         return self.reward_model(batch)
 
     def _pair_step(self, batch: RewardBatch, metrics: _StageMetrics, stage: str) -> Optional[torch.Tensor]:
-        rewards = self(batch)
+        hp = self.hparams
+        if self.writes_critiques:
+            if batch.critique_index is None:
+                raise InputError("model.critique_lm_coef > 0 needs batches with critique targets: set "
+                                 "data.critique_targets: true (the CLI links it)")
+            rewards, logits = self.reward_model(batch, critique_logits=True)
+            lm_loss = critique_lm_loss(logits, batch.critique_labels)
+        else:
+            rewards, lm_loss = self(batch), None
         r_c, r_r = batch.split_pairs(rewards)
-        loss = pairwise_loss(r_c, r_r, batch.margin, self.hparams.center_rewards_coef)
-        if stage == "train" and not self._finite_or_skip(loss, rewards, batch):
+        loss = pairwise_loss(r_c, r_r, batch.margin, hp.center_rewards_coef)
+        objective = (loss if lm_loss is None
+                     else joint_loss(loss, lm_loss, hp.critique_lm_coef, hp.pairwise_coef))
+        if stage == "train" and not self._finite_or_skip(objective, rewards, batch):
             return None  # Lightning skips backward and the optimizer step
         rewards, gap = rewards.detach(), (r_c - r_r).detach()
         # Calling a metric (forward) accumulates it for the epoch and returns this batch's value,
@@ -211,7 +248,11 @@ class CritiqueRewardModel(L.LightningModule):
         self.log(f"{stage}/margin_mean", metrics.margin, **opts)
         if train:
             self.log("train/reward_std", rewards.std(), on_step=True, on_epoch=False)
-        return loss
+        if lm_loss is not None and batch.critique_labels.numel():
+            metrics.critique_lm_loss(lm_loss.detach(), weight=batch.critique_labels.numel())
+            self.log(f"{stage}/critique_lm_loss", metrics.critique_lm_loss, prog_bar=True,
+                     **{**opts, "batch_size": batch.critique_labels.numel()})
+        return objective
 
     def training_step(self, batch: RewardBatch, batch_idx: int) -> Optional[torch.Tensor]:
         return self._pair_step(batch, self.train_metrics, "train")

@@ -55,13 +55,30 @@ def fully_shard_reward_model(
 
 def load_full_state_dict_from_rank0(model: nn.Module, full_state: Optional[dict[str, torch.Tensor]]) -> None:
     """Give each rank its shard of ``full_state`` (on rank 0; ``None`` elsewhere). Parameters on
-    the meta device are replaced by real ones."""
+    the meta device are replaced by real ones, and parameters shared by several modules (a
+    language-model head tied to the input embeddings) stay one parameter."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     if dist.get_rank() == 0 and full_state is None:
         raise ValueError("rank 0 must pass the full state dict")
+    shared = _shared_parameters(model)
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=True)
     set_model_state_dict(model, full_state if dist.get_rank() == 0 else {}, options=options)
+    # Loading into meta parameters assigns each name its own new parameter, which would untie
+    # them; FSDP2 keeps the first name's and sets it on the other modules when it gathers.
+    for first, others in shared:
+        param = model.get_parameter(first)
+        for name in others:
+            owner, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(owner), leaf, param)
+
+
+def _shared_parameters(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """(first name, other names) of each parameter that several modules hold."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return [(found[0], found[1:]) for found in names.values() if len(found) > 1]
 
 
 def consolidated_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

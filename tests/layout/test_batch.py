@@ -3,6 +3,7 @@ import torch
 from torch.testing import assert_close
 
 from lightning_critrm.layout.batch import RewardBatch, shared_prompt_length
+from lightning_critrm.layout.options import Layout
 
 
 def test_split_pairs_gives_chosen_then_rejected():
@@ -124,3 +125,27 @@ def test_attention_segments_of_packed_rows_by_hand():
     assert batch.attention_segments() == [[(((4, 6),), 0), (((0, 4),), 0)], [(((0, 3),), 0)]]
     with pytest.raises(ValueError, match="padded batch has no segments"):
         RewardBatch.padded([[1, 2]], pad_token_id=0).attention_segments()
+
+
+@pytest.mark.parametrize("layout", [
+    Layout(), Layout(padding_side="left"), Layout(packing=True), Layout(shared_prompt=True),
+    Layout(shared_prompt=True, packing=True),
+], ids=["padded", "left", "packed", "shared", "shared_packed"])
+def test_critique_targets_are_each_critique_token_read_from_the_position_before_it(layout):
+    # Two pairs; sequence 1 shares its prompt [1, 2, 3] with sequence 0, and 3 has [4, 5] before it
+    # only in its own group. Critique spans: tokens 3-4 of seq 0, 4-5 of seq 1, none, 1-2 of seq 3.
+    sequences = [[1, 2, 3, 4, 5], [1, 2, 3, 9, 8, 7], [4, 5], [4, 7, 8]]
+    batch = layout.batch(sequences, 0, groups=[[0, 1], [2, 3]], num_pairs=2,
+                         critique_spans=[(3, 5), (4, 6), None, (1, 3)])
+    assert batch.critique_labels.tolist() == [4, 5, 8, 7, 7, 8]
+    # The tokens before them: 3 then 4 (seq 0), 9 then 8 (seq 1), 4 then 7 (seq 3). In the shared
+    # layout seq 3's first predictor is the group's prefix token.
+    assert batch.input_ids.reshape(-1)[batch.critique_index].tolist() == [3, 4, 9, 8, 4, 7]
+    assert batch.to("cpu").critique_index.tolist() == batch.critique_index.tolist()
+
+
+def test_critique_targets_need_a_token_before_the_critique():
+    with pytest.raises(ValueError, match="must start after the first token"):
+        Layout().batch([[1, 2]], 0, critique_spans=[(0, 1)])
+    empty = Layout().batch([[1, 2]], 0, critique_spans=[None])
+    assert empty.critique_index.tolist() == [] and empty.critique_labels.tolist() == []

@@ -13,14 +13,14 @@ from tests.conftest import REPO, arithmetic_rows, write_jsonl
 CONSTANT_LR = "lightning_critrm.model.schedules.ConstantLR"
 
 
-def val_losses(run_dir) -> dict[int, float]:
+def val_losses(run_dir, tag: str = "val/loss") -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     losses = {}
     for version in sorted((run_dir / "lightning_logs").glob("version_*")):
         events = EventAccumulator(str(version))
         events.Reload()
-        losses.update({e.step: e.value for e in events.Scalars("val/loss")})
+        losses.update({e.step: e.value for e in events.Scalars(tag)})
     return losses
 
 
@@ -137,3 +137,32 @@ def test_fsdp2_with_lora_matches_one_process(tmp_path, config):
     for step in sharded:
         assert sharded[step] == pytest.approx(single[step], abs=1e-4)
     assert sharded[7] < sharded[3] < 0.693  # the adapters and head learn
+
+
+def test_fsdp2_learning_critiques_with_tied_embeddings_matches_one_process(tmp_path, config,
+                                                                         tiny_decoder_dir):
+    # The language-model head tied to the input embeddings (as in SmolLM2): one parameter that
+    # the critique loss and the embedding lookup both train, sharded in the root unit.
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    tied = tmp_path / "tied"
+    torch.manual_seed(0)
+    tied_config = AutoConfig.from_pretrained(tiny_decoder_dir, tie_word_embeddings=True)
+    LlamaForCausalLM(tied_config).save_pretrained(tied)
+    AutoTokenizer.from_pretrained(tiny_decoder_dir).save_pretrained(tied)
+    model = {"backbone": str(tied), "critique_lm_coef": 0.5, "lr": 3e-3}
+    fit(config("fsdp2_lm", model=model), full_state_dict=tmp_path / "fsdp2_lm.pt")
+    fit(config("single_lm", model=model, devices=1, strategy="auto", accumulate_grad_batches=2),
+        full_state_dict=tmp_path / "single_lm.pt")
+    for tag in ("val/loss", "val/critique_lm_loss"):
+        sharded, single = val_losses(tmp_path / "fsdp2_lm", tag), val_losses(tmp_path / "single_lm", tag)
+        assert sorted(sharded) == [3, 7]
+        for step in sharded:
+            assert sharded[step] == pytest.approx(single[step], abs=1e-4), tag
+    lm = val_losses(tmp_path / "fsdp2_lm", "val/critique_lm_loss")
+    assert lm[7] < 0.8 * lm[3]  # the critique writer learns
+    consolidated, plain = torch.load(tmp_path / "fsdp2_lm.pt"), torch.load(tmp_path / "single_lm.pt")
+    assert sorted(consolidated) == sorted(plain) and "lm_head.weight" in consolidated
+    for name, tensor in plain.items():
+        torch.testing.assert_close(consolidated[name], tensor, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(consolidated["lm_head.weight"], consolidated["model.embed_tokens.weight"])

@@ -35,19 +35,18 @@ def test_loss_is_fp32_for_bf16_rewards():
 
 
 def test_the_critique_lm_loss_is_the_mean_cross_entropy_of_the_critique_tokens_by_hand():
-    logits = torch.tensor([[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]],
-                           [[0.0, 3.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
-    ids = torch.tensor([[1, 0, 2, 1], [0, 1, 2, 0]])
-    targets = torch.tensor([[False, False, True, True], [False, True, False, False]])
-    # row 0: token 2 from logits [2, 0, 0]; token 1 from [0, 1, 0]. row 1: token 1 from [0, 3, 0].
-    # The last logits of a row predict nothing.
+    # The logits at the positions before the three critique tokens 2, 1 and 1.
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 3.0, 0.0]])
+    labels = torch.tensor([2, 1, 1])
     ce = [math.log(math.exp(2) + 2) - 0.0, math.log(2 + math.e) - 1.0, math.log(2 + math.exp(3)) - 3.0]
-    assert critique_lm_loss(logits, ids, targets).item() == pytest.approx(sum(ce) / 3, rel=1e-6)
-    none = critique_lm_loss(logits.requires_grad_(), ids, torch.zeros_like(targets))
+    assert critique_lm_loss(logits, labels).item() == pytest.approx(sum(ce) / 3, rel=1e-6)
+    none = critique_lm_loss(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, dtype=torch.long))
     assert none.item() == 0.0 and none.requires_grad  # a batch without critiques: the head alone
-    assert critique_lm_loss(logits.bfloat16(), ids, targets).dtype == torch.float32
+    assert critique_lm_loss(logits.bfloat16(), labels).dtype == torch.float32
 
 
 def test_the_joint_loss_weighs_the_critique_loss():
     assert joint_loss(torch.tensor(0.5), torch.tensor(2.0), 0.25).item() == pytest.approx(1.0)
     assert joint_loss(torch.tensor(0.5), torch.tensor(2.0), 0.0).item() == pytest.approx(0.5)
+    critic_alone = joint_loss(torch.tensor(0.5), torch.tensor(2.0), 1.0, pairwise_coef=0.0)
+    assert critic_alone.item() == pytest.approx(2.0)

@@ -186,3 +186,60 @@ def test_the_model_a_seed_gives_does_not_depend_on_what_ran_before_configure_mod
     second.configure_model()
     assert torch.equal(first.score.weight, second.score.weight)
     assert torch.equal(torch.rand(3), after_first)
+
+
+def test_a_model_that_writes_critiques_adds_the_causal_lms_own_loss_on_the_critique_tokens(
+        tmp_path, pairs_file, tiny_decoder_dir):
+    from transformers import AutoModelForCausalLM
+
+    from lightning_critrm.model.losses import pairwise_loss
+
+    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, critique_targets=True)
+    dm.setup("fit")
+    model = built(tiny_decoder_dir, critique_lm_coef=0.5)
+    assert model.reward_model.writes_critiques
+    features = [{**dm.train_dataset[i], "index": i} for i in range(3)]
+    batch = PairCollator(dm.pad_token_id)(features)
+    logged = {}
+    model.log = lambda name, value, **kw: logged.setdefault(name, value)
+    objective = model.training_step(batch, 0)
+
+    # The same numbers from the pretrained causal LM itself, its logits over whole sequences.
+    lm = AutoModelForCausalLM.from_pretrained(tiny_decoder_dir)
+    total, count = 0.0, 0
+    for f in features:
+        for side in ("chosen", "rejected"):
+            ids, (start, end) = f[f"{side}_input_ids"], f[f"{side}_critique_span"]
+            assert 0 < start < end <= len(ids)
+            logits = lm(torch.tensor([ids])).logits[0]
+            total += torch.nn.functional.cross_entropy(
+                logits[start - 1 : end - 1], torch.tensor(ids[start:end]), reduction="sum").item()
+            count += end - start
+    rewards = model(batch)
+    pairwise = pairwise_loss(*batch.split_pairs(rewards))
+    assert objective.item() == pytest.approx(pairwise.item() + 0.5 * total / count, rel=1e-4)
+    assert logged["train/critique_lm_loss"].compute().item() == pytest.approx(total / count, rel=1e-4)
+    # The critique is what the formatter put after the completion: its tokens decode to it.
+    text = dm.tokenizer.decode(features[0]["chosen_input_ids"][slice(*features[0]["chosen_critique_span"])])
+    assert "Correctness: correct." in text and "[Critique of the response]" in text
+
+
+def test_training_the_critique_writer_lowers_its_lm_loss_and_the_pairwise_loss_stays_out(
+        tmp_path, pairs_file, tiny_decoder_dir):
+    L.seed_everything(0)
+    dm = datamodule(tmp_path, pairs_file, tiny_decoder_dir, critique_targets=True)
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lr=3e-3, lr_scheduler=ConstantLR,
+                                critique_lm_coef=1.0, pairwise_coef=0.0)
+    before = trainer(1, limit_val_batches=None).validate(model, dm, verbose=False)[0]
+    head = model.score.weight.detach().clone()
+    trainer(30).fit(model, dm)
+    after = trainer(1, limit_val_batches=None).validate(model, dm, verbose=False)[0]
+    assert after["val/critique_lm_loss"] < 0.5 * before["val/critique_lm_loss"]
+    assert torch.equal(model.score.weight, head)  # the reward head had no loss to learn from
+
+
+def test_learning_critiques_needs_critiques_and_a_loss():
+    with pytest.raises(Exception, match="one of them > 0"):
+        CritiqueRewardModel(critique_lm_coef=0.0, pairwise_coef=0.0)
+    with pytest.raises(Exception, match="needs critiques to learn"):
+        PreferenceDataModule(critiques="none", critique_targets=True)
