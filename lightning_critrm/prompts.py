@@ -160,3 +160,25 @@ class CriticPrompt:
         # One pass, so a prompt that itself contains "{completion}" is left as written.
         text = _PLACEHOLDERS.sub(lambda m: values[m.group(0)], self.template)
         return [{"role": "user", "content": text}]
+
+
+@dataclass(frozen=True)
+class ContinuationPrompt:
+    """The request to a reward model that writes its own critique (a critic with ``prompting:
+    continuation``): the conversation with the completion as the assistant turn, which the model
+    continues from the critique block's opening (its chat template folds a ``critique`` message
+    into that turn) until the block closes.
+
+    Args:
+        block: The critique block the model was trained to write.
+    """
+
+    block: CritiqueFormat
+
+    def render(self, prompt: Sequence[Message], completion: str) -> list[Message]:
+        return [*prompt, {"role": "assistant", "content": completion}]
+
+    @property
+    def close(self) -> str:
+        """Where a written critique ends: the block's text after ``{critique}``, stripped."""
+        return self.block.template.split(CRITIQUE_PLACEHOLDER)[1].strip()

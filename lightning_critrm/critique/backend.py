@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.errors import InputError
+from lightning_critrm.prompts import CRITIQUE_ROLE, ContinuationPrompt
 from lightning_critrm.records import Message
+
+# Stands for the critique while the text before it is rendered: no template writes it.
+_CRITIQUE_MARK = "\x00critique\x00"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,51 @@ def chat_prompt_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
     if adds_bos and ids[:1] != [bos]:
         ids = [bos, *ids]
     return ids
+
+
+def request_ids(config: CriticConfig, tokenizer, messages: Sequence[Message]) -> list[int]:
+    """The token ids a local critic generates from: the chat prompt of an instruction, or for a
+    reward model that writes its own critique, the scored text up to the critique."""
+    if config.prompting != "continuation":
+        return chat_prompt_ids(tokenizer, messages)
+    return continuation_prompt_ids(tokenizer, messages, config)
+
+
+def continuation_prompt_ids(tokenizer, messages: Sequence[Message], config: CriticConfig) -> list[int]:
+    """``messages`` (ending with the assistant turn) rendered by the model's chat template with a
+    critique after them, up to where the critique starts: the block's opening included. With
+    ``engine.max_model_len``, the start is cut (a leading BOS or [CLS] stays) so that
+    ``sampling.max_new_tokens`` of critique fit after it."""
+    text = tokenizer.apply_chat_template([*messages, {"role": CRITIQUE_ROLE, "content": _CRITIQUE_MARK}],
+                                         tokenize=False)
+    if _CRITIQUE_MARK not in text:
+        raise InputError(
+            f"critic {config.model}: its chat template writes no critique message, so it cannot continue "
+            "the scored text to one (prompting: continuation reads a folder `export` wrote from a model "
+            "trained with model.critique_lm_coef)")
+    ids = list(tokenizer(text[: text.index(_CRITIQUE_MARK)], add_special_tokens=False)["input_ids"])
+    limit = config.engine.max_model_len
+    if limit is None:
+        return ids
+    keep = max(1, limit - config.sampling.max_new_tokens)
+    if len(ids) <= keep:
+        return ids
+    lead = ids[:1] if ids[0] in {tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None)} else []
+    return lead + ids[len(ids) - keep + len(lead):]
+
+
+def written_critique(config: CriticConfig, text: str) -> str:
+    """A generation's critique: for a model that writes its own, what comes before the block closes."""
+    prompt = config.prompt
+    if isinstance(prompt, ContinuationPrompt) and prompt.close:
+        return text.split(prompt.close)[0]
+    return text
+
+
+def stop_strings(config: CriticConfig) -> list[str]:
+    """Texts that end a generation early: where a written critique's block closes."""
+    prompt = config.prompt
+    return [prompt.close] if isinstance(prompt, ContinuationPrompt) and prompt.close else []
 
 
 class CriticBackend(ABC):

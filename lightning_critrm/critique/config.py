@@ -15,10 +15,13 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Literal, Optional
 
+from lightning_critrm.errors import InputError
 from lightning_critrm.prompts import (
     DEFAULT_CRITIC_INSTRUCTION,
     DEFAULT_CRITIC_INSTRUCTION_VERSION,
+    ContinuationPrompt,
     CriticPrompt,
+    CritiqueFormat,
 )
 from lightning_critrm.records import Message
 
@@ -121,13 +124,21 @@ class CriticConfig:
             ``auto`` is the fastest correct dtype on this machine: bf16 where the CPU or GPU has it
             natively, else fp32 on CPUs (emulated bf16 is ~35x slower) and fp16 on GPUs. The
             resolved dtype is what the critique cache key holds.
-        template: The critic's instruction with ``{prompt}``, ``{completion}``, ``{score_rule}``.
+        template: The critic's instruction with ``{prompt}``, ``{completion}``, ``{score_rule}``;
+            with ``prompting: continuation``, the critique block the model writes (one
+            ``{critique}``: ``data.critique_format.template``).
         template_version: Name of that template; part of every cache key.
         allow_score: Ask for a final numeric score (the paper's critiques carry none).
         sampling: Temperature, top-p, length and seed of the critic's generations.
         engine: Parallelism, memory and context of a local critic (vLLM, transformers).
         endpoint: URL, key variable, concurrency, timeout and retries of a remote critic.
         cache: The critique file, the commit batch size, and whether ``fit`` may generate.
+        prompting: ``instruction``: the critic is asked for a critique (``template``);
+            ``continuation``: the critic is a reward model that writes its own critiques (a folder
+            ``export`` wrote from a model trained with ``model.critique_lm_coef``): it continues
+            the scored text from the critique block's opening until the block closes, the text its
+            critique loss trained it on. Local backends only; ``engine.max_model_len`` (the
+            model's ``data.max_length``) cuts the start of a long prompt.
     """
 
     backend: Backend = "transformers"
@@ -140,6 +151,14 @@ class CriticConfig:
     engine: Engine = field(default_factory=Engine)
     endpoint: Endpoint = field(default_factory=Endpoint)
     cache: CachePolicy = field(default_factory=CachePolicy)
+    prompting: Literal["instruction", "continuation"] = "instruction"
+
+    def __post_init__(self) -> None:
+        if self.prompting == "continuation":
+            if self.backend == "openai":
+                raise InputError("critic.prompting: continuation needs a local backend (vllm or "
+                                 "transformers): an endpoint's chat API cannot continue the scored text")
+            CritiqueFormat(self.template, self.template_version)  # checks the one {critique}
 
     @property
     def effective_backend(self) -> str:
@@ -161,7 +180,10 @@ class CriticConfig:
         return fastest_dtype(local_device())
 
     @property
-    def prompt(self) -> CriticPrompt:
+    def prompt(self) -> CriticPrompt | ContinuationPrompt:
+        """What the critic is sent for each completion."""
+        if self.prompting == "continuation":
+            return ContinuationPrompt(CritiqueFormat(self.template, self.template_version))
         return CriticPrompt(self.template, self.template_version, self.allow_score)
 
     def identity(self) -> dict:
@@ -182,6 +204,8 @@ class CriticConfig:
         }
         if s.temperature > 0:  # greedy decoding reads neither
             identity.update(top_p=s.top_p, seed=s.seed)
+        if self.prompting != "instruction":  # (keys of instructed critics stay as they were)
+            identity.update(prompting=self.prompting, max_model_len=self.engine.max_model_len)
         return identity
 
     @cached_property  # computed once: keys are made for every completion of a data set

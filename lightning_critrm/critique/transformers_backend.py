@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from typing import Optional
 
 from lightning_critrm.backbones import resolve_backbone
-from lightning_critrm.critique.backend import CriticBackend, Generation, chat_prompt_ids, finished
+from lightning_critrm.critique.backend import (
+    CriticBackend,
+    Generation,
+    finished,
+    request_ids,
+    stop_strings,
+    written_critique,
+)
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.records import Message
 
@@ -37,7 +44,7 @@ class TransformersCritic(CriticBackend):
         import torch
 
         cfg = self.config
-        ids = [chat_prompt_ids(self.tokenizer, m) for m in requests]
+        ids = [request_ids(cfg, self.tokenizer, m) for m in requests]
         # Sorted by length so each generate call pads little; results go back in request order.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[Optional[Generation]] = [None] * len(ids)
@@ -57,11 +64,12 @@ class TransformersCritic(CriticBackend):
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=input_ids, attention_mask=mask, max_new_tokens=cfg.sampling.max_new_tokens,
-                    pad_token_id=self.pad_id, **sampling,
+                    pad_token_id=self.pad_id, stop_strings=stop_strings(cfg) or None,
+                    tokenizer=self.tokenizer, **sampling,
                 )
             for row, i in enumerate(chunk):
                 new = out[row, width:].tolist()
                 end = next((k for k, t in enumerate(new) if t in self.stop_ids), len(new))
                 text = self.tokenizer.decode(new[:end], skip_special_tokens=True)
-                results[i] = finished(text, len(ids[i]), end)
+                results[i] = finished(written_critique(cfg, text), len(ids[i]), end)
         return results  # type: ignore[return-value]

@@ -13,7 +13,14 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 from lightning_critrm.backbones import resolve_backbone
-from lightning_critrm.critique.backend import CriticBackend, Generation, chat_prompt_ids, finished
+from lightning_critrm.critique.backend import (
+    CriticBackend,
+    Generation,
+    finished,
+    request_ids,
+    stop_strings,
+    written_critique,
+)
 from lightning_critrm.critique.config import CriticConfig
 from lightning_critrm.errors import MissingExtraError
 from lightning_critrm.records import Message
@@ -47,7 +54,8 @@ class VLLMCritic(CriticBackend):
             return self.llm.generate([{"prompt_token_ids": p} for p in prompts], self.sampling,
                                      use_tqdm=False)
 
-        return _generate(self.tokenizer, self.llm.llm_engine.model_config.max_model_len, requests, run)
+        limit = self.llm.llm_engine.model_config.max_model_len
+        return _generate(self.config, self.tokenizer, limit, requests, run)
 
     def close(self) -> None:
         # Dropping the last reference shuts the engine and its worker processes down.
@@ -95,7 +103,7 @@ class AsyncVLLMCritic(CriticBackend):
             raise
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
-        return _generate(self.tokenizer, self.engine.model_config.max_model_len, requests,
+        return _generate(self.config, self.tokenizer, self.engine.model_config.max_model_len, requests,
                          lambda prompts: self._run(self._all(prompts)))
 
     def _run(self, coroutine):
@@ -168,16 +176,17 @@ def _tokenizer(config: CriticConfig):
 
 def _sampling(vllm, config: CriticConfig, **extra):
     s = config.sampling
+    stop = stop_strings(config)
     return vllm.SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens,
-                               seed=s.seed, **extra)
+                               seed=s.seed, **({"stop": stop} if stop else {}), **extra)
 
 
-def _generate(tokenizer, limit: int, requests: Sequence[Sequence[Message]],
+def _generate(config: CriticConfig, tokenizer, limit: int, requests: Sequence[Sequence[Message]],
               run: Callable[[list[list[int]]], Sequence]) -> list[Generation]:
     """The generation of each request: its chat prompt ids go to ``run`` (vLLM's request outputs, in
     order), except a prompt that does not fit the context ``limit``. vLLM rejects a whole call for
     one such prompt: it fails alone, with the reason, and the rest are generated."""
-    ids = [chat_prompt_ids(tokenizer, m) for m in requests]
+    ids = [request_ids(config, tokenizer, m) for m in requests]
     results: list[Optional[Generation]] = [
         Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p),
                    too_long=True) if len(p) >= limit else None
@@ -187,7 +196,8 @@ def _generate(tokenizer, limit: int, requests: Sequence[Sequence[Message]],
     if todo:
         for i, output in zip(todo, run([ids[i] for i in todo])):
             out = output.outputs[0]
-            results[i] = finished(out.text, len(output.prompt_token_ids), len(out.token_ids), limit)
+            results[i] = finished(written_critique(config, out.text), len(output.prompt_token_ids),
+                                  len(out.token_ids), limit)
     return results  # type: ignore[return-value]
 
 

@@ -134,6 +134,11 @@ class PreferenceDataModule(L.LightningDataModule):
         self.batching, self.layout = _typed(Batching, batching), _typed(Layout, layout)
         critique_format = _typed(CritiqueFormat, critique_format)
         self.critic = (critic or CriticConfig()) if critiques == "generate" else critic
+        if (self.critic is not None and self.critic.prompting == "continuation"
+                and self.critic.template != critique_format.template):
+            raise InputError(
+                "data.critic.prompting: continuation writes the critique block the model reads, so "
+                "data.critic.template must be data.critique_format.template")
         # Plain dicts, not dataclasses, so checkpoints load with weights_only=True. The critic
         # holds no secret: an API key is only ever named by its environment variable.
         self.hparams["columns"] = asdict(self.columns)

@@ -12,12 +12,17 @@ token that is not padding, which is the text and the token the trainer scores
   would stop early), so a tokenizer that pads with EOS, or with any token its template writes,
   gets a pad token of its own (one new embedding row, never seen in real text);
 - ``problem_type: regression``: vLLM and transformers return the raw reward, not its sigmoid.
+
+A model that writes its own critiques is written as the causal language model it is
+(``AutoModelForCausalLM``: vLLM and transformers generate from the folder) with its reward head
+beside it in ``reward_head.safetensors``; ``score``, the reward function and the server read both.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -25,12 +30,15 @@ import torch
 
 from lightning_critrm.atomic_write import atomic_folder
 from lightning_critrm.backbones import write_top_level_rope_theta
+from lightning_critrm.critique.config import Sampling
 from lightning_critrm.errors import InputError
 
 EXPORT_PAD_TOKEN = "<|reward_pad|>"
 _PROBE = [{"role": "user", "content": "Is this a probe?"}, {"role": "assistant", "content": "It is."}]
 # Read by transformers 4.x, which has no TokenizersBackend (5.x's name for a tokenizers.json tokenizer).
 _PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+#: The reward head of a model that writes its own critiques, beside its language model.
+REWARD_HEAD_FILE = "reward_head.safetensors"
 
 
 def export_reward_model(
@@ -41,7 +49,9 @@ def export_reward_model(
     out: Path,
     recipe: dict,
 ) -> Path:
-    """Write ``reward_model`` (a :class:`RewardModel` with LoRA merged) to ``out`` atomically.
+    """Write ``reward_model`` (a :class:`RewardModel` with LoRA merged) to ``out`` atomically: a
+    sequence classifier, or for a model that writes its critiques, its causal language model and
+    :data:`REWARD_HEAD_FILE`.
 
     Args:
         reward_model: The model to export (pooling ``last``: decoders).
@@ -52,7 +62,8 @@ def export_reward_model(
         recipe: How inputs are formatted and critiqued, and the reward statistics; recorded in
             ``config.json`` under ``lightning_critrm`` and in the model card.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if reward_model.pooling != "last":
         raise InputError(
@@ -62,22 +73,32 @@ def export_reward_model(
     if out.exists():
         raise InputError(f"--out {out}: already exists; give a new folder")
     config = AutoConfig.from_pretrained(backbone_path)
-    config.num_labels = 1
     config.architectures = None
-    hf = AutoModelForSequenceClassification.from_config(config, torch_dtype=torch.float32)
     state = {k: v.detach().to("cpu", torch.float32) for k, v in reward_model.state_dict().items()}
-    hf.load_state_dict(state, strict=True)  # the same names: RewardModel mirrors the HF layout
+    head = None
+    if reward_model.writes_critiques:
+        hf = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        head = {"score.weight": state.pop("score.weight").contiguous()}
+        hf.load_state_dict(state, strict=True)  # model.* and lm_head.weight: the causal LM's names
+        hf.tie_weights()
+    else:
+        config.num_labels = 1
+        hf = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+        hf.load_state_dict(state, strict=True)  # the same names: RewardModel mirrors the HF layout
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.chat_template = chat_template
     if not pad_is_safe(tokenizer):
         tokenizer.add_special_tokens({"pad_token": EXPORT_PAD_TOKEN})
         hf.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     hf.config.pad_token_id = tokenizer.pad_token_id
-    hf.config.problem_type = "regression"
+    if head is None:
+        hf.config.problem_type = "regression"
     hf.config.architectures = [type(hf).__name__]
     hf.config.lightning_critrm = recipe
     with atomic_folder(out, complete_marker="config.json") as tmp:
         hf.save_pretrained(tmp, safe_serialization=True)
+        if head is not None:
+            save_file(head, str(tmp / REWARD_HEAD_FILE))
         tokenizer.save_pretrained(tmp)
         write_portable_tokenizer_config(tmp / "tokenizer_config.json", chat_template)
         write_top_level_rope_theta(tmp / "config.json")
@@ -109,6 +130,8 @@ def write_portable_tokenizer_config(path: Path, chat_template: str) -> None:
 
 
 def model_card(recipe: dict, architecture: str) -> str:
+    if recipe.get("writes_critiques"):
+        return writer_model_card(recipe, architecture)
     reads_critiques = recipe.get("critiques") != "none"
     critic = recipe.get("critic") or {}
     if not reads_critiques:
@@ -188,23 +211,63 @@ training padded with a token the template writes). vLLM serves it as a reward mo
 """
 
 
+def writer_model_card(recipe: dict, architecture: str) -> str:
+    writer = recipe["critic"]["sampling"]
+    return f"""---
+library_name: transformers
+tags: [reward-model, critique-out-loud, lightning_critrm]
+---
+# Reward model that writes its own critiques (lightning_critrm)
+
+A causal language model (`{architecture}`) with a scalar reward head (`{REWARD_HEAD_FILE}`, one
+row `score.weight`) over its last hidden state, trained with the pairwise Bradley-Terry loss plus a
+language-model loss on the critique of each completion (the critique-out-loud recipe).
+
+To score a completion, the model first writes a critique of it: it continues the conversation
+rendered by this folder's chat template, with the completion as the assistant turn, from the
+critique block's opening `{json.dumps(recipe.get("critique_template", "").split("{critique}")[0])}`
+until the block closes (at most {writer.get("max_new_tokens")} tokens, temperature
+{writer.get("temperature")}). The reward is the head's output at the last token of the text with
+that critique in it (a message of role `critique` after the assistant turn, which the chat template
+folds in), at most {recipe.get("max_length")} tokens.
+
+vLLM and transformers generate from this folder as from any causal LM. `python -m lightning_critrm
+score`, the reward function and the reward server do both steps; `config.json` records the recipe
+under `lightning_critrm`.
+- Backbone: `{recipe.get("backbone")}`
+"""
+
+
 def recipe_of(module, datamodule, reward_stats: Optional[dict] = None) -> dict:
     """How a trained model's inputs were made, from its module and data module settings, and the
     statistics of its rewards on the validation set (``None``: not computed)."""
     hp = datamodule.hparams
     critic: Optional[dict] = None
-    if hp.critiques == "generate" and datamodule.critic is not None:
+    if module.writes_critiques:
+        # Its own critic: the folder itself (``model`` is filled in where the folder is read),
+        # continuing the scored text, greedy.
+        critic = {"backend": "auto", "model": None, "dtype": "auto", "prompting": "continuation",
+                  "template": hp.critique_format["template"],
+                  "template_version": hp.critique_format["version"],
+                  "allow_score": False, "sampling": asdict(Sampling())}
+    elif hp.critiques == "generate" and datamodule.critic is not None:
         # Everything that keys its critiques (so a scorer can write the same ones), nothing about
         # where it ran: no endpoint, no key variable, no cache path.
         critic = {k: v for k, v in datamodule.critic.as_dict().items() if k in (
             "backend", "model", "dtype", "template", "template_version", "allow_score", "sampling")}
+    writer = {}
+    if module.writes_critiques:
+        writer = {"writes_critiques": True, "trained_on_critiques": hp.critiques}
     return json.loads(json.dumps({
         "backbone": module.hparams.backbone,
-        "critiques": hp.critiques,
+        "critiques": "generate" if module.writes_critiques else hp.critiques,
         "critique_template": hp.critique_format["template"],
         "critique_template_version": hp.critique_format["version"],
         "critic": critic,
         "max_length": hp.max_length,
         "scoring_token": "last token of the chat template's text",
         "reward_stats": reward_stats,
+        # A model that writes its own critiques: ``critic`` says how; it learned from those of
+        # ``trained_on_critiques`` (the data's columns or a critic).
+        **writer,
     }))

@@ -3,7 +3,9 @@
 Reads only the folder ``export`` wrote: its ``config.json`` holds the recipe (``lightning_critrm``:
 critique mode and format, maximum length, the critic, reward statistics). A model that read
 generated critiques gets them from the recorded critic (same template, sampling and model),
-missing ones generated and cached in the same SQLite cache as training uses.
+missing ones generated and cached in the same SQLite cache as training uses. A model that writes
+its own critiques is its own critic: the folder continues each scored text to its critique
+(``prompting: continuation``), cached under the folder's fingerprint, then scores it.
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ class ExportedRewardModel:
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend): the export records what the critic is, never where it ran.
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        critic_backend: Run a local critic (the recorded one, or the model itself where it writes
+            its own critiques) with this backend (``vllm``, ``transformers``) instead of the
+            recorded one (``auto``: vLLM where it is installed).
     """
 
     def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
                  device: str = "auto", critic_base_url: Optional[str] = None,
-                 critic_api_key_env: Optional[str] = None):
+                 critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None):
         folder = Path(model)
         if not (folder / "config.json").is_file():
             raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
@@ -65,6 +70,7 @@ class ExportedRewardModel:
         self.formatter = SequenceFormatter(self.tokenizer, recipe["max_length"], self.critique_format)
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
         self.endpoint = {"base_url": critic_base_url, "api_key_env": critic_api_key_env}
+        self.critic_backend = critic_backend
         self._store: Optional[CritiqueStore] = None
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -78,8 +84,15 @@ class ExportedRewardModel:
         if self._net is None:
             from transformers import AutoModelForSequenceClassification
 
-            self._net = AutoModelForSequenceClassification.from_pretrained(self.folder).to(self.device).eval()
+            net = (_writer_reward_model(self.folder) if self.writes_critiques
+                   else AutoModelForSequenceClassification.from_pretrained(self.folder))
+            self._net = net.to(self.device).eval()
         return self._net
+
+    @property
+    def writes_critiques(self) -> bool:
+        """Whether the model writes its own critiques (it is then its own critic)."""
+        return bool(self.recipe.get("writes_critiques"))
 
     @property
     def critiques_from(self) -> str:
@@ -148,6 +161,11 @@ class ExportedRewardModel:
             raise InputError(f"this model's critiques come from {self.critiques_from!r}, not from a critic")
         if self._store is None:
             values = dict(self.recipe["critic"])
+            if self.writes_critiques:  # its own critic, cut to the length it scores
+                values["model"] = str(self.folder)
+                values["engine"] = {"max_model_len": self.recipe["max_length"]}
+            if self.critic_backend and values.get("backend") != "openai":
+                values["backend"] = self.critic_backend
             if values.get("backend") == "openai":
                 if not self.endpoint["base_url"]:
                     raise InputError(
@@ -173,8 +191,26 @@ class ExportedRewardModel:
             batches = SequenceBatches([sequences[i] for i in kept], self.batch_size, pad)
             for batch in batches.build(batches.plan(0, 1)):
                 batch = batch.to(self.device)
-                logits = self.net(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                for k, value in zip(batch.ids.tolist(), logits.float()[:, 0].tolist()):
+                if self.writes_critiques:  # a RewardModel: reads the batch's layout itself
+                    values = self.net(batch)
+                else:
+                    values = self.net(input_ids=batch.input_ids,
+                                      attention_mask=batch.attention_mask).logits[:, 0]
+                for k, value in zip(batch.ids.tolist(), values.float().tolist()):
                     rewards[kept[k]] = value
                 bar.update(batch.num_sequences)
         return rewards
+
+
+def _writer_reward_model(folder: Path):
+    """The :class:`RewardModel` of a folder that writes its critiques: its causal language model and
+    the reward head beside it."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from lightning_critrm.model.export import REWARD_HEAD_FILE
+    from lightning_critrm.model.reward_model import RewardModel
+
+    model = RewardModel(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32))
+    model.score.load_state_dict({"weight": load_file(str(folder / REWARD_HEAD_FILE))["score.weight"]})
+    return model

@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from lightning_critrm.critique.config import CriticConfig
+from lightning_critrm.errors import InputError
 
 PROMPT = ({"role": "user", "content": "Q"},)
 BASE = CriticConfig()
@@ -109,3 +110,21 @@ def test_cpu_flags_decide_native_bf16(monkeypatch):
         monkeypatch.setattr(hardware, "cpu_flags", lambda flags=flags: frozenset(flags))
         assert hardware.cpu_has_native_bf16() is native
         assert hardware.fastest_dtype("cpu") == ("bfloat16" if native else "float32")
+
+
+def test_a_critic_that_continues_the_scored_text_writes_the_block_the_model_reads():
+    from lightning_critrm.data import PreferenceDataModule
+    from lightning_critrm.prompts import DEFAULT_CRITIQUE_TEMPLATE, ContinuationPrompt
+
+    critic = CriticConfig(model="some/folder", prompting="continuation", template=DEFAULT_CRITIQUE_TEMPLATE,
+                          template_version="critique-block-v1")
+    assert isinstance(critic.prompt, ContinuationPrompt) and critic.prompt.close == "[End of critique]"
+    assert critic.identity()["prompting"] == "continuation"
+    assert "prompting" not in CriticConfig().identity()  # instructed critics keep their keys
+    with pytest.raises(InputError, match="local backend"):
+        CriticConfig(backend="openai", prompting="continuation", template=DEFAULT_CRITIQUE_TEMPLATE)
+    with pytest.raises(InputError, match="exactly once"):
+        CriticConfig(prompting="continuation")  # the instruction is no critique block
+    with pytest.raises(InputError, match="must be data.critique_format.template"):
+        PreferenceDataModule(critiques="generate", critic=CriticConfig(
+            prompting="continuation", template="Critique: {critique}"))
