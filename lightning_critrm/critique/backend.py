@@ -88,10 +88,8 @@ def continuation_prompt_ids(tokenizer, messages: Sequence[Message], config: Crit
 
 def written_critique(config: CriticConfig, text: str) -> str:
     """A generation's critique: for a model that writes its own, what comes before the block closes."""
-    prompt = config.prompt
-    if isinstance(prompt, ContinuationPrompt) and prompt.close:
-        return text.split(prompt.close)[0]
-    return text
+    stop = stop_strings(config)
+    return text.split(stop[0])[0] if stop else text
 
 
 def stop_strings(config: CriticConfig) -> list[str]:
