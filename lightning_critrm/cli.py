@@ -4,8 +4,8 @@ In omegaconf mode. The data module formats inputs with the model's tokenizer, so
 is linked to ``model.backbone`` rather than set twice. A ``checkpoint`` ModelCheckpoint keeps
 ``last.ckpt`` in a fixed folder under the run root, which is what ``--ckpt_path last`` resumes
 from. The subcommands that are not training loops live with the Trainer
-(:mod:`lightning_critrm.trainer`); ``score``, ``serve`` and ``study`` build no model, data or
-Trainer of their own (:data:`STANDALONE`): their parsers sit beside the others, and they run as
+(:mod:`lightning_critrm.trainer`); ``score``, ``serve``, ``study`` and ``self-critique`` build no
+model, data or Trainer of their own (:data:`STANDALONE`): their parsers sit beside the others, and they run as
 parsed.
 """
 
@@ -44,6 +44,7 @@ from lightning_critrm.model.resumable_checkpoint import ResumableCheckpoint
 from lightning_critrm.model.throughput import TrainingThroughput
 from lightning_critrm.reward.server import run_serve_command, serve_parser
 from lightning_critrm.score import run_score_command, score_parser
+from lightning_critrm.self_critique.command import run_self_critique_command, self_critique_parser
 from lightning_critrm.signals import SIGTERM_EXIT_CODE, child_pids, end_child_processes
 from lightning_critrm.study.command import run_study_command, split_fit_overrides, study_parser
 from lightning_critrm.trainer import CritiqueRMTrainer, fill_all_critiques
@@ -55,7 +56,11 @@ STANDALONE = {
     "score": (score_parser, lambda options, cli: run_score_command(options.as_dict())),
     "serve": (serve_parser, lambda options, cli: run_serve_command(options.as_dict())),
     "study": (study_parser, lambda options, cli: run_study_command(options, cli.fit_overrides)),
+    "self-critique": (self_critique_parser,
+                      lambda options, cli: run_self_critique_command(options, cli.fit_overrides)),
 }
+# Subcommands whose `--fit.<option> VALUE` go to the fit commands they run.
+RUNS_FITS = ("study", "self-critique")
 
 
 @rank_zero_only
@@ -320,7 +325,7 @@ def main(args: Optional[list[str]] = None, run: bool = True) -> Optional[Critiqu
     try:
         argv = sys.argv[1:] if args is None else list(args)
         fit_overrides = None
-        if run and argv[:1] == ["study"]:
+        if run and argv[:1] and argv[0] in RUNS_FITS:
             argv, fit_overrides = split_fit_overrides(argv)
             args = argv
         if run and argv[:1] == ["evaluate"] and exported_model_in(argv[1:]):

@@ -83,7 +83,9 @@ def critique_chat_template(base: str, critique_format: CritiqueFormat) -> str:
     Such a message is folded into that assistant turn, whose content becomes
     ``completion + critique block``; then ``base`` renders the conversation as usual. So
     ``apply_chat_template([*prompt, assistant, {"role": "critique", "content": critique}])`` gives
-    exactly the text the model was trained on, with any chat template.
+    exactly the text the model was trained on, with any chat template. A template that folds the
+    same block already (the tokenizer of an export that writes its critiques, trained on further)
+    is returned as it is.
     """
     before, after = critique_format.template.split(CRITIQUE_PLACEHOLDER)
     fold = (
@@ -98,7 +100,7 @@ def critique_chat_template(base: str, critique_format: CritiqueFormat) -> str:
         "{% endfor %}"
         "{% set messages = folded.messages %}"
     )
-    return fold + base
+    return base if base.startswith(fold) else fold + base
 
 
 # -- what the critic is asked ------------------------------------------------------------------

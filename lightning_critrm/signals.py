@@ -4,9 +4,11 @@ Ctrl-C does, and no child process outlives the command that started it."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -28,6 +30,35 @@ def sigterm_raises_systemexit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_logged(command: Sequence[str], log: Path) -> int:
+    """Run ``command`` with its output appended to ``log`` (the command line first) and return its
+    exit status. Ctrl-C or SIGTERM here stops it too (SIGTERM, so a training run saves its
+    checkpoint; killed after 60 s) before the exception goes on."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write((" ".join(command) + "\n\n").encode())
+        out.flush()
+        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            return process.wait()
+        except BaseException:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            raise
+
+
+def last_lines(log: Path, count: int = 15) -> str:
+    """The last ``count`` lines of a log, indented, for an error that names it."""
+    tail = log.read_text(errors="replace").strip().splitlines()[-count:]
+    return "\n".join(f"  {line}" for line in tail)
 
 
 def child_pids() -> set[int]:

@@ -86,7 +86,7 @@ def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
     text = capsys.readouterr().out
     listed = text[text.index("Available subcommands:"):]
     for name in ("fit", "validate", "test", "predict", "critique", "evaluate", "rewardbench", "export",
-                 "score", "study"):
+                 "score", "study", "self-critique"):
         assert f"\n    {name} " in listed, name
     with pytest.raises(SystemExit):
         main(["score", "--help"])
@@ -94,6 +94,9 @@ def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
     with pytest.raises(SystemExit):
         main(["study", "--help"])
     assert "--study.sizes" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["self-critique", "--help"])
+    assert "--self_critique.critique_lm_coef" in capsys.readouterr().out
 
 
 def test_help_documents_every_option(capsys):
@@ -153,7 +156,7 @@ def test_every_shipped_config_parses_and_builds(path, tmp_path):
     from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
     written = yaml.safe_load(Path(path).read_text())
-    if "study" in written:  # a study's runs train from its `fit` section (its `study` section: tests/study)
+    if "fit" in written:  # a study's or recipe's runs train from its `fit` section (the rest: their tests)
         path = str(tmp_path / "fit.yaml")
         Path(path).write_text(yaml.safe_dump(written["fit"]))
         written = written["fit"]

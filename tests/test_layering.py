@@ -13,13 +13,15 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "lightning_critrm"
 LAYERS = {
-    "records": 0, "layout": 0, "atomic_write": 0, "locations": 0, "signals": 0, "console": 0, "errors": 0,
+    "records": 0, "layout": 0, "atomic_write": 0, "locations": 0, "scalars": 0, "signals": 0, "console": 0,
+    "errors": 0,
     "prompts": 1, "backbones": 1, "hardware": 1,
     "critique": 2,
     "data": 3,
     "model": 4,
     "evaluation": 5, "reward": 5,
-    "cli": 6, "trainer": 6, "score": 6, "evaluate": 6, "study": 6, "__main__": 6, "__init__": 0,
+    "cli": 6, "trainer": 6, "score": 6, "evaluate": 6, "study": 6, "self_critique": 6, "__main__": 6,
+    "__init__": 0,
 }
 
 

@@ -36,6 +36,9 @@ def test_a_critique_message_is_folded_into_the_assistant_turn_before_it():
                 {"role": "critique", "content": "  fine \n"}]
     assert render(template, messages) == '<user>Q</s>\n<assistant>A {"q": "fine"} </s>\n'
     assert render(template, messages[:2]) == render(base, messages[:2])  # no critique: the base's text
+    # An export's template folds already; reading it as a base folds nothing twice.
+    assert critique_chat_template(template, CritiqueFormat(template=' {"q": "{critique}"} ', version="t")) \
+        == template
 
 
 def test_critic_prompt_asks_about_one_completion_without_a_score():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -19,7 +21,7 @@ from lightning_critrm.data import sources
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.loaders import IndexedDataset, ResumableDataLoader
-from lightning_critrm.data.splits import split_by_prompt, subsample
+from lightning_critrm.data.splits import rows_read, subsample
 from lightning_critrm.data.tokenized_cache import (
     TokenizedStats,
     build_or_load,
@@ -158,7 +160,8 @@ class PreferenceDataModule(L.LightningDataModule):
         self._tokenizer = None
         # (source, split) -> (tokenized pairs, stats): prepare_data builds them, setup in the same
         # process reuses them instead of reading the source and its critiques again.
-        self._tokenized_sets: dict[tuple[str, str], tuple] = {}
+        self._tokenized_sets: dict[tuple[str, str, Optional[str]], tuple] = {}
+        self._parts_read: Optional[dict[str, tuple[sources.SourcePairs, list[int]]]] = None
         self._attends_per_sequence: Callable[[], Optional[bool]] = lambda: None
 
     def connect(self, attends_per_sequence: Callable[[], Optional[bool]]) -> None:
@@ -182,13 +185,19 @@ class PreferenceDataModule(L.LightningDataModule):
     def cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else cache_root()
 
-    def _read(self, source: str, split: str) -> sources.SourcePairs:
-        """Pairs of ``source`` with critiques as configured, and the rows left out of them."""
+    def _read(self, source: str, split: str, part: Optional[str] = None) -> sources.SourcePairs:
+        """Pairs of ``source`` with critiques as configured, and the rows left out of them; with
+        generated critiques, those of one ``part`` (:meth:`_parts`)."""
         mode = self.hparams.critiques
-        read = sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed,
-                                  on_bad_row=self.hparams.on_bad_row)
         if mode != "generate":
-            return read
+            return sources.read_pairs(source, self.columns, mode == "columns", split, self.hparams.seed,
+                                      on_bad_row=self.hparams.on_bad_row)
+        read, rows = self._parts()[part]
+        # Rows left out of the source are reported with the first part read from it, not twice.
+        first = next(name for name, (other, _) in self._parts().items() if other is read)
+        read = replace(read, pairs=[read.pairs[i] for i in rows],
+                       skipped=read.skipped if first == part else [],
+                       identical=read.identical if first == part else [])
         attached = self.critique_store.attach(read.pairs)
         if attached.missing:
             raise NotReadyError(
@@ -197,12 +206,43 @@ class PreferenceDataModule(L.LightningDataModule):
             )
         return replace(read, pairs=attached.pairs, failed_critique=attached.dropped_failed)
 
-    def _tokenized(self, source: str, split: str):
-        if (source, split) not in self._tokenized_sets:
-            self._tokenized_sets[(source, split)] = self._tokenize(source, split)
-        return self._tokenized_sets[(source, split)]
+    def _parts(self) -> dict[str, tuple[sources.SourcePairs, list[int]]]:
+        """With generated critiques, the pairs the run reads, and no others (a critique costs a
+        generation): part -> (the pairs of its source, read without critiques; its rows). ``train``:
+        the training subsample; ``val``: the held-out prompts of ``source`` (or ``val_source``),
+        subsampled; ``test``: every row of ``test_source``."""
+        if self._parts_read is None:
+            hp, reads = self.hparams, {}
 
-    def _tokenize(self, source: str, split: str):
+            def read(source: str, split: str) -> sources.SourcePairs:
+                if (source, split) not in reads:
+                    reads[(source, split)] = sources.read_pairs(source, self.columns, False, split, hp.seed,
+                                                                on_bad_row=hp.on_bad_row)
+                return reads[(source, split)]
+
+            main = read(hp.source, hp.split)
+            keys = [p.prompt_key() for p in main.pairs]
+            fraction = 0.0 if hp.val_source else hp.val_fraction
+            train, val = rows_read(keys, fraction, hp.seed, hp.max_train_pairs, hp.max_val_pairs,
+                                   self._sample_seed)
+            parts = {"train": (main, train)}
+            if hp.val_source:
+                held_out = read(hp.val_source, hp.val_split)
+                parts["val"] = (held_out, subsample(range(len(held_out.pairs)), hp.max_val_pairs, hp.seed))
+            else:
+                parts["val"] = (main, val)
+            if hp.test_source:
+                test = read(hp.test_source, hp.test_split)
+                parts["test"] = (test, list(range(len(test.pairs))))
+            self._parts_read = parts
+        return self._parts_read
+
+    def _tokenized(self, source: str, split: str, part: Optional[str] = None):
+        if (source, split, part) not in self._tokenized_sets:
+            self._tokenized_sets[(source, split, part)] = self._tokenize(source, split, part)
+        return self._tokenized_sets[(source, split, part)]
+
+    def _tokenize(self, source: str, split: str, part: Optional[str] = None):
         parts = {
             "source": sources.source_fingerprint(source, split),
             "columns": self.columns,
@@ -216,8 +256,10 @@ class PreferenceDataModule(L.LightningDataModule):
         }
         if self.hparams.critique_targets:  # only then: keys of models that write no critiques stay
             parts["critique_targets"] = True
-        loader = partial(self._read, source, split)
+        loader = partial(self._read, source, split, part)
         if self.hparams.critiques == "generate":
+            rows = self._parts()[part][1]
+            parts["rows"] = hashlib.sha1(json.dumps(rows).encode()).hexdigest()
             # Generated critiques are read (a lookup per completion, fast next to tokenizing) and
             # their contents enter the key: another or a refilled critique store is another entry.
             loaded = loader()
@@ -226,10 +268,17 @@ class PreferenceDataModule(L.LightningDataModule):
         return build_or_load(loader, self.formatter, cache_key(parts), self.cache_dir,
                              self.hparams.critique_targets)
 
-    def _sources(self) -> list[tuple[str, str]]:
+    def _sources(self) -> list[tuple[str, str, Optional[str]]]:
+        """(source, split, part): what is tokenized; with generated critiques, one entry per part."""
         hp = self.hparams
-        found = [(hp.source, hp.split), (hp.val_source, hp.val_split), (hp.test_source, hp.test_split)]
-        return [(src, split) for src, split in found if src]
+        val = (hp.val_source, hp.val_split) if hp.val_source else (hp.source, hp.split)
+        found = [(hp.source, hp.split, "train"), (*val, "val")]
+        if hp.test_source:
+            found.append((hp.test_source, hp.test_split, "test"))
+        if hp.critiques == "generate":  # (no held-out part where no prompt is held out)
+            return [entry for entry in found if entry[2] == "train" or self._parts()[entry[2]][1]]
+        # Otherwise each source is tokenized whole, once; setup splits and subsamples it.
+        return list(dict.fromkeys((source, split, None) for source, split, _ in found))
 
     def generate_critiques(self, progress: bool = True,
                            require_cached: Optional[bool] = None) -> CritiqueSummary:
@@ -242,11 +291,8 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.critique_store is None:
             raise InputError("critique generation needs data.critiques: generate (and a data.critic)")
         items = []
-        for source, split in self._sources():
-            # (Rows left out are reported when the pairs are tokenized.)
-            read = sources.read_pairs(source, self.columns, False, split, self.hparams.seed,
-                                      on_bad_row=self.hparams.on_bad_row)
-            items.extend(pair_items(read.pairs))
+        for read, rows in self._parts().values():  # (rows left out are reported when tokenized)
+            items.extend(pair_items([read.pairs[i] for i in rows]))
         summary = self.critique_store.fill(items, require_cached, progress)
         if rank_zero_only.rank == 0:
             log.info(str(summary))
@@ -271,27 +317,34 @@ class PreferenceDataModule(L.LightningDataModule):
         resolve_backbone(self.hparams.backbone)
         if self.hparams.critiques == "generate":
             self.generate_critiques()
-        for source, split in self._sources():
-            self._tokenized(source, split)
+        for source, split, part in self._sources():
+            self._tokenized(source, split, part)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_dataset is not None:
             return
         hp = self.hparams
-        data, stats = self._tokenized(hp.source, hp.split)
-        self.stats["source"] = stats
-        if hp.val_source:
-            train_idx = list(range(len(data)))
-            val_data, self.stats["val_source"] = self._tokenized(hp.val_source, hp.val_split)
-            val_idx = list(range(len(val_data)))
+        if hp.critiques == "generate":  # each part tokenized on its own, already split and subsampled
+            tokenized = {part: self._tokenized(source, split, part)
+                         for source, split, part in self._sources()}
+            self.train_dataset, self.stats["source"] = tokenized["train"]
+            self.val_dataset = self.train_dataset.select([])
+            if "val" in tokenized:
+                self.val_dataset, self.stats["val_source" if hp.val_source else "held_out"] = tokenized["val"]
         else:
-            train_idx, val_idx = split_by_prompt(data["prompt_key"], hp.val_fraction, hp.seed)
+            data, self.stats["source"] = self._tokenized(hp.source, hp.split)
             val_data = data
-        self.train_dataset = data.select(subsample(train_idx, hp.max_train_pairs, self._sample_seed))
-        self.val_dataset = val_data.select(subsample(val_idx, hp.max_val_pairs, hp.seed))
+            if hp.val_source:
+                val_data, self.stats["val_source"] = self._tokenized(hp.val_source, hp.val_split)
+            train, val = rows_read(data["prompt_key"], 0.0 if hp.val_source else hp.val_fraction, hp.seed,
+                                   hp.max_train_pairs, hp.max_val_pairs, self._sample_seed)
+            if hp.val_source:
+                val = subsample(range(len(val_data)), hp.max_val_pairs, hp.seed)
+            self.train_dataset, self.val_dataset = data.select(train), val_data.select(val)
         self.test_dataset = self.val_dataset
         if hp.test_source:
-            self.test_dataset, self.stats["test_source"] = self._tokenized(hp.test_source, hp.test_split)
+            self.test_dataset, self.stats["test_source"] = self._tokenized(
+                hp.test_source, hp.test_split, "test" if hp.critiques == "generate" else None)
         self._report()
 
     def _report(self) -> None:

@@ -49,3 +49,13 @@ def subsample(indices: Sequence[int], max_items: Optional[int], seed: int) -> li
     order = list(indices)
     random.Random(seed).shuffle(order)
     return sorted(order[:max_items])
+
+
+def rows_read(
+    prompt_keys: Sequence[str], val_fraction: float, seed: int, max_train: Optional[int],
+    max_val: Optional[int], sample_seed: int
+) -> tuple[list[int], list[int]]:
+    """(training rows, held-out rows) of one source: the split by prompt (none when
+    ``val_fraction`` is 0: the held-out pairs come from elsewhere), then each side's subsample."""
+    train, val = split_by_prompt(prompt_keys, val_fraction, seed)
+    return subsample(train, max_train, sample_seed), subsample(val, max_val, seed)

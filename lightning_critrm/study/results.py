@@ -32,7 +32,7 @@ class RunResult:
     train_pairs: int  # training pairs the run had (fewer than ``size`` when the split is smaller)
     steps: int
     wall_s: float
-    args: list[str] = field(default_factory=list)  # the fit command's arguments after --config
+    args: list[str] = field(default_factory=list)  # the fit arguments after --config (and recipe settings)
     rewardbench: dict[str, float] = field(default_factory=dict)  # scalars logged at the last step
 
     def save(self, folder: Path) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -25,11 +23,14 @@ import yaml
 
 from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.errors import InputError, NotReadyError
-from lightning_critrm.signals import sigterm_raises_systemexit
+from lightning_critrm.scalars import read_last_scalars
+from lightning_critrm.self_critique.recipe import SELF_VALIDATION, SelfCritiqueSettings, run_self_critique
+from lightning_critrm.signals import last_lines, run_logged, sigterm_raises_systemexit
 from lightning_critrm.study.figure import require_matplotlib, save_figure
 from lightning_critrm.study.results import RunResult, equivalence_report, results_csv
 
 FIT_CONFIG = "fit.yaml"
+SELF_CRITIQUE = "self_critique"  # the key that makes a condition run the self-critique recipe
 RUN_LOG = "run.log"
 
 
@@ -50,7 +51,10 @@ class StudySettings:
             (``data.sample_seed`` and ``seed_everything``). The held-out prompts stay those of
             ``data.seed``.
         conditions: Name -> overrides of the fit config (``{data.critiques: none}``); any dotted
-            option of ``fit`` works, e.g. a third condition with a local critic.
+            option of ``fit`` works, e.g. a third condition with a local critic. A condition with a
+            ``self_critique`` entry (the ``self-critique`` recipe's settings, ``{}`` for its
+            defaults) trains each run with that recipe, its held-out pairs scored with critiques
+            the final model writes.
         baseline: The condition the equivalence factor counts pairs of (the plain reward model).
         epochs: Passes over each training set; steps are ``ceil(epochs * size / pairs per step)``,
             pairs per step counted under each condition's overrides, over every process.
@@ -77,10 +81,19 @@ class PlannedRun:
     seed: int
     steps: int
     args: tuple[str, ...]  # after `fit --config <out>/fit.yaml`
+    self_critique: Optional[dict[str, Any]] = None  # the recipe's settings, for a self_critique condition
 
     @property
     def name(self) -> str:
         return f"{self.condition}-n{self.size}-seed{self.seed}"
+
+    @property
+    def record(self) -> list[str]:
+        """What ``result.json`` records of how the run was made (a finished run with other settings is
+        not reused): its fit arguments, and the recipe's settings after them."""
+        if self.self_critique is None:
+            return list(self.args)
+        return [*self.args, f"# {SELF_CRITIQUE}: {json.dumps(self.self_critique)}"]
 
 
 def check_settings(settings: StudySettings, fit: dict) -> None:
@@ -109,8 +122,9 @@ def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] =
     for size in sorted(set(settings.sizes)):
         for seed in settings.seeds:
             for condition, overrides in settings.conditions.items():
-                own = [arg for key,
-                       value in (overrides or {}).items() for arg in (f"--{key}", _cli_value(value))]
+                overrides = dict(overrides or {})
+                recipe = overrides.pop(SELF_CRITIQUE, None)
+                own = [arg for key, value in overrides.items() for arg in (f"--{key}", _cli_value(value))]
                 args = list(fit_overrides) + own
                 per_step = pairs_per_step(fit, args)
                 steps = max(settings.min_steps, math.ceil(settings.epochs * size / per_step))
@@ -122,7 +136,7 @@ def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] =
                     "--trainer.val_check_interval", str(steps), "--trainer.check_val_every_n_epoch", "null",
                     "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
                 ]
-                runs.append(PlannedRun(condition, size, seed, steps, tuple(args)))
+                runs.append(PlannedRun(condition, size, seed, steps, tuple(args), recipe))
     return runs
 
 
@@ -191,7 +205,7 @@ def run_study(
             prefix = f"[{i}/{len(runs)}] {run.condition} n={run.size} seed={run.seed}:"
             folder = out / run.name
             result = RunResult.load(folder)
-            if result is not None and tuple(result.args) == run.args:
+            if result is not None and result.args == run.record:
                 print(f"{prefix} done before, test acc {result.test_acc:.3f}", flush=True)
             else:
                 if result is not None:
@@ -199,7 +213,7 @@ def run_study(
                         f"{folder / 'result.json'}: this run was made with other settings than the study's "
                         "now; give study.out a new folder, or delete the run's folder to rerun it"
                     )
-                result = _run(run, folder, out / FIT_CONFIG, settings.keep_checkpoints, prefix)
+                result = _run(run, folder, fit, out / FIT_CONFIG, settings.keep_checkpoints, prefix)
             results.append(result)
             write_text_atomically(out / "results.csv", results_csv(results))
     _summarize(out, results, settings.baseline, config_path)
@@ -219,31 +233,31 @@ def _pin_fit_config(path: Path, fit: dict) -> None:
         write_text_atomically(path, text)
 
 
-def _run(run: PlannedRun, folder: Path, fit_config: Path, keep_checkpoints: bool, prefix: str) -> RunResult:
-    if folder.exists():  # a run that was interrupted: start it again, whole
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    command = [sys.executable, "-m", "lightning_critrm", "fit", "--config", str(fit_config), *run.args,
-               "--trainer.default_root_dir", str(folder)]
+def _run(run: PlannedRun, folder: Path, fit: dict, fit_config: Path, keep_checkpoints: bool,
+         prefix: str) -> RunResult:
     started = time.monotonic()
-    with open(folder / RUN_LOG, "wb") as log:
-        log.write((" ".join(command) + "\n\n").encode())
-        log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            code = process.wait()
-        except BaseException:  # Ctrl-C, SIGTERM: the run stops too (and saves its checkpoint)
-            _stop(process)
-            raise
+    if run.self_critique is not None:
+        # The recipe keeps its finished stages: an interrupted run goes on from the first unfinished one.
+        settings = SelfCritiqueSettings(**{**run.self_critique, "out": str(folder), "self_validation": True,
+                                           "keep_checkpoints": keep_checkpoints})
+        run_self_critique(settings, fit, run.args)
+        logs = folder / SELF_VALIDATION / "lightning_logs"
+    else:
+        if folder.exists():  # a run that was interrupted: start it again, whole
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        command = [sys.executable, "-m", "lightning_critrm", "fit", "--config", str(fit_config), *run.args,
+                   "--trainer.default_root_dir", str(folder)]
+        code = run_logged(command, folder / RUN_LOG)  # Ctrl-C, SIGTERM: the run stops too (and saves)
+        if code != 0:
+            raise NotReadyError(
+                f"study run {run.name} failed (exit status {code}); its log: {folder / RUN_LOG}. "
+                "Last lines:\n" + last_lines(folder / RUN_LOG)
+                + "\nThe runs finished before it are kept; rerunning the study continues from this one."
+            )
+        logs = folder / "lightning_logs"
     wall = time.monotonic() - started
-    if code != 0:
-        tail = (folder / RUN_LOG).read_text(errors="replace").strip().splitlines()[-15:]
-        raise NotReadyError(
-            f"study run {run.name} failed (exit status {code}); its log: {folder / RUN_LOG}. Last lines:\n"
-            + "\n".join(f"  {line}" for line in tail)
-            + "\nThe runs finished before it are kept; rerunning the study continues from this one."
-        )
-    scalars = read_last_scalars(folder / "lightning_logs")
+    scalars = read_last_scalars(logs)
     if "val/acc" not in scalars:
         raise NotReadyError(f"study run {run.name} logged no val/acc (is `trainer.logger` the default "
                             f"TensorBoard logger?); its log: {folder / RUN_LOG}")
@@ -251,7 +265,7 @@ def _run(run: PlannedRun, folder: Path, fit_config: Path, keep_checkpoints: bool
         size=run.size, condition=run.condition, seed=run.seed, test_acc=scalars["val/acc"],
         test_loss=scalars.get("val/loss", math.nan), test_pairs=int(scalars.get("data/val_pairs", 0)),
         train_pairs=int(scalars.get("data/train_pairs", run.size)), steps=run.steps, wall_s=round(wall, 1),
-        args=list(run.args), rewardbench={k: v for k, v in scalars.items() if k.startswith("rewardbench")},
+        args=run.record, rewardbench={k: v for k, v in scalars.items() if k.startswith("rewardbench")},
     )
     if not keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
@@ -260,32 +274,6 @@ def _run(run: PlannedRun, folder: Path, fit_config: Path, keep_checkpoints: bool
     print(f"{prefix} test acc {result.test_acc:.3f} on {result.test_pairs} pairs, {run.steps} steps, "
           f"{wall:.0f} s{note}", flush=True)
     return result
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def read_last_scalars(log_root: Path) -> dict[str, float]:
-    """Each scalar's value at its last step, over every TensorBoard run under ``log_root``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    last: dict[str, tuple[int, float, float]] = {}
-    for events in sorted(log_root.rglob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            for event in accumulator.Scalars(tag):
-                key = (event.step, event.wall_time)
-                if tag not in last or key >= last[tag][:2]:
-                    last[tag] = (event.step, event.wall_time, event.value)
-    return {tag: value for tag, (_, _, value) in last.items()}
 
 
 def _summarize(out: Path, results: Sequence[RunResult], baseline: str, config_path: Optional[str]) -> None:

@@ -240,6 +240,26 @@ def test_require_cached_fails_fast_naming_the_critique_command(tmp_path, pairs_f
         dm.setup("fit")  # a rank that skipped prepare_data still refuses to train without critiques
 
 
+def test_generated_critiques_are_asked_for_the_pairs_the_run_reads_only(tmp_path, tiny_decoder_dir):
+    from lightning_critrm.critique import CriticConfig, Sampling
+
+    path = write_jsonl(tmp_path / "p.jsonl", arithmetic_rows(40))
+    critic = CriticConfig(model=tiny_decoder_dir, sampling=Sampling(max_new_tokens=4))
+    dm = make_dm(tmp_path, path, tiny_decoder_dir, critiques="generate", critic=critic,
+                 max_train_pairs=8, max_val_pairs=6, sample_seed=1)
+    summary = dm.generate_critiques(progress=False)
+    assert (summary.requested, summary.generated) == (2 * (8 + 6), 2 * (8 + 6))  # not 2 x 40
+    dm.setup("fit")
+    # The same pairs as a run that reads its critiques from columns: the split does not depend
+    # on the critic.
+    columns = make_dm(tmp_path, path, tiny_decoder_dir, max_train_pairs=8, max_val_pairs=6, sample_seed=1)
+    columns.setup("fit")
+    for part in ("train_dataset", "val_dataset"):
+        generated, read = getattr(dm, part), getattr(columns, part)
+        assert (generated["chosen"], generated["rejected"]) == (read["chosen"], read["rejected"])
+    assert dm.train_dataset[0]["chosen_critique"] != "Correctness: correct."  # the critic's, not the column
+
+
 def test_batching_sorts_shared_prompt_pairs_by_their_row_counting_the_prompt_once(tmp_path, pairs_file,
                                                                                   tiny_decoder_dir):
     from datasets import Dataset
