@@ -24,7 +24,12 @@ import yaml
 from lightning_critrm.atomic_write import write_text_atomically
 from lightning_critrm.errors import InputError, NotReadyError
 from lightning_critrm.scalars import read_last_scalars
-from lightning_critrm.self_critique.recipe import SELF_VALIDATION, SelfCritiqueSettings, run_self_critique
+from lightning_critrm.self_critique.recipe import (
+    SELF_VALIDATION,
+    SelfCritiqueSettings,
+    run_self_critique,
+    with_overrides,
+)
 from lightning_critrm.signals import last_lines, run_logged, sigterm_raises_systemexit
 from lightning_critrm.study.figure import require_matplotlib, save_figure
 from lightning_critrm.study.results import RunResult, equivalence_report, results_csv
@@ -143,16 +148,11 @@ def plan_runs(settings: StudySettings, fit: dict, fit_overrides: Sequence[str] =
 def pairs_per_step(fit: dict, overrides: Sequence[str] = ()) -> int:
     """Training pairs one optimizer step takes under the ``fit`` config and ``overrides`` (later
     ones win): pairs per batch x accumulated batches x processes (devices x nodes)."""
-    config = json.loads(json.dumps({"data": fit.get("data") or {}, "trainer": fit.get("trainer") or {}}))
-    for key, value in zip(overrides[::2], overrides[1::2]):
-        *path, option = key.removeprefix("--").split(".")
-        if path and path[0] in config:
-            node = config
-            for part in path:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}
-                node = node[part]
-            node[option] = yaml.safe_load(value)
+    config = {"data": fit.get("data") or {}, "trainer": fit.get("trainer") or {}}
+    given = {key.removeprefix("--"): yaml.safe_load(value)
+             for key, value in zip(overrides[::2], overrides[1::2])}  # the last of a key wins
+    config = with_overrides(config, {key: value for key, value in given.items()
+                                     if "." in key and key.split(".")[0] in config})
     batching, trainer = config["data"].get("batching") or {}, config["trainer"]
     if batching.get("max_tokens_per_batch") is not None:
         # Batches then hold as many pairs as fit the budget, so a step count cannot say how many
