@@ -21,7 +21,7 @@ from lightning_critrm.data import sources
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.loaders import IndexedDataset, ResumableDataLoader
-from lightning_critrm.data.splits import rows_read, subsample
+from lightning_critrm.data.splits import rows_read
 from lightning_critrm.data.tokenized_cache import (
     TokenizedStats,
     build_or_load,
@@ -158,7 +158,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.test_dataset = None
         self.stats: dict[str, TokenizedStats] = {}
         self._tokenizer = None
-        # (source, split) -> (tokenized pairs, stats): prepare_data builds them, setup in the same
+        # (source, split, part) -> (tokenized pairs, stats): prepare_data builds them, setup in the same
         # process reuses them instead of reading the source and its critiques again.
         self._tokenized_sets: dict[tuple[str, str, Optional[str]], tuple] = {}
         self._parts_read: Optional[dict[str, tuple[sources.SourcePairs, list[int]]]] = None
@@ -221,16 +221,11 @@ class PreferenceDataModule(L.LightningDataModule):
                 return reads[(source, split)]
 
             main = read(hp.source, hp.split)
-            keys = [p.prompt_key() for p in main.pairs]
-            fraction = 0.0 if hp.val_source else hp.val_fraction
-            train, val = rows_read(keys, fraction, hp.seed, hp.max_train_pairs, hp.max_val_pairs,
-                                   self._sample_seed)
-            parts = {"train": (main, train)}
-            if hp.val_source:
-                held_out = read(hp.val_source, hp.val_split)
-                parts["val"] = (held_out, subsample(range(len(held_out.pairs)), hp.max_val_pairs, hp.seed))
-            else:
-                parts["val"] = (main, val)
+            held_out = read(hp.val_source, hp.val_split) if hp.val_source else main
+            train, val = rows_read([p.prompt_key() for p in main.pairs],
+                                   len(held_out.pairs) if hp.val_source else None, hp.val_fraction, hp.seed,
+                                   hp.max_train_pairs, hp.max_val_pairs, self._sample_seed)
+            parts = {"train": (main, train), "val": (held_out, val)}
             if hp.test_source:
                 test = read(hp.test_source, hp.test_split)
                 parts["test"] = (test, list(range(len(test.pairs))))
@@ -336,10 +331,9 @@ class PreferenceDataModule(L.LightningDataModule):
             val_data = data
             if hp.val_source:
                 val_data, self.stats["val_source"] = self._tokenized(hp.val_source, hp.val_split)
-            train, val = rows_read(data["prompt_key"], 0.0 if hp.val_source else hp.val_fraction, hp.seed,
-                                   hp.max_train_pairs, hp.max_val_pairs, self._sample_seed)
-            if hp.val_source:
-                val = subsample(range(len(val_data)), hp.max_val_pairs, hp.seed)
+            train, val = rows_read(data["prompt_key"], len(val_data) if hp.val_source else None,
+                                   hp.val_fraction, hp.seed, hp.max_train_pairs, hp.max_val_pairs,
+                                   self._sample_seed)
             self.train_dataset, self.val_dataset = data.select(train), val_data.select(val)
         self.test_dataset = self.val_dataset
         if hp.test_source:

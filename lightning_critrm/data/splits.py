@@ -52,10 +52,15 @@ def subsample(indices: Sequence[int], max_items: Optional[int], seed: int) -> li
 
 
 def rows_read(
-    prompt_keys: Sequence[str], val_fraction: float, seed: int, max_train: Optional[int],
-    max_val: Optional[int], sample_seed: int
+    prompt_keys: Sequence[str], held_out_source_rows: Optional[int], val_fraction: float, seed: int,
+    max_train: Optional[int], max_val: Optional[int], sample_seed: int
 ) -> tuple[list[int], list[int]]:
-    """(training rows, held-out rows) of one source: the split by prompt (none when
-    ``val_fraction`` is 0: the held-out pairs come from elsewhere), then each side's subsample."""
-    train, val = split_by_prompt(prompt_keys, val_fraction, seed)
+    """(training rows, held-out rows) a run reads: of the source whose ``prompt_keys`` are given,
+    split by prompt, and each side subsampled. Where the held-out pairs have a source of their
+    own (``held_out_source_rows`` rows), every row of this one trains and the held-out rows are
+    that source's."""
+    if held_out_source_rows is not None:
+        train, val = list(range(len(prompt_keys))), list(range(held_out_source_rows))
+    else:
+        train, val = split_by_prompt(prompt_keys, val_fraction, seed)
     return subsample(train, max_train, sample_seed), subsample(val, max_val, seed)
