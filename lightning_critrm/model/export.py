@@ -15,7 +15,8 @@ token that is not padding, which is the text and the token the trainer scores
 
 A model that writes its own critiques is written as the causal language model it is
 (``AutoModelForCausalLM``: vLLM and transformers generate from the folder) with its reward head
-beside it in ``reward_head.safetensors``; ``score``, the reward function and the server read both.
+beside it in ``reward_head/reward_head.safetensors``; ``score``, the reward function and the server
+read both.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ EXPORT_PAD_TOKEN = "<|reward_pad|>"
 _PROBE = [{"role": "user", "content": "Is this a probe?"}, {"role": "assistant", "content": "It is."}]
 # Read by transformers 4.x, which has no TokenizersBackend (5.x's name for a tokenizers.json tokenizer).
 _PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
-#: The reward head of a model that writes its own critiques, beside its language model.
-REWARD_HEAD_FILE = "reward_head.safetensors"
+#: The reward head of a model that writes its own critiques, beside its language model. In a folder of
+#: its own: vLLM (like other Hugging Face loaders) loads every top-level ``*.safetensors`` of a model
+#: folder into the causal LM, which has no ``score`` and refuses to start.
+REWARD_HEAD_FILE = "reward_head/reward_head.safetensors"
 
 
 def export_reward_model(
@@ -98,6 +101,7 @@ def export_reward_model(
     with atomic_folder(out, complete_marker="config.json") as tmp:
         hf.save_pretrained(tmp, safe_serialization=True)
         if head is not None:
+            (tmp / REWARD_HEAD_FILE).parent.mkdir()
             save_file(head, str(tmp / REWARD_HEAD_FILE))
         tokenizer.save_pretrained(tmp)
         write_portable_tokenizer_config(tmp / "tokenizer_config.json", chat_template)

@@ -4,12 +4,17 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from lightning_critrm.cli import main
+from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique.store import CritiqueStore
 from lightning_critrm.layout.batch import RewardBatch
 from lightning_critrm.prompts import CRITIQUE_ROLE
 from lightning_critrm.reward.exported import ExportedRewardModel
+from tests.conftest import write_jsonl
+from tests.critique.test_vllm_backend import needs_vllm, run_critique
 from tests.test_cli import tiny_config
 
 
@@ -48,7 +53,10 @@ def writer_export(tmp_path, pairs_file, tiny_decoder_dir):
 def test_an_export_that_writes_its_critiques_scores_with_the_critique_it_wrote(tmp_path, writer_export):
     cli, out = writer_export
     files = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "reward_head.safetensors", "README.md"} <= files
+    assert {"model.safetensors", "reward_head", "README.md"} <= files
+    # vLLM loads every top-level safetensors file into the causal LM: the head is not one of them.
+    assert {p.name for p in out.glob("*.safetensors")} == {"model.safetensors"}
+    assert set(load_file(out / "reward_head" / "reward_head.safetensors")) == {"score.weight"}
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]  # vLLM and transformers generate from it
     assert config["lightning_critrm"]["writes_critiques"]
@@ -89,3 +97,32 @@ def test_written_critiques_are_cached_under_the_models_fingerprint(tmp_path, wri
     assert changed.critique_store().resolved.fingerprint != store.resolved.fingerprint
     with pytest.raises(Exception, match="are not in"):
         changed.critique_store().fill(items, require_cached=True, progress=False)
+
+
+@needs_vllm
+def test_vllm_continues_the_export_as_greedy_transformers_does(tmp_path, writer_export):
+    # A real vLLM engine starts from the exported folder (the reward head beside the causal LM does
+    # not stop it) and, continuing the critique block, writes the critique plain transformers does.
+    _, out = writer_export
+    recipe = json.loads((out / "config.json").read_text())["lightning_critrm"]
+    critic = {"backend": "vllm", "model": str(out), "prompting": "continuation", "dtype": "float32",
+              "template": recipe["critique_template"], "sampling": {"max_new_tokens": 24},
+              "engine": {"enforce_eager": True, "max_model_len": recipe["max_length"]}}
+    rows = [{"prompt": f"What is {a} + {b}?", "chosen": f"The answer is {a + b}.",
+             "rejected": f"The answer is {a + b + 1}."} for a, b in ((12, 34), (7, 5))]
+    config = {"model": {"backbone": str(out)},
+              "data": {"source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)),
+                       "cache_dir": str(tmp_path / "cache"), "critiques": "generate", "critic": critic,
+                       "critique_format": {"template": recipe["critique_template"]}}}
+    path = tmp_path / "critique.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = run_critique(path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "4 requested, 0 already cached, 4 generated" in done.stdout
+
+    items = [([{"role": "user", "content": r["prompt"]}], r[side])
+             for r in rows for side in ("chosen", "rejected")]
+    store = CritiqueStore.for_critic(CriticConfig.from_dict(critic), tmp_path / "cache")
+    written = store.lookup(items)
+    assert written == [written_by_hand(out, p, c, 24) for p, c in items]
+    assert all(written)
