@@ -106,6 +106,55 @@ def test_a_lora_checkpoint_exports_merged(tmp_path, pairs_file, tiny_decoder_dir
                                rtol=1e-4)
 
 
+def test_a_lora_writer_learns_the_critique_in_its_adapters_and_exports_them_merged(tmp_path, pairs_file,
+                                                                                   tiny_decoder_dir):
+    # Stage 1 of the self-critique recipe under LoRA: the next-token loss on the critique trains the
+    # adapters alone (the LM head stays the pretrained one), and the export is the causal LM with
+    # them merged, which continues a critique as the trained model does.
+    pytest.importorskip("peft", reason="LoRA is the optional 'lora' extra; `make test` installs it")
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from lightning_critrm.layout.collate import PairCollator
+    from lightning_critrm.model.losses import critique_lm_loss
+
+    cfg = tiny_config(tmp_path, tiny_decoder_dir, pairs_file)
+    config = yaml.safe_load(cfg.read_text())
+    config["model"].update(lr=1e-2, critique_lm_coef=1.0, pairwise_coef=0.0,
+                           lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    cfg.write_text(yaml.safe_dump(config))
+    cli = main(["fit", "--config", str(cfg), "--trainer.max_steps", "8"])
+    out = tmp_path / "writer"
+    main(["export", "--config", str(cfg), "--ckpt_path", "last", "--out", str(out),
+          "--reward_stats", "false"])
+    assert not any("lora" in name for name in load_file(out / "model.safetensors"))
+
+    features = [{**cli.datamodule.val_dataset[i], "index": i} for i in range(4)]
+    batch = PairCollator(cli.datamodule.pad_token_id)(features)
+    with torch.no_grad():
+        _, logits = cli.model.eval().reward_model(batch, critique_logits=True)
+    trained = critique_lm_loss(logits, batch.critique_labels).item()
+
+    def by_hand(folder) -> float:  # the folder's causal LM on each critique's tokens, whole sequences
+        lm = AutoModelForCausalLM.from_pretrained(folder).eval()
+        total, count = 0.0, 0
+        for f in features:
+            for side in ("chosen", "rejected"):
+                ids, (start, end) = f[f"{side}_input_ids"], f[f"{side}_critique_span"]
+                with torch.no_grad():
+                    out_logits = lm(torch.tensor([ids])).logits[0]
+                total += torch.nn.functional.cross_entropy(
+                    out_logits[start - 1 : end - 1], torch.tensor(ids[start:end]), reduction="sum").item()
+                count += end - start
+        return total / count
+
+    assert by_hand(out) == pytest.approx(trained, rel=1e-4)
+    assert trained < by_hand(tiny_decoder_dir) - 0.1  # the adapters learned the critiques
+    pretrained = AutoModelForCausalLM.from_pretrained(tiny_decoder_dir).lm_head.weight
+    exported = AutoModelForCausalLM.from_pretrained(out).lm_head.weight
+    torch.testing.assert_close(exported[: len(pretrained)], pretrained, rtol=0, atol=0)
+
+
 def test_the_recipe_records_the_critic_that_keys_the_critiques_and_nothing_of_where_it_ran(tmp_path,
         pairs_file, tiny_decoder_dir):
     from lightning_critrm.critique import CriticConfig, Endpoint
