@@ -133,8 +133,9 @@ class CritiqueRMTrainer(L.Trainer):
         runner, and gives the trainer's rewards for ``tokenizer.apply_chat_template(messages)``:
         safetensors weights (LoRA adapters merged), config, the tokenizer with the training chat
         template (a critique is a message of role ``critique`` after the assistant turn), and a
-        model card; ``config.json`` records how inputs are formatted and critiqued. Written
-        atomically: the folder appears whole or not at all.
+        model card; ``config.json`` records how inputs are formatted and critiqued. A model that
+        writes its critiques is written as its causal LM (vLLM and transformers generate from it)
+        with the reward head beside it. Written atomically: the folder appears whole or not at all.
 
         Args:
             ckpt_path: Checkpoint to export: ``last``, ``best``, a ``.ckpt`` file, or the folder of
@@ -158,8 +159,10 @@ class CritiqueRMTrainer(L.Trainer):
                             datamodule.formatter.chat_template, Path(out),
                             recipe_of(model, datamodule, stats))
         if self.is_global_zero:
-            print(f"exported {path} to {out}: "
-                  f"AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
+            use = (f"its own critic, a causal LM with its reward head: python -m lightning_critrm score "
+                   f"--model {out}" if model.reward_model.writes_critiques
+                   else f"AutoModelForSequenceClassification.from_pretrained({str(out)!r})")
+            print(f"exported {path} to {out}: {use}")
 
     def _checkpoint(self, ckpt_path: str) -> Path:
         """``ckpt_path`` (``last``, ``best`` or a path) as a checkpoint in this run's folder."""
