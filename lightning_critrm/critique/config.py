@@ -110,6 +110,33 @@ class CachePolicy:
 
 
 @dataclass(frozen=True)
+class RayDispatch:
+    """Hand the critiques a pass lacks to a Ray cluster (Ray Data's LLM batch processors) instead
+    of generating them in this process. Never part of a key: the critiques are the backend's, and
+    the driver commits what comes back to the same cache, a batch at a time.
+
+    Args:
+        enabled: Generate through Ray (``pip install 'lightning_critrm[ray]'``). ``openai``
+            critics are sent through ``HttpRequestProcessorConfig`` (the same requests the
+            ``openai`` backend sends).
+        address: The cluster to join (``auto``: the one ``ray start`` or KubeRay runs where this
+            command runs; ``ray://host:10001``). Default: a local one for this command only.
+        concurrency: Workers sending requests at once.
+        batch_size: Requests per Ray Data batch (a worker's unit of work).
+    """
+
+    enabled: bool = False
+    address: Optional[str] = None
+    concurrency: int = 1
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.batch_size < 1:
+            raise InputError(f"critic.ray.concurrency and critic.ray.batch_size must be >= 1, got "
+                             f"{self.concurrency} and {self.batch_size}")
+
+
+@dataclass(frozen=True)
 class CriticConfig:
     """The critic: an LLM that writes one critique per completion.
 
@@ -133,6 +160,7 @@ class CriticConfig:
         engine: Parallelism, memory and context of a local critic (vLLM, transformers).
         endpoint: URL, key variable, concurrency, timeout and retries of a remote critic.
         cache: The critique file, the commit batch size, and whether ``fit`` may generate.
+        ray: Generate on a Ray cluster (Ray Data) instead of in this process.
         prompting: ``instruction``: the critic is asked for a critique (``template``);
             ``continuation``: the critic is a reward model that writes its own critiques (a folder
             ``export`` wrote from a model trained with ``model.critique_lm_coef``): it continues
@@ -152,6 +180,7 @@ class CriticConfig:
     endpoint: Endpoint = field(default_factory=Endpoint)
     cache: CachePolicy = field(default_factory=CachePolicy)
     prompting: Literal["instruction", "continuation"] = "instruction"
+    ray: RayDispatch = field(default_factory=RayDispatch)
 
     def __post_init__(self) -> None:
         if self.prompting == "continuation":
@@ -159,6 +188,9 @@ class CriticConfig:
                 raise InputError("critic.prompting: continuation needs a local backend (vllm or "
                                  "transformers): an endpoint's chat API cannot continue the scored text")
             CritiqueFormat(self.template, self.template_version)  # checks the one {critique}
+        if self.ray.enabled and self.backend != "openai":
+            raise InputError(f"critic.ray: Ray dispatch sends an endpoint critic's requests "
+                             f"(backend: openai), not backend {self.backend!r}")
 
     @property
     def effective_backend(self) -> str:
@@ -237,7 +269,8 @@ class CriticConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "CriticConfig":
-        groups = {"sampling": Sampling, "engine": Engine, "endpoint": Endpoint, "cache": CachePolicy}
+        groups = {"sampling": Sampling, "engine": Engine, "endpoint": Endpoint, "cache": CachePolicy,
+                  "ray": RayDispatch}
         return cls(
             **{k: groups[k](**v) if k in groups and isinstance(v, dict) else v for k, v in values.items()}
         )

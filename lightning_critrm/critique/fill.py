@@ -11,7 +11,7 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from lightning_critrm import console
-from lightning_critrm.critique.backend import CriticBackend
+from lightning_critrm.critique.backend import CriticBackend, Generation
 from lightning_critrm.critique.backend_factory import build_backend
 from lightning_critrm.critique.cache import CritiqueCache, CritiqueRow
 from lightning_critrm.critique.config import CriticConfig
@@ -169,45 +169,62 @@ def _generate(
     summary: CritiqueSummary,
     progress: bool,
 ) -> CritiqueSummary:
-    backend = backend_factory(config)
-    critic = config.identity_json()
-    prompt = config.prompt
     bar = tqdm(total=len(todo), desc="critiques", unit="critique", disable=not progress,
                file=console.progress_stream())
+    commit = Committer(config, cache, summary, bar)
     try:
-        for start in range(0, len(todo), config.cache.batch_size):
-            batch = todo[start : start + config.cache.batch_size]
-            began = time.perf_counter()
-            outputs = backend.generate([prompt.render(r.prompt, r.completion) for r in batch])
-            elapsed = time.perf_counter() - began
-            rows = [
-                CritiqueRow(
-                    key=r.key,
-                    status="ok" if g.text else "failed",
-                    critique=g.text,
-                    error=g.error,
-                    critic=critic,
-                    prompt_tokens=g.prompt_tokens,
-                    completion_tokens=g.completion_tokens,
-                    seconds=elapsed / len(batch),
-                    too_long=g.too_long,
-                    context=g.context,
-                )
-                for r, g in zip(batch, outputs)
-            ]
-            cache.put_batch(rows)
-            ok = sum(row.status == "ok" for row in rows)
-            summary.generated += ok
-            summary.failed += len(rows) - ok
-            summary.prompt_tokens += sum(row.prompt_tokens for row in rows)
-            summary.completion_tokens += sum(row.completion_tokens for row in rows)
-            summary.seconds += elapsed
-            bar.update(len(batch))
-            bar.set_postfix(tokens_per_s=f"{summary.tokens_per_s:.1f}", failed=summary.failed)
+        if config.ray.enabled:
+            from lightning_critrm.critique.ray_dispatch import generate_on_ray
+
+            generate_on_ray(todo, config, commit)
+            return summary
+        backend = backend_factory(config)
+        try:
+            for start in range(0, len(todo), config.cache.batch_size):
+                batch = todo[start : start + config.cache.batch_size]
+                began = time.perf_counter()
+                outputs = backend.generate([config.prompt.render(r.prompt, r.completion) for r in batch])
+                commit(batch, outputs, time.perf_counter() - began)
+        finally:
+            backend.close()
     finally:
         bar.close()
-        backend.close()
     return summary
+
+
+class Committer:
+    """Stores generations in the cache as one transaction per batch, and counts them."""
+
+    def __init__(self, config: CriticConfig, cache: CritiqueCache, summary: CritiqueSummary, bar):
+        self.critic, self.cache, self.summary, self.bar = config.identity_json(), cache, summary, bar
+
+    def __call__(self, batch: Sequence[CritiqueRequest], outputs: Sequence[Generation],
+                 elapsed: float) -> None:
+        rows = [
+            CritiqueRow(
+                key=r.key,
+                status="ok" if g.text else "failed",
+                critique=g.text,
+                error=g.error,
+                critic=self.critic,
+                prompt_tokens=g.prompt_tokens,
+                completion_tokens=g.completion_tokens,
+                seconds=elapsed / len(batch),
+                too_long=g.too_long,
+                context=g.context,
+            )
+            for r, g in zip(batch, outputs)
+        ]
+        self.cache.put_batch(rows)
+        summary = self.summary
+        ok = sum(row.status == "ok" for row in rows)
+        summary.generated += ok
+        summary.failed += len(rows) - ok
+        summary.prompt_tokens += sum(row.prompt_tokens for row in rows)
+        summary.completion_tokens += sum(row.completion_tokens for row in rows)
+        summary.seconds += elapsed
+        self.bar.update(len(batch))
+        self.bar.set_postfix(tokens_per_s=f"{summary.tokens_per_s:.1f}", failed=summary.failed)
 
 
 def current(stored: dict[str, CritiqueRow], max_model_len: Optional[int]) -> dict[str, CritiqueRow]:

@@ -42,20 +42,45 @@ def _read_error_body(err: urllib.error.HTTPError) -> str:
         return ""
 
 
+def api_key(config: CriticConfig) -> Optional[str]:
+    """The endpoint's API key, read from the environment variable the config names (if any)."""
+    if not config.endpoint.api_key_env:
+        return None
+    key = os.environ.get(config.endpoint.api_key_env)
+    if not key:
+        raise InputError(
+            f"critic.endpoint.api_key_env names {config.endpoint.api_key_env!r}, but that "
+            f"environment variable is not set; export it before running"
+        )
+    return key
+
+
+def auth_headers(key: Optional[str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def chat_request(config: CriticConfig, messages: Sequence[Message]) -> dict:
+    """The chat completion request of one critique (the same wherever it is sent from)."""
+    s = config.sampling
+    return {"model": config.model, "messages": list(messages), "temperature": s.temperature, "top_p": s.top_p,
+            "max_tokens": s.max_new_tokens, "seed": s.seed}
+
+
+def chat_generation(payload: dict) -> Generation:
+    """The critique in a chat completion's JSON. Raises KeyError, IndexError or TypeError for
+    anything else."""
+    text = payload["choices"][0]["message"].get("content") or ""
+    usage = payload.get("usage") or {}
+    return finished(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+
+
 class OpenAICritic(CriticBackend):
     concurrent = True
 
     def __init__(self, config: CriticConfig):
         super().__init__(config)
         self._slots = threading.BoundedSemaphore(max(1, config.endpoint.max_concurrency))
-        self._api_key: Optional[str] = None
-        if config.endpoint.api_key_env:
-            self._api_key = os.environ.get(config.endpoint.api_key_env)
-            if not self._api_key:
-                raise InputError(
-                    f"critic.endpoint.api_key_env names {config.endpoint.api_key_env!r}, but that "
-                    f"environment variable is not set; export it before running"
-                )
+        self._api_key = api_key(config)
         self.url = config.endpoint.base_url.rstrip("/") + "/chat/completions"
         self.backoff_s = 1.0
 
@@ -69,30 +94,15 @@ class OpenAICritic(CriticBackend):
 
     def _attempts(self, messages: Sequence[Message]) -> Generation:
         cfg = self.config
-        body = json.dumps(
-            {
-                "model": cfg.model,
-                "messages": list(messages),
-                "temperature": cfg.sampling.temperature,
-                "top_p": cfg.sampling.top_p,
-                "max_tokens": cfg.sampling.max_new_tokens,
-                "seed": cfg.sampling.seed,
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        body = json.dumps(chat_request(cfg, messages)).encode()
+        headers = {"Content-Type": "application/json", **auth_headers(self._api_key)}
         error = "no attempt made"
         for attempt in range(cfg.endpoint.max_retries + 1):
             retry_after: Optional[float] = None
             try:
                 request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
                 with urllib.request.urlopen(request, timeout=cfg.endpoint.timeout_s) as response:
-                    payload = json.loads(response.read())
-                text = payload["choices"][0]["message"].get("content") or ""
-                usage = payload.get("usage") or {}
-                return finished(text, int(usage.get("prompt_tokens", 0)),
-                                int(usage.get("completion_tokens", 0)))
+                    return chat_generation(json.loads(response.read()))
             except urllib.error.HTTPError as err:
                 detail = _read_error_body(err)
                 error = f"HTTP {err.code}: {detail[:200]}"
