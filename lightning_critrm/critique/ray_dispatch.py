@@ -29,8 +29,6 @@ from lightning_critrm.critique.openai_backend import (
 from lightning_critrm.errors import NotReadyError
 from lightning_critrm.signals import children_of_this_block
 
-log = logging.getLogger(__name__)
-
 
 def generate_on_ray(todo: Sequence, config: CriticConfig, commit) -> None:
     """Generate the critiques of ``todo`` (``CritiqueRequest``s) on Ray; ``commit(requests,

@@ -4,8 +4,6 @@ the driver, the processes it leaves (none). Against a real vLLM server: test_vll
 import importlib.util
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,8 +13,8 @@ from lightning_critrm.critique import CriticConfig, CritiqueCache
 from lightning_critrm.critique.config import RayDispatch
 from lightning_critrm.critique.ray_dispatch import answer_generation
 from lightning_critrm.errors import InputError
-from tests.conftest import REPO, write_jsonl
-from tests.critique.test_kill_resume import committed
+from tests.conftest import write_jsonl
+from tests.critique.test_kill_resume import committed, start
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install -e '.[ray]')")
@@ -59,13 +57,6 @@ def ray_critique_config(tmp_path, name: str, backbone: str, pairs, base_url: str
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
-
-
-def start(config: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lightning_critrm", "critique", "--config", config],
-                            cwd=REPO,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @needs_ray
