@@ -118,10 +118,14 @@ class RayDispatch:
     Args:
         enabled: Generate through Ray (``pip install 'lightning_critrm[ray]'``). ``openai``
             critics are sent through ``HttpRequestProcessorConfig`` (the same requests the
-            ``openai`` backend sends).
+            ``openai`` backend sends); ``vllm`` critics run in vLLM engines on the cluster's
+            workers (``vLLMEngineProcessorConfig``, the ``vllm`` backend's prompt ids and sampling,
+            ``critic.engine``'s settings; GPUs where the cluster has them, else CPUs). The model
+            must be a hub name or a folder every node reads, and ``critic.dtype`` set.
         address: The cluster to join (``auto``: the one ``ray start`` or KubeRay runs where this
             command runs; ``ray://host:10001``). Default: a local one for this command only.
-        concurrency: Workers sending requests at once.
+        concurrency: Workers sending requests at once (``openai``), or vLLM engines, each of
+            ``engine.tensor_parallel_size`` devices (``vllm``).
         batch_size: Requests per Ray Data batch (a worker's unit of work).
     """
 
@@ -188,9 +192,19 @@ class CriticConfig:
                 raise InputError("critic.prompting: continuation needs a local backend (vllm or "
                                  "transformers): an endpoint's chat API cannot continue the scored text")
             CritiqueFormat(self.template, self.template_version)  # checks the one {critique}
-        if self.ray.enabled and self.backend != "openai":
-            raise InputError(f"critic.ray: Ray dispatch sends an endpoint critic's requests "
-                             f"(backend: openai), not backend {self.backend!r}")
+        if self.ray.enabled:
+            self._check_ray()
+
+    def _check_ray(self) -> None:
+        if self.backend not in ("openai", "vllm"):
+            raise InputError(f"critic.ray: Ray dispatch sends an endpoint critic's requests (backend: "
+                             f"openai) or runs vLLM engines (backend: vllm), not backend {self.backend!r}")
+        if self.backend == "vllm" and self.dtype == "auto":
+            raise InputError("critic.ray with backend vllm: set critic.dtype (bfloat16 on most GPUs); "
+                             "auto would be resolved on this machine, not on the cluster's workers")
+        if self.backend == "vllm" and self.engine.data_parallel_size > 1:
+            raise InputError("critic.ray with backend vllm: set critic.ray.concurrency (engines on the "
+                             "cluster) instead of critic.engine.data_parallel_size")
 
     @property
     def effective_backend(self) -> str:

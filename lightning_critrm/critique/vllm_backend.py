@@ -46,7 +46,7 @@ class VLLMCritic(CriticBackend):
         vllm = _import_vllm()
         with _environment(all_cores_env(os.environ, _runs_on_cpu())):
             self.llm = vllm.LLM(**engine_kwargs(config))
-        self.tokenizer = _tokenizer(config)
+        self.tokenizer = critic_tokenizer(config)
         self.sampling = _sampling(vllm, config)
 
     def generate(self, requests: Sequence[Sequence[Message]]) -> list[Generation]:
@@ -84,7 +84,7 @@ class AsyncVLLMCritic(CriticBackend):
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.tokenizer = _tokenizer(config)
+        self.tokenizer = critic_tokenizer(config)
         self.sampling = _sampling(vllm, config, output_kind=RequestOutputKind.FINAL_ONLY)
         self.engine: Optional[Any] = None
         self._loop = asyncio.new_event_loop()
@@ -168,17 +168,23 @@ def _import_vllm():
     return vllm
 
 
-def _tokenizer(config: CriticConfig):
+def critic_tokenizer(config: CriticConfig):
+    """The tokenizer of the critic's model, which its prompt ids are made with."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_backbone(config.model))
 
 
-def _sampling(vllm, config: CriticConfig, **extra):
+def sampling_kwargs(config: CriticConfig) -> dict[str, Any]:
+    """The critic's sampling, as ``vllm.SamplingParams`` takes it."""
     s = config.sampling
     stop = stop_strings(config)
-    return vllm.SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens,
-                               seed=s.seed, **({"stop": stop} if stop else {}), **extra)
+    return {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens, "seed": s.seed,
+            **({"stop": stop} if stop else {})}
+
+
+def _sampling(vllm, config: CriticConfig, **extra):
+    return vllm.SamplingParams(**sampling_kwargs(config), **extra)
 
 
 def _generate(config: CriticConfig, tokenizer, limit: int, requests: Sequence[Sequence[Message]],
@@ -187,11 +193,7 @@ def _generate(config: CriticConfig, tokenizer, limit: int, requests: Sequence[Se
     order), except a prompt that does not fit the context ``limit``. vLLM rejects a whole call for
     one such prompt: it fails alone, with the reason, and the rest are generated."""
     ids = [request_ids(config, tokenizer, m) for m in requests]
-    results: list[Optional[Generation]] = [
-        Generation(None, f"prompt has {len(p)} tokens, the critic's max_model_len is {limit}", len(p),
-                   too_long=True) if len(p) >= limit else None
-        for p in ids
-    ]
+    results: list[Optional[Generation]] = [too_long(len(p), limit) if len(p) >= limit else None for p in ids]
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
         for i, output in zip(todo, run([ids[i] for i in todo])):
@@ -199,6 +201,12 @@ def _generate(config: CriticConfig, tokenizer, limit: int, requests: Sequence[Se
             results[i] = finished(written_critique(config, out.text), len(output.prompt_token_ids),
                                   len(out.token_ids), limit)
     return results  # type: ignore[return-value]
+
+
+def too_long(prompt_tokens: int, limit: int) -> Generation:
+    """The failure of a prompt that leaves no room to generate in the critic's context."""
+    return Generation(None, f"prompt has {prompt_tokens} tokens, the critic's max_model_len is {limit}",
+                      prompt_tokens, too_long=True)
 
 
 def all_cores_env(environ: Mapping[str, str], on_cpu: bool) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Critiques generated on a local Ray cluster (critic.ray): what an endpoint answers, a kill -9 of
-the driver, the processes it leaves (none). Against a real vLLM server: test_vllm_backend.py."""
+the driver, the processes it leaves (none). Against a real vLLM server: test_vllm_server.py; a vllm
+critic in Ray's engines: test_vllm_backend.py."""
 
 import importlib.util
 import os
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from lightning_critrm.critique import CriticConfig, CritiqueCache
-from lightning_critrm.critique.config import RayDispatch
-from lightning_critrm.critique.ray_dispatch import answer_generation
+from lightning_critrm.critique.backend import Generation
+from lightning_critrm.critique.config import Engine, RayDispatch
+from lightning_critrm.critique.ray_dispatch import answer_generation, engine_generation
 from lightning_critrm.errors import InputError
 from tests.conftest import write_jsonl
 from tests.critique.test_kill_resume import committed, start
@@ -34,14 +36,30 @@ def test_an_answer_is_a_critique_or_the_error_it_says():
     assert (empty.text, empty.error) == (None, "empty output")
 
 
-def test_ray_sends_an_endpoint_critics_requests_and_stays_out_of_the_key():
-    with pytest.raises(InputError, match="backend: openai"):
+def test_ray_runs_endpoint_and_vllm_critics_and_stays_out_of_the_key():
+    with pytest.raises(InputError, match="backend: vllm"):
+        CriticConfig(backend="transformers", ray=RayDispatch(enabled=True))
+    # auto would resolve the dtype on this machine, not on the cluster's workers
+    with pytest.raises(InputError, match="set critic.dtype"):
         CriticConfig(backend="vllm", ray=RayDispatch(enabled=True))
-    plain = CriticConfig(backend="openai", model="m")
-    on_ray = CriticConfig.from_dict({**plain.as_dict(), "ray": {"enabled": True, "concurrency": 4}})
-    assert on_ray.ray.concurrency == 4
-    prompt = [{"role": "user", "content": "q"}]
-    assert on_ray.key(prompt, "a") == plain.key(prompt, "a")
+    with pytest.raises(InputError, match="critic.ray.concurrency"):
+        CriticConfig.from_dict({"backend": "vllm", "dtype": "bfloat16", "engine": {"data_parallel_size": 2},
+                                "ray": {"enabled": True}})
+    for plain in (CriticConfig(backend="openai", model="m"), CriticConfig(backend="vllm", dtype="bfloat16")):
+        on_ray = CriticConfig.from_dict({**plain.as_dict(), "ray": {"enabled": True, "concurrency": 4}})
+        assert on_ray.ray.concurrency == 4
+        prompt = [{"role": "user", "content": "q"}]
+        assert on_ray.key(prompt, "a") == plain.key(prompt, "a")
+
+
+def test_an_engine_row_is_a_critique_or_the_error_the_engine_raised():
+    config = CriticConfig(backend="vllm", dtype="float32", engine=Engine(max_model_len=64))
+    row = {"text": " Clear and right. ", "prompt_tokens": 30, "completion_tokens": 5, "error": ""}
+    assert engine_generation(row, config) == Generation("Clear and right.", None, 30, 5, context=64)
+    refused = engine_generation({**row, "error": "ValueError: The decoder prompt (length 90) is longer "
+                                                 "than the maximum model length of 64."}, config)
+    assert refused.text is None and refused.too_long and refused.error.startswith("engine error: ValueError")
+    assert engine_generation({**row, "text": "  "}, config).error == "empty output"
 
 
 def ray_critique_config(tmp_path, name: str, backbone: str, pairs, base_url: str, ray: bool,

