@@ -31,8 +31,11 @@ from lightning_critrm.errors import InputError
 from lightning_critrm.records import Message
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-# How vLLM and OpenAI word a prompt over the model's context in an HTTP 400.
-CONTEXT_ERROR = re.compile(r"maximum context length|context length|too long|longer than the maximum", re.I)
+# How servers say a prompt leaves no room to generate. vLLM's server words a prompt that fills the
+# context exactly as a request for 0 new tokens.
+CONTEXT_ERROR = re.compile(
+    r"maximum context length|context length|too long|longer than the maximum|max_tokens must be at least 1",
+    re.I)
 
 
 def _read_error_body(err: urllib.error.HTTPError) -> str:

@@ -30,6 +30,9 @@ def test_an_answer_is_a_critique_or_the_error_it_says():
                               "tokens. However, you requested 900 tokens", "type": "BadRequestError",
                               "code": 400})
     assert vllm.text is None and vllm.too_long and "maximum context length is 64" in vllm.error
+    full = answer_generation({"object": "error", "message": "max_tokens must be at least 1, got 0.",
+                              "type": "BadRequestError", "code": 400})  # a prompt that fills the context
+    assert full.text is None and full.too_long
     openai = answer_generation({"error": {"message": "Invalid model", "type": "invalid_request_error"}})
     assert (openai.text, openai.error, openai.too_long) == (None, "endpoint error: Invalid model", False)
     empty = answer_generation({"choices": [{"message": {"content": ""}}]})

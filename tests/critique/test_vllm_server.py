@@ -81,15 +81,17 @@ def test_ray_writes_the_openai_backends_critiques_under_its_keys_and_fit_reads_t
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "24 requested, 0 already cached" in done.stdout, done.stdout[-2000:]
         with CritiqueCache(tmp_path / name / "critiques.sqlite") as cache:
+            rows = cache.rows()
             # key, status, critique and critic (the error texts are worded by each client)
-            written[name] = [(key, status, critique, critic)
-                             for key, status, critique, _, critic in cache.rows()]
+            written[name] = [(key, status, critique, critic) for key, status, critique, _, critic in rows]
+            stored = cache.get_many(key for key, *_ in rows)
+            too_long = sum(row.too_long for row in stored.values())
     assert written["ray"] == written["direct"] and len(written["ray"]) == 24
-    # Some prompts fill the tiny model's 512 tokens (recorded failed by both), not most.
+    # Some generations fail (the tiny model's EOS first, or its 512 tokens filled), not most.
     assert sum(status == "ok" for _, status, *_ in written["ray"]) >= 16
 
     # fit reads them: every critique comes from the cache Ray filled (the failed ones are tried
-    # again, and fail again), none is written anew.
+    # again, and fail again, except those too long for the critic), none is written anew.
     ok = sum(status == "ok" for _, status, *_ in written["ray"])
     config = yaml.safe_load(open(tmp_path / "ray.yaml"))
     config["data"].update(val_fraction=0.25, batching={"batch_size": 4})
@@ -101,5 +103,6 @@ def test_ray_writes_the_openai_backends_critiques_under_its_keys_and_fit_reads_t
         cwd=REPO, env={**os.environ, **VLLM_ENV}, capture_output=True, text=True, timeout=600)
     assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-3000:]
     logged = (tmp_path / "run" / "logs" / "fit.log").read_text()
-    assert f"24 requested, {ok} already cached, 0 generated, {24 - ok} failed" in logged, logged[-2000:]
+    assert f"24 requested, {ok} already cached, 0 generated, {24 - ok - too_long} failed" in logged, \
+        logged[-2000:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
