@@ -17,6 +17,9 @@ earlier one. Writes ``benchmarks/results/serve_load.json``.
 ``--front litserve-batched`` or ``litserve-async`` puts LitServe in front instead (see
 ``benchmarks/litserve_reward_server.py``) and writes ``serve_load_litserve_batched.json`` or
 ``serve_load_litserve_async.json``: what decided that ``serve`` is built on FastAPI.
+
+``--precision bf16-mixed`` runs the server's and the offline forward pass under bf16 autocast and
+writes ``serve_load_bf16_mixed.json``.
 """
 
 from __future__ import annotations
@@ -76,12 +79,12 @@ def load(url: str, batches: list[list[dict]], clients: int) -> dict:
             "latency_p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
 
 
-def offline(model: str, cache: str, batches: list[list[dict]]) -> dict:
+def offline(model: str, cache: str, batches: list[list[dict]], precision: str) -> dict:
     """``ExportedRewardModel.rewards`` on every item at once, as ``score`` runs it."""
     os.environ["LIGHTNING_CRITRM_CACHE"] = cache
     from lightning_critrm.reward import ExportedRewardModel
 
-    rm = ExportedRewardModel(model)
+    rm = ExportedRewardModel(model, precision=precision)
     items = [([{"role": "user", "content": i["prompt"]}], i["completion"]) for b in batches for i in b]
     store = rm.critique_store()
     figures = {}
@@ -97,14 +100,15 @@ def offline(model: str, cache: str, batches: list[list[dict]]) -> dict:
     return figures
 
 
-def serve(model: str, cache: str, front: str):
+def serve(model: str, cache: str, front: str, precision: str):
     """Start the server (its own process group, ended whole by ``stop``); return it and its URL once
     it answers ``/health``."""
     with socket.socket() as probe:  # a free port: LitServe takes no port 0
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     if front == "serve":
-        command = ["-m", "lightning_critrm", "serve", "--model", model, "--port", str(port)]
+        command = ["-m", "lightning_critrm", "serve", "--model", model, "--port", str(port),
+                   "--precision", precision]
     else:
         command = [str(REPO / "benchmarks" / "litserve_reward_server.py"), "--model", model, "--port",
                    str(port), "--mode", front.removeprefix("litserve-")]
@@ -145,13 +149,17 @@ def main() -> None:
     parser.add_argument("--front", choices=("serve", "litserve-batched", "litserve-async"), default="serve",
                         help="what answers HTTP: `lightning_critrm serve` (FastAPI), or LitServe with its "
                              "own batching or around serve's engine (benchmarks/litserve_reward_server.py)")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                        help="the forward pass's precision, server and offline alike (serve only)")
     args = parser.parse_args()
+    if args.front != "serve" and args.precision != "32-true":
+        parser.error("--precision applies to --front serve")
     levels = (1, 4, 16)
     plans = {c: items_for(c, args.requests) for c in levels}
     rows = []
     with tempfile.TemporaryDirectory() as served_cache, tempfile.TemporaryDirectory() as offline_cache:
         began = time.perf_counter()
-        process, url = serve(args.model, served_cache, args.front)
+        process, url = serve(args.model, served_cache, args.front, args.precision)
         start_s = time.perf_counter() - began
         try:
             post(url, {"items": items_for(99, 1)[0]})  # a first request off the clock
@@ -162,7 +170,7 @@ def main() -> None:
                     print(row, flush=True)
         finally:
             stop(process)
-        baseline = offline(args.model, offline_cache, plans[16])
+        baseline = offline(args.model, offline_cache, plans[16], args.precision)
     from lightning_critrm.hardware import cpu_has_native_bf16
 
     names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
@@ -173,12 +181,14 @@ def main() -> None:
         "cpu_native_bf16": cpu_has_native_bf16(),
         "model": recipe["backbone"], "critic": recipe.get("critic", {}).get("model"),
         "critic_max_new_tokens": recipe.get("critic", {}).get("sampling", {}).get("max_new_tokens"),
-        "front": args.front, "completions_per_request": GROUP, "server_start_s": round(start_s, 1),
+        "front": args.front, "precision": args.precision, "completions_per_request": GROUP,
+        "server_start_s": round(start_s, 1),
         "server": rows, "offline": baseline,
         "ratio_16_clients_to_offline": {
             phase: round(at_16[phase] / baseline[phase]["completions_per_s"], 2) for phase in at_16},
     }
     suffix = "" if args.front == "serve" else "_" + args.front.replace("-", "_")
+    suffix += "" if args.precision == "32-true" else "_" + args.precision.replace("-", "_")
     out = REPO / "benchmarks" / "results" / f"serve_load{suffix}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["ratio_16_clients_to_offline"]), f"wrote {out}")

@@ -30,6 +30,7 @@ def score(
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
     normalize: bool = False,
+    precision: str = "32-true",
 ) -> None:
     """Score rows with a reward model written by ``export``, and write one JSON line per row.
 
@@ -54,9 +55,11 @@ def score(
         critic_api_key_env: Environment variable holding that endpoint's API key.
         normalize: Write ``(reward - mean) / std`` with the validation statistics the export
             stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
+        precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
+            faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
     """
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env)
+                                       critic_api_key_env, precision=precision)
     rows = read_score_rows(input, needs_critiques=reward_model.critiques_from == "columns")
     items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
     given = ([c for row in rows for c in row["critiques"]] if reward_model.critiques_from == "columns"

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from lightning_critrm.cli import main
+from lightning_critrm.errors import InputError
+from lightning_critrm.reward.exported import ExportedRewardModel
 from tests.conftest import write_jsonl
 from tests.critique.conftest import fake_chat_server  # noqa: F401  (the fixture)
 from tests.test_cli import tiny_config, tiny_endpoint_critic_config
@@ -57,6 +59,18 @@ def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path
     want = [(s["reward"] - stats["mean"]) / stats["std"] for s in scored]
     got = [json.loads(line)["reward"] for line in normalized.read_text().splitlines()]
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-6, rtol=1e-6)
+
+    # --precision bf16-mixed: the same forward pass under bf16 autocast, weights and rewards fp32.
+    mixed = tmp_path / "singles.bf16.jsonl"
+    main(["score", "--model", str(model), "--input", str(src), "--output", str(mixed), "--precision",
+          "bf16-mixed"])
+    got = torch.tensor([json.loads(line)["reward"] for line in mixed.read_text().splitlines()])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = reference_rewards(model, formatter, items)
+    assert got.dtype == torch.float32 and not torch.equal(got, torch.tensor([s["reward"] for s in scored]))
+    torch.testing.assert_close(got, want.float(), atol=1e-6, rtol=1e-6)
+    with pytest.raises(InputError, match=r"--precision '16-mixed': use one of 32-true, bf16-mixed"):
+        ExportedRewardModel(model, precision="16-mixed")
 
 
 def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them_cached(

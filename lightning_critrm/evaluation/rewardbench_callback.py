@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, type[Benchmark]] = {
     "judgebench": JudgeBenchEval, "rmb": RMBEval, "ppe_human": PPEHumanEval,
     "ppe_correctness": PPECorrectnessEval,
 }  # fmt: skip
+# The names again, as the type jsonargparse turns into choices (a test holds the two equal).
 BenchmarkName = Literal["rewardbench", "rewardbench2", "rmbench", "judgebench", "rmb", "ppe_human",
                         "ppe_correctness"]
 

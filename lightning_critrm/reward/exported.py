@@ -11,7 +11,9 @@ its own critiques is its own critic: the folder continues each scored text to it
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -25,11 +27,15 @@ from lightning_critrm.critique.store import CritiqueStore
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError, MissingInputError
+from lightning_critrm.hardware import fastest_dtype
 from lightning_critrm.layout import SequenceBatches
 from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import Message
 
+log = logging.getLogger(__name__)
+
 Item = tuple[Sequence[Message], str]  # (prompt messages, completion)
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 class ExportedRewardModel:
@@ -47,11 +53,18 @@ class ExportedRewardModel:
         critic_backend: Run a local critic (the recorded one, or the model itself where it writes
             its own critiques) with this backend (``vllm``, ``transformers``) instead of the
             recorded one (``auto``: vLLM where it is installed).
+        precision: ``32-true`` (fp32 throughout) or ``bf16-mixed`` (the forward pass under bf16
+            autocast, as Lightning's ``bf16-mixed``; weights and rewards stay fp32): faster where
+            bf16 is native (GPUs since Ampere, CPUs with AVX-512 BF16 or AMX), rewards that differ
+            from fp32's in the second or third digit. Compare rewards only at one precision.
     """
 
     def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
                  device: str = "auto", critic_base_url: Optional[str] = None,
-                 critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None):
+                 critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None,
+                 precision: str = "32-true"):
+        if precision not in PRECISIONS:
+            raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         folder = Path(model)
         if not (folder / "config.json").is_file():
             raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
@@ -75,6 +88,10 @@ class ExportedRewardModel:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        self.precision = precision
+        if precision == "bf16-mixed" and fastest_dtype(self.device.type) != "bfloat16":
+            log.warning(f"--precision bf16-mixed: this {self.device.type} has no native bf16, so it is "
+                        "emulated and far slower than fp32; use --precision 32-true here")
         self._net = None
 
     @property
@@ -184,8 +201,9 @@ class ExportedRewardModel:
         if not kept:
             return rewards
         pad = self.tokenizer.pad_token_id
-        with torch.no_grad(), tqdm(total=len(kept), desc="scoring", unit="seq", disable=not progress,
-                                   file=console.progress_stream()) as bar:
+        bar = tqdm(total=len(kept), desc="scoring", unit="seq", disable=not progress,
+                   file=console.progress_stream())
+        with torch.no_grad(), self._autocast(), bar:
             # Sorted by length, right-padded, all here: under an RL trainer's process group each rank
             # scores its own completions, so nothing is dealt across ranks (rank 0 of 1).
             batches = SequenceBatches([sequences[i] for i in kept], self.batch_size, pad)
@@ -200,6 +218,11 @@ class ExportedRewardModel:
                     rewards[kept[k]] = value
                 bar.update(batch.num_sequences)
         return rewards
+
+    def _autocast(self):
+        if self.precision == "bf16-mixed":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
 
 
 def _writer_reward_model(folder: Path):

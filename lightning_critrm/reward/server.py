@@ -171,6 +171,7 @@ def serve(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
+    precision: str = "32-true",
 ) -> None:
     """Serve rewards from a reward model written by ``export``, over HTTP, for RL loops.
 
@@ -203,6 +204,8 @@ def serve(
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend).
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
+            faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
     """
     try:
         import fastapi  # noqa: F401  (build_app's)
@@ -213,7 +216,7 @@ def serve(
     if cache_dir:
         writable_folder(cache_dir, "--cache_dir")
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env)
+                                       critic_api_key_env, precision=precision)
     refuse_column_critiques(reward_model)
     reward_model.check_normalize(normalize)
     listener = _listen(host, port)

@@ -1,5 +1,6 @@
 import json
 import re
+import typing
 from pathlib import Path
 
 import lightning as L
@@ -11,10 +12,16 @@ from lightning.pytorch.loggers import Logger
 from lightning_critrm.cli import main
 from lightning_critrm.data import PreferenceDataModule
 from lightning_critrm.evaluation import RewardBenchCallback
+from lightning_critrm.evaluation.rewardbench_callback import BENCHMARKS, BenchmarkName
 from lightning_critrm.layout import Layout
 from tests.conftest import REPO, SHARED, write_jsonl
 
 RB_PARTIAL = SHARED / "data" / "rewardbench" / "rewardbench_filtered_partial.jsonl"
+
+
+def test_the_benchmark_names_the_cli_accepts_are_the_benchmarks_there_are():
+    # The Literal gives --help and the config check their choices; the dict builds the evaluations.
+    assert list(typing.get_args(BenchmarkName)) == list(BENCHMARKS)
 
 
 class LengthReward(L.LightningModule):
