@@ -46,7 +46,9 @@ def local_files(source: str) -> list[Path]:
 
 
 def rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
-    """Yield (location, raw row) for each row of a local file; locations are 1-based lines/rows.
+    """Yield (location, raw row) for each row of a local file. A ``.jsonl`` location is its line,
+    numbered from 1 as editors number them; a row of a JSON array or parquet file is its index from
+    0, as ``data[i]`` and ``df.iloc[i]`` read it (hub sets too: :func:`_hub_rows`).
     A row that cannot be read (bad JSON or UTF-8 on a ``.jsonl`` line) comes as a
     :class:`RecordError` in place of the row, so a caller may skip it; problems with the whole file
     (missing, unreadable, empty, not a list) raise."""
