@@ -28,7 +28,7 @@ def draw_accuracy_curves(ax, results: Sequence[RunResult], title: Optional[str] 
     seeds' min-max as a band, and chance."""
     for condition, curve in curves(results).items():
         (line,) = ax.plot(curve.sizes, curve.mean, marker="o",
-                          label=f"{condition} ({len(curve.seeds)} seeds)")
+                          label=f"{condition} ({len(curve.seeds)} seed{'s' * (len(curve.seeds) > 1)})")
         if len(curve.seeds) > 1:
             ax.fill_between(curve.sizes, curve.low, curve.high, color=line.get_color(), alpha=0.15,
                             linewidth=0)
