@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--front", choices=("serve", "litserve-batched", "litserve-async"), default="serve",
                         help="what answers HTTP: `lightning_critrm serve` (FastAPI), or LitServe with its "
                              "own batching or around serve's engine (benchmarks/litserve_reward_server.py)")
-    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+    from lightning_critrm.reward.exported import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="32-true",
                         help="the forward pass's precision, server and offline alike (serve only)")
     args = parser.parse_args()
     if args.front != "serve" and args.precision != "32-true":

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from lightning_critrm.evaluation.rewardbench_callback import BenchmarkName, evaluation_for
 from lightning_critrm.locations import writable_folder
-from lightning_critrm.reward.exported import ExportedRewardModel
+from lightning_critrm.reward.exported import ExportedRewardModel, Precision
 
 
 def evaluate_export(
@@ -29,7 +29,7 @@ def evaluate_export(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
-    precision: str = "32-true",
+    precision: Precision = "32-true",
 ):
     """Score a model written by ``export`` on a benchmark and print its table; the scores and
     per-row rewards go to ``<out_dir>/<benchmark>/<model folder name>.json``. Returns the scores.

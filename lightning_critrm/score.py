@@ -17,7 +17,7 @@ from lightning_critrm.atomic_write import atomic_file
 from lightning_critrm.data.sources import local_files, rows_of_file
 from lightning_critrm.locations import writable_file, writable_folder
 from lightning_critrm.records import ColumnMap, RecordError, normalize_row
-from lightning_critrm.reward.exported import ExportedRewardModel
+from lightning_critrm.reward.exported import ExportedRewardModel, Precision
 
 
 def score(
@@ -30,7 +30,7 @@ def score(
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
     normalize: bool = False,
-    precision: str = "32-true",
+    precision: Precision = "32-true",
 ) -> None:
     """Score rows with a reward model written by ``export``, and write one JSON line per row.
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -35,7 +35,8 @@ from lightning_critrm.records import Message
 log = logging.getLogger(__name__)
 
 Item = tuple[Sequence[Message], str]  # (prompt messages, completion)
-PRECISIONS = ("32-true", "bf16-mixed")
+Precision = Literal["32-true", "bf16-mixed"]  # Lightning's names for the same two modes
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class ExportedRewardModel:
@@ -62,7 +63,7 @@ class ExportedRewardModel:
     def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
                  device: str = "auto", critic_base_url: Optional[str] = None,
                  critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None,
-                 precision: str = "32-true"):
+                 precision: Precision = "32-true"):
         if precision not in PRECISIONS:
             raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         folder = Path(model)

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from lightning_critrm import console
 from lightning_critrm.errors import InputError, MissingExtraError
 from lightning_critrm.locations import writable_folder
-from lightning_critrm.reward.exported import ExportedRewardModel, Item
+from lightning_critrm.reward.exported import ExportedRewardModel, Item, Precision
 from lightning_critrm.reward.function import refuse_column_critiques
 from lightning_critrm.reward.requests import (
     Limits,
@@ -171,7 +171,7 @@ def serve(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
-    precision: str = "32-true",
+    precision: Precision = "32-true",
 ) -> None:
     """Serve rewards from a reward model written by ``export``, over HTTP, for RL loops.
 
