@@ -153,6 +153,15 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(resolve_backbone(name))
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id that pads ``tokenizer``'s rows: its pad token, else its end of sequence (many decoders
+    ship without a pad token), else 0. Padding is masked, so any id serves; one is needed."""
+    for pad in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if pad is not None:
+            return pad
+    return 0
+
+
 def load_backbone(name: str, dtype=None, lm_head: bool = False):
     """The backbone of ``name`` with its weights: the bare model (``AutoModel``: hidden states), or
     with ``lm_head`` the whole causal language model (``AutoModelForCausalLM``), for a reward model

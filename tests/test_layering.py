@@ -85,3 +85,8 @@ def test_evaluation_never_loads_the_data_module():
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
     assert not any("datamodule" in t for m, ts in graph().items() if ".evaluation" in m for t in ts)
+
+
+def test_no_module_is_over_400_lines():
+    long = {module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these (the house keeps modules small): {long}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Optional
 
-from lightning_critrm.backbones import resolve_backbone
+from lightning_critrm.backbones import pad_token_id, resolve_backbone
 from lightning_critrm.critique.backend import (
     CriticBackend,
     Generation,
@@ -36,7 +36,7 @@ class TransformersCritic(CriticBackend):
         self.model = AutoModelForCausalLM.from_pretrained(path,
                                                           dtype=_torch_dtype(config.effective_dtype)).eval()
         tok = self.tokenizer
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = pad_token_id(tok)
         stop = self.model.generation_config.eos_token_id
         self.stop_ids = (set(stop if isinstance(stop, list) else [stop]) | {tok.eos_token_id}) - {None}
 

@@ -15,36 +15,29 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from lightning_critrm.backbones import cache_root, load_tokenizer, resolve_backbone
+from lightning_critrm.backbones import cache_root, load_tokenizer, pad_token_id, resolve_backbone
 from lightning_critrm.critique import CriticConfig, CritiqueStore, CritiqueSummary, pair_items
 from lightning_critrm.data import sources
 from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.data.loaders import IndexedDataset, ResumableDataLoader
+from lightning_critrm.data.report import report_data
 from lightning_critrm.data.splits import rows_read
 from lightning_critrm.data.tokenized_cache import (
     TokenizedStats,
     build_or_load,
     cache_key,
     critique_contents,
-    describe,
     tokenizer_identity,
 )
 from lightning_critrm.errors import InputError, NotReadyError
 from lightning_critrm.layout import Batching, Layout, PairCollator
-from lightning_critrm.prompts import (
-    CritiqueFormat,
-)
+from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import ColumnMap
 
 log = logging.getLogger(__name__)
 
 CritiqueMode = Literal["columns", "generate", "none"]
-# Rows a source loses on the way, named one by one: stats field -> (TensorBoard text tag, what happened).
-LEFT_OUT = {
-    "rows_skipped": ("skipped_rows", "bad row(s) skipped (data.on_bad_row: skip)"),
-    "identical_completions": ("identical_pairs", "pair(s) dropped: chosen and rejected are the same text"),
-}
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -153,9 +146,7 @@ class PreferenceDataModule(L.LightningDataModule):
             CritiqueStore.for_critic(self.critic, self.cache_dir) if critiques == "generate" else None
         )
         self.critique_format = critique_format if critiques != "none" else None
-        self.train_dataset = None
-        self.val_dataset = None
-        self.test_dataset = None
+        self.train_dataset = self.val_dataset = self.test_dataset = None
         self.stats: dict[str, TokenizedStats] = {}
         self._tokenizer = None
         # (source, split, part) -> (tokenized pairs, stats): prepare_data builds them, setup in the same
@@ -339,37 +330,8 @@ class PreferenceDataModule(L.LightningDataModule):
         if hp.test_source:
             self.test_dataset, self.stats["test_source"] = self._tokenized(
                 hp.test_source, hp.test_split, "test" if hp.critiques == "generate" else None)
-        self._report()
-
-    def _report(self) -> None:
-        lines = [describe(s, name) for name, s in self.stats.items()]
-        train_prompts = len(set(self.train_dataset["prompt_key"]))
-        val_prompts = len(set(self.val_dataset["prompt_key"]))
-        lines.append(
-            f"train: {len(self.train_dataset)} pairs over {train_prompts} prompts; "
-            f"val: {len(self.val_dataset)} pairs over {val_prompts} prompts; "
-            f"critiques: {self.hparams.critiques}"
-        )
-        if rank_zero_only.rank == 0:
-            log.info("\n".join(lines))
-            for name, s in self.stats.items():
-                for attr, (_, what) in LEFT_OUT.items():
-                    if where := getattr(s, attr):
-                        log.warning(f"{name}: {len(where)} {what}:\n" + _listing(where, "  "))
-        logger = self.trainer.logger if self.trainer is not None else None
-        if logger is not None:
-            metrics = {"data/train_pairs": len(self.train_dataset), "data/val_pairs": len(self.val_dataset)}
-            add_text = getattr(getattr(logger, "experiment", None), "add_text", None)  # TensorBoard
-            for name, s in self.stats.items():
-                metrics[f"data/{name}_pairs_truncated"] = s.pairs_truncated
-                metrics[f"data/{name}_pairs_dropped"] = s.pairs_dropped_identical
-                metrics[f"data/{name}_pairs_dropped_failed_critique"] = s.pairs_dropped_failed_critique
-                metrics[f"data/{name}_pairs_dropped_identical_completions"] = len(s.identical_completions)
-                metrics[f"data/{name}_rows_skipped"] = len(s.rows_skipped)
-                for attr, (tag, _) in LEFT_OUT.items():
-                    if (where := getattr(s, attr)) and add_text is not None:
-                        add_text(f"data/{name}_{tag}", "\n".join(f"    {w}" for w in where), 0)
-            logger.log_metrics(metrics, step=0)
+        report_data(self.stats, self.train_dataset, self.val_dataset, hp.critiques,
+                    self.trainer.logger if self.trainer is not None else None)
 
     @property
     def _sample_seed(self) -> int:
@@ -378,9 +340,7 @@ class PreferenceDataModule(L.LightningDataModule):
     # -- loaders ------------------------------------------------------------------------------
     @property
     def pad_token_id(self) -> int:
-        tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        return pad if pad is not None else 0
+        return pad_token_id(self.tokenizer)
 
     def collator(self) -> PairCollator:
         return PairCollator(self.pad_token_id, self.batch_layout)
@@ -433,14 +393,6 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, train=False)
-
-
-def _listing(lines: list[str], indent: str, most: int = 20) -> str:
-    """``lines`` one per line, the first ``most`` of them (all are in TensorBoard's text tab)."""
-    shown = [indent + line for line in lines[:most]]
-    if len(lines) > most:
-        shown.append(f"{indent}... and {len(lines) - most} more (TensorBoard: the data/ text entries)")
-    return "\n".join(shown)
 
 
 def _typed(cls, value):
