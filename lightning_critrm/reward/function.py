@@ -11,6 +11,7 @@ from typing import Any, Optional
 from lightning_critrm.errors import InputError
 from lightning_critrm.records import Message
 from lightning_critrm.reward.exported import ExportedRewardModel
+from lightning_critrm.reward.requests import RequestError, read_completion, read_prompt
 
 
 class RewardFunction:
@@ -46,7 +47,11 @@ class RewardFunction:
         if len(prompts) != len(completions):
             raise InputError(f"{len(prompts)} prompts for {len(completions)} completions: give one prompt "
                              "per completion")
-        items = [(_prompt(p, k), _completion(c, k)) for k, (p, c) in enumerate(zip(prompts, completions))]
+        try:
+            items = [(read_prompt(p, f"prompts[{k}]"), read_completion(c, f"completions[{k}]"))
+                     for k, (p, c) in enumerate(zip(prompts, completions))]
+        except RequestError as err:
+            raise InputError(str(err)) from None
         return self.model.rewards(items, normalize=self.normalize, progress=False)
 
 
@@ -85,21 +90,3 @@ def refuse_column_critiques(model: ExportedRewardModel) -> None:
     if model.critiques_from == "columns":
         raise InputError(f"{model.folder}: this model read critiques from data columns, which sampled "
                          "completions do not have; export one trained with generated critiques or none")
-
-
-def _prompt(prompt: str | Sequence[Message], k: int) -> list[Message]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    if not prompt or any(not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str)
-                         for m in prompt):
-        raise InputError(f"prompts[{k}]: expected a string or chat messages with string 'role' and 'content'")
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
-
-
-def _completion(completion: str | Sequence[Message], k: int) -> str:
-    if isinstance(completion, str):
-        return completion
-    if not completion or completion[-1].get("role") != "assistant" or not isinstance(
-            completion[-1].get("content"), str):
-        raise InputError(f"completions[{k}]: expected a string or messages ending in the assistant's")
-    return completion[-1]["content"]

@@ -1,5 +1,6 @@
-"""The reward server's request bodies, read into (prompt messages, completion) items; anything else
-is a :class:`RequestError` that names the field and item, answered with a 4xx."""
+"""How a reward's (prompt, completion) items are read, from the reward server's request bodies and from
+the reward function's arguments alike: anything else is a :class:`RequestError` that names the field
+and item (the server answers it with a 4xx, the function raises it as an :class:`InputError`)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def rewards_request(data: dict, limits: Limits) -> RewardRequest:
         for name in ("prompt", "completion"):
             if name not in entry:
                 raise RequestError(422, f"items[{k}].{name}", "missing")
-        prompt = _prompt(entry["prompt"], f"items[{k}].prompt", limits)
-        items.append((prompt, _completion(entry["completion"], f"items[{k}].completion", limits)))
+        prompt = read_prompt(entry["prompt"], f"items[{k}].prompt", limits)
+        items.append((prompt, read_completion(entry["completion"], f"items[{k}].completion", limits)))
     return RewardRequest(items, _normalize(data))
 
 
@@ -109,16 +110,17 @@ def _normalize(data: dict) -> Optional[bool]:
     return value
 
 
-def _text(value: Any, field: str, limits: Limits) -> str:
+def _text(value: Any, field: str, limits: Optional[Limits]) -> str:
     if not isinstance(value, str):
         raise RequestError(422, field, f"expected a string, got {_kind(value)}")
-    if len(value) > limits.max_text_chars:
+    if limits is not None and len(value) > limits.max_text_chars:
         raise RequestError(413, field, f"{len(value)} characters, over the server's --max_text_chars "
                                        f"{limits.max_text_chars}")
     return value
 
 
-def _prompt(value: Any, field: str, limits: Limits) -> list[Message]:
+def read_prompt(value: Any, field: str, limits: Optional[Limits] = None) -> list[Message]:
+    """A prompt as chat messages: a string is the user's message; ``limits`` None: no length bound."""
     if isinstance(value, str):
         return [{"role": "user", "content": _text(value, field, limits)}]
     if not isinstance(value, list) or not value:
@@ -126,7 +128,9 @@ def _prompt(value: Any, field: str, limits: Limits) -> list[Message]:
     return [_message(m, f"{field}[{j}]", limits) for j, m in enumerate(value)]
 
 
-def _completion(value: Any, field: str, limits: Limits) -> str:
+def read_completion(value: Any, field: str, limits: Optional[Limits] = None) -> str:
+    """A completion's text: a string, or chat messages ending in the assistant's (TRL's
+    conversational completions)."""
     if isinstance(value, str):
         return _text(value, field, limits)
     if not isinstance(value, list) or not value:
@@ -137,7 +141,7 @@ def _completion(value: Any, field: str, limits: Limits) -> str:
     return last["content"]
 
 
-def _message(value: Any, field: str, limits: Limits) -> Message:
+def _message(value: Any, field: str, limits: Optional[Limits]) -> Message:
     if not isinstance(value, dict):
         raise RequestError(422, field, f"expected a message {{'role', 'content'}}, got {_kind(value)}")
     if not isinstance(value.get("role"), str):

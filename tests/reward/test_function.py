@@ -31,10 +31,12 @@ def test_bad_calls_name_the_item(critique_export, fake_chat_server):  # noqa: F8
     reward = RewardFunction(str(critique_export), critic_base_url=fake_chat_server.url)
     with pytest.raises(ValueError, match=r"2 prompts for 1 completions"):
         reward(["a", "b"], ["c"])
-    with pytest.raises(ValueError, match=r"completions\[1\]: expected a string or messages ending in"):
+    with pytest.raises(ValueError, match=r"completions\[1\]\[0\].role: the last message must be"):
         reward(["a", "b"], ["c", [{"role": "user", "content": "d"}]])
-    with pytest.raises(ValueError, match=r"prompts\[0\]: expected a string or chat messages"):
+    with pytest.raises(ValueError, match=r"prompts\[0\]\[0\].role: expected a string"):
         reward([[{"content": "a"}]], ["c"])
+    with pytest.raises(ValueError, match=r"completions\[0\]: expected a string or chat messages, got a"):
+        reward(["a"], [3])
 
 
 def test_a_grpo_trainer_is_rewarded_by_the_function(tmp_path, critique_export, fake_chat_server,  # noqa: F811
