@@ -209,6 +209,8 @@ class CritiqueRewardModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._nonfinite_skipped = int(checkpoint.get("nonfinite_batches_skipped", 0))
+        if (trained := checkpoint.get("hyper_parameters")) is not None:
+            refuse_other_weights(trained, self.hparams)
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, batch: RewardBatch) -> torch.Tensor:
@@ -324,3 +326,22 @@ class CritiqueRewardModel(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+
+def _weight_settings(hparams) -> dict:
+    """option -> (what of it decides which weights a checkpoint holds, its value): a language-model
+    head or none; adapters of a rank and scale on which layers, or none."""
+    coef, lora = hparams.get("critique_lm_coef", 0.0), hparams.get("lora")
+    adapters = None if lora is None else {k: lora.get(k) for k in ("r", "alpha", "target_modules")}
+    return {"model.critique_lm_coef": (coef > 0, coef), "model.lora": (adapters, adapters)}
+
+
+def refuse_other_weights(trained, here) -> None:
+    """Stop, naming the option, where a checkpoint was trained with other weight settings than the
+    model it is loaded into: otherwise a writer's checkpoint fails on an "unexpected key
+    lm_head.weight", and adapters of another scale would load and score wrong."""
+    ours = _weight_settings(here)
+    for option, (kind, value) in _weight_settings(trained).items():
+        if kind != ours[option][0]:
+            raise InputError(
+                f"this checkpoint was trained with {option}={value}, this model has {ours[option][1]}: "
+                f"load it with the settings it was trained with (its run's config.yaml, or --{option})")

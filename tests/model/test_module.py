@@ -243,3 +243,27 @@ def test_learning_critiques_needs_critiques_and_a_loss():
         CritiqueRewardModel(critique_lm_coef=0.0, pairwise_coef=0.0)
     with pytest.raises(Exception, match="needs critiques to learn"):
         PreferenceDataModule(critiques="none", critique_targets=True)
+
+
+def test_a_checkpoint_of_other_weight_settings_is_refused_naming_the_option(tiny_decoder_dir):
+    from lightning_critrm.errors import InputError
+    from lightning_critrm.model.lora import LoraSettings
+
+    def checkpoint_of(**kw):
+        return {"hyper_parameters": dict(CritiqueRewardModel(backbone=tiny_decoder_dir, **kw).hparams)}
+
+    writer = checkpoint_of(critique_lm_coef=1.0)
+    with pytest.raises(InputError, match=r"trained with model.critique_lm_coef=1.0, this model has 0.0: .*"
+                                         r"\(its run's config.yaml, or --model.critique_lm_coef\)"):
+        CritiqueRewardModel(backbone=tiny_decoder_dir).on_load_checkpoint(writer)
+    # Another weight on the same head loads (a writer trained on as a joint model).
+    CritiqueRewardModel(backbone=tiny_decoder_dir, critique_lm_coef=0.5).on_load_checkpoint(writer)
+    adapters = checkpoint_of(lora=LoraSettings(r=8))
+    with pytest.raises(InputError, match=r"model.lora=\{'r': 8, 'alpha': 32, 'target_modules': \['q_proj', "
+                                         r"'k_proj', 'v_proj', 'o_proj'\]\}, this model has None"):
+        CritiqueRewardModel(backbone=tiny_decoder_dir).on_load_checkpoint(adapters)
+    with pytest.raises(InputError, match=r"this model has \{'r': 4, "):
+        CritiqueRewardModel(backbone=tiny_decoder_dir, lora=LoraSettings(r=4)).on_load_checkpoint(adapters)
+    model = CritiqueRewardModel(backbone=tiny_decoder_dir, lora=LoraSettings(r=8, dropout=0.0))
+    model.on_load_checkpoint({**adapters, "nonfinite_batches_skipped": 2})  # dropout shapes no weight
+    assert model._nonfinite_skipped == 2
