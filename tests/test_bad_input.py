@@ -61,6 +61,9 @@ CASES = {
                             r"d\.jsonl: line 1: field 'margin': expected a number, got 'high'"),
     "invalid JSON file": ("d.json", b'[\n{"prompt": }\n]', [], r"d\.json: line 2: not valid JSON"),
     "missing file": (None, None, [], r"no data file matches '.*nope\.jsonl'"),
+    "neither a local path nor a hub set": ("d.jsonl", lines(GOOD), ["--data.source", "data/pairs"],
+                                           r"^error: data/pairs: no such local file, glob or folder \(looked "
+                                           r"from .*\), nor a hub dataset that could be read \("),
     "bad config value": ("d.jsonl", lines(GOOD), ["--data.val_fraction", "1.5"],
                          r"data\.val_fraction must be in \[0, 1\), got 1\.5"),
     "bad config size": ("d.jsonl", lines(GOOD), ["--data.max_train_pairs", "0"], r"data\.max_train_pairs "

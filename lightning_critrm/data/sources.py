@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from lightning_critrm.errors import MissingInputError
 from lightning_critrm.records import ColumnMap, PreferencePair, RecordError, normalize_row
@@ -120,11 +120,22 @@ def _rows_of_file(path: Path) -> Iterator[tuple[str, Any]]:
         raise RecordError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
 
 
-def _hub_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
+def load_hub_dataset(source: str, repo: str, split: str, config: Optional[str] = None):
+    """``datasets.load_dataset`` for a ``source`` that names no local path. A name that is neither
+    says both readings, so a mistyped relative path is not taken for a hub set the error is about."""
     import datasets
 
+    try:
+        return datasets.load_dataset(repo, config, split=split)
+    except (FileNotFoundError, ConnectionError) as err:  # (not found; offline or unreachable)
+        raise MissingInputError(
+            f"{source}: no such local file, glob or folder (looked from {os.getcwd()}), nor a hub dataset "
+            f"that could be read ({type(err).__name__}: {' '.join(str(err).split())})") from None
+
+
+def _hub_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
     repo, _, config = name.partition(":")
-    ds = datasets.load_dataset(repo, config or None, split=split)
+    ds = load_hub_dataset(name, repo, split, config or None)
     for i, row in enumerate(ds):
         yield f"{name} [{split}]: row {i}", row
 

@@ -62,10 +62,8 @@ def raw_rows(source: str, default_split: str) -> Iterator[tuple[str, Any]]:
         for path in sources.local_files(source):
             yield from sources.rows_of_file(path)
         return
-    import datasets
-
     name, _, split = source.partition(":")
-    for i, row in enumerate(datasets.load_dataset(name, split=split or default_split)):
+    for i, row in enumerate(sources.load_hub_dataset(source, name, split or default_split)):
         yield f"{source}: row {i}", row
 
 

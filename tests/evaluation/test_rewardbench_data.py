@@ -37,3 +37,11 @@ def test_shared_partial_rewardbench_has_its_official_rows():
     for r in rows:
         counts[r.subset] = counts.get(r.subset, 0) + 1
     assert counts["llmbar-natural"] == 100 and counts["hep-python"] == 164 and len(counts) == 11
+
+
+def test_a_name_that_is_no_local_path_nor_a_readable_hub_set_says_both(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(FileNotFoundError, match=r"^rb/set:raw: no such local file, glob or folder .*, nor a "
+                                                r"hub dataset"):
+        load_rewardbench("rb/set:raw")
