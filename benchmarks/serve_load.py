@@ -1,6 +1,6 @@
 """The reward server under load, against offline scoring of the same items.
 
-    python benchmarks/serve_load.py --model runs/quickstart-rm
+    VLLM_CPU_KVCACHE_SPACE=1 python benchmarks/serve_load.py --model runs/quickstart-rm
 
 ``--model`` is an export whose critic runs in-process (the quickstart's: `make quickstart`, then
 `python -m lightning_critrm export --config conf/quickstart.yaml --ckpt_path last --out
