@@ -29,6 +29,7 @@ def evaluate_export(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
+    critic_max_concurrency: Optional[int] = None,
     precision: Precision = "32-true",
 ):
     """Score a model written by ``export`` on a benchmark and print its table; the scores and
@@ -52,11 +53,13 @@ def evaluate_export(
         device: ``auto`` (a GPU where there is one), ``cpu`` or ``cuda``.
         critic_base_url: Where the recorded critic is served, when it is an endpoint.
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
         precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
             faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
     """
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env, precision=precision)
+                                       critic_api_key_env, precision=precision,
+                                       critic_max_concurrency=critic_max_concurrency)
     evaluation = evaluation_for(benchmark, source, subsets, max_rows, None, batch_size)
     evaluation.prepare(reward_model.completion_encoder(), generate=True, require_cached=False)
     rewards = reward_model.forward(evaluation.sequences, progress=True)

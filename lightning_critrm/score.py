@@ -29,6 +29,7 @@ def score(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
+    critic_max_concurrency: Optional[int] = None,
     normalize: bool = False,
     precision: Precision = "32-true",
 ) -> None:
@@ -53,13 +54,15 @@ def score(
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend): the export records what the critic is, never where it ran.
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
         normalize: Write ``(reward - mean) / std`` with the validation statistics the export
             stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
         precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
             faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
     """
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env, precision=precision)
+                                       critic_api_key_env, precision=precision,
+                                       critic_max_concurrency=critic_max_concurrency)
     rows = read_score_rows(input, needs_critiques=reward_model.critiques_from == "columns")
     items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
     given = ([c for row in rows for c in row["critiques"]] if reward_model.critiques_from == "columns"

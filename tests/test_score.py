@@ -101,6 +101,15 @@ def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them
              for r in rows]
     torch.testing.assert_close(torch.tensor(first), reference_rewards(model, cli.datamodule.formatter, items),
                                atol=1e-4, rtol=1e-4)
+    # The bound on requests in flight to the endpoint is the caller's to set (an endpoint is never a key).
+    def bound(**kw):
+        return ExportedRewardModel(model, critic_base_url=fake_chat_server.url, **kw).critique_store().critic
+
+    assert bound().endpoint.max_concurrency == 8
+    assert bound(critic_max_concurrency=64).endpoint.max_concurrency == 64
+    assert bound(critic_max_concurrency=64).key(*items[0][:2]) == bound().key(*items[0][:2])
+    with pytest.raises(InputError, match="--critic_max_concurrency must be >= 1, got 0"):
+        bound(critic_max_concurrency=0)
 
 
 def test_score_rows_errors_name_the_line_and_field(tmp_path, pairs_file, tiny_decoder_dir, monkeypatch,

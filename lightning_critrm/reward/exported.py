@@ -51,6 +51,9 @@ class ExportedRewardModel:
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend): the export records what the critic is, never where it ran.
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        critic_max_concurrency: Most requests in flight to that endpoint at once, from every caller
+            together (default: the critic's ``endpoint.max_concurrency``, 8); raise it for a
+            served critic with room for more.
         critic_backend: Run a local critic (the recorded one, or the model itself where it writes
             its own critiques) with this backend (``vllm``, ``transformers``) instead of the
             recorded one (``auto``: vLLM where it is installed).
@@ -63,9 +66,11 @@ class ExportedRewardModel:
     def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
                  device: str = "auto", critic_base_url: Optional[str] = None,
                  critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None,
-                 precision: Precision = "32-true"):
+                 precision: Precision = "32-true", critic_max_concurrency: Optional[int] = None):
         if precision not in PRECISIONS:
             raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        if critic_max_concurrency is not None and critic_max_concurrency < 1:
+            raise InputError(f"--critic_max_concurrency must be >= 1, got {critic_max_concurrency}")
         folder = Path(model)
         if not (folder / "config.json").is_file():
             raise MissingInputError(f"--model {model}: not a folder written by `export` (no config.json)")
@@ -83,7 +88,8 @@ class ExportedRewardModel:
         )
         self.formatter = SequenceFormatter(self.tokenizer, recipe["max_length"], self.critique_format)
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
-        self.endpoint = {"base_url": critic_base_url, "api_key_env": critic_api_key_env}
+        self.endpoint = {"base_url": critic_base_url, "api_key_env": critic_api_key_env,
+                         "max_concurrency": critic_max_concurrency}
         self.critic_backend = critic_backend
         self._store: Optional[CritiqueStore] = None
         if device == "auto":

@@ -171,6 +171,7 @@ def serve(
     device: str = "auto",
     critic_base_url: Optional[str] = None,
     critic_api_key_env: Optional[str] = None,
+    critic_max_concurrency: Optional[int] = None,
     precision: Precision = "32-true",
 ) -> None:
     """Serve rewards from a reward model written by ``export``, over HTTP, for RL loops.
@@ -204,6 +205,7 @@ def serve(
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend).
         critic_api_key_env: Environment variable holding that endpoint's API key.
+        critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
         precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
             faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
     """
@@ -216,7 +218,8 @@ def serve(
     if cache_dir:
         writable_folder(cache_dir, "--cache_dir")
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env, precision=precision)
+                                       critic_api_key_env, precision=precision,
+                                       critic_max_concurrency=critic_max_concurrency)
     refuse_column_critiques(reward_model)
     reward_model.check_normalize(normalize)
     listener = _listen(host, port)

@@ -16,6 +16,7 @@ from tests.conftest import REPO, write_jsonl
 def critique_config(tmp_path, name, backbone, pairs) -> str:
     config = {
         "model": {"backbone": backbone},
+        "trainer": {"default_root_dir": str(tmp_path / f"{name}_run")},  # its log, not the repository's
         "data": {
             "source": str(pairs), "cache_dir": str(tmp_path / name), "critiques": "generate",
             "critic": {"backend": "transformers", "model": backbone, "sampling": {"max_new_tokens": 32},

@@ -72,7 +72,7 @@ def ray_critique_config(tmp_path, name: str, backbone: str, pairs, base_url: str
               "sampling": {"max_new_tokens": 16}, "cache": {"batch_size": 8}}
     if ray:
         critic["ray"] = {"enabled": True, "batch_size": 4}
-    config = {"model": {"backbone": backbone},
+    config = {"model": {"backbone": backbone}, "trainer": {"default_root_dir": str(tmp_path / f"{name}_run")},
               "data": {"source": str(pairs), "cache_dir": str(tmp_path / name), "critiques": "generate",
                        "critic": critic}}
     path = tmp_path / f"{name}.yaml"

@@ -63,6 +63,7 @@ def vllm_critique_config(tmp_path, backbone: str, rows: list[dict], max_new_toke
     """A config whose `critique` run has the tiny model write critiques through vLLM (fp32, eager)."""
     config = {
         "model": {"backbone": backbone},
+        "trainer": {"default_root_dir": str(tmp_path / "run")},  # its log, not the repository's
         "data": {
             "source": str(write_jsonl(tmp_path / "pairs.jsonl", rows)), "cache_dir": str(tmp_path / "cache"),
             "critiques": "generate",
