@@ -19,7 +19,8 @@ earlier one. Writes ``benchmarks/results/serve_load.json``.
 ``serve_load_litserve_async.json``: what decided that ``serve`` is built on FastAPI.
 
 ``--precision bf16-mixed`` runs the server's and the offline forward pass under bf16 autocast and
-writes ``serve_load_bf16_mixed.json``.
+writes ``serve_load_bf16_mixed.json``; ``--shared_prompt`` scores each request's group with its
+prompt once, both sides, and adds ``_shared_prompt`` to the name.
 """
 
 from __future__ import annotations
@@ -79,12 +80,12 @@ def load(url: str, batches: list[list[dict]], clients: int) -> dict:
             "latency_p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
 
 
-def offline(model: str, cache: str, batches: list[list[dict]], precision: str) -> dict:
+def offline(model: str, cache: str, batches: list[list[dict]], precision: str, shared_prompt: bool) -> dict:
     """``ExportedRewardModel.rewards`` on every item at once, as ``score`` runs it."""
     os.environ["LIGHTNING_CRITRM_CACHE"] = cache
     from lightning_critrm.reward import ExportedRewardModel
 
-    rm = ExportedRewardModel(model, precision=precision)
+    rm = ExportedRewardModel(model, precision=precision, shared_prompt=shared_prompt)
     items = [([{"role": "user", "content": i["prompt"]}], i["completion"]) for b in batches for i in b]
     store = rm.critique_store()
     figures = {}
@@ -100,7 +101,7 @@ def offline(model: str, cache: str, batches: list[list[dict]], precision: str) -
     return figures
 
 
-def serve(model: str, cache: str, front: str, precision: str):
+def serve(model: str, cache: str, front: str, precision: str, shared_prompt: bool):
     """Start the server (its own process group, ended whole by ``stop``); return it and its URL once
     it answers ``/health``."""
     with socket.socket() as probe:  # a free port: LitServe takes no port 0
@@ -108,7 +109,7 @@ def serve(model: str, cache: str, front: str, precision: str):
         port = probe.getsockname()[1]
     if front == "serve":
         command = ["-m", "lightning_critrm", "serve", "--model", model, "--port", str(port),
-                   "--precision", precision]
+                   "--precision", precision, "--shared_prompt", str(shared_prompt).lower()]
     else:
         command = [str(REPO / "benchmarks" / "litserve_reward_server.py"), "--model", model, "--port",
                    str(port), "--mode", front.removeprefix("litserve-")]
@@ -153,15 +154,18 @@ def main() -> None:
 
     parser.add_argument("--precision", choices=PRECISIONS, default="32-true",
                         help="the forward pass's precision, server and offline alike (serve only)")
+    parser.add_argument("--shared_prompt", action="store_true",
+                        help="each request's completions with their prompt once, server and offline "
+                             "(serve only)")
     args = parser.parse_args()
-    if args.front != "serve" and args.precision != "32-true":
-        parser.error("--precision applies to --front serve")
+    if args.front != "serve" and (args.precision != "32-true" or args.shared_prompt):
+        parser.error("--precision and --shared_prompt apply to --front serve")
     levels = (1, 4, 16)
     plans = {c: items_for(c, args.requests) for c in levels}
     rows = []
     with tempfile.TemporaryDirectory() as served_cache, tempfile.TemporaryDirectory() as offline_cache:
         began = time.perf_counter()
-        process, url = serve(args.model, served_cache, args.front, args.precision)
+        process, url = serve(args.model, served_cache, args.front, args.precision, args.shared_prompt)
         start_s = time.perf_counter() - began
         try:
             post(url, {"items": items_for(99, 1)[0]})  # a first request off the clock
@@ -172,7 +176,7 @@ def main() -> None:
                     print(row, flush=True)
         finally:
             stop(process)
-        baseline = offline(args.model, offline_cache, plans[16], args.precision)
+        baseline = offline(args.model, offline_cache, plans[16], args.precision, args.shared_prompt)
     from lightning_critrm.hardware import cpu_has_native_bf16
 
     names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
@@ -183,7 +187,8 @@ def main() -> None:
         "cpu_native_bf16": cpu_has_native_bf16(),
         "model": recipe["backbone"], "critic": recipe.get("critic", {}).get("model"),
         "critic_max_new_tokens": recipe.get("critic", {}).get("sampling", {}).get("max_new_tokens"),
-        "front": args.front, "precision": args.precision, "completions_per_request": GROUP,
+        "front": args.front, "precision": args.precision, "shared_prompt": args.shared_prompt,
+        "completions_per_request": GROUP,
         "server_start_s": round(start_s, 1),
         "server": rows, "offline": baseline,
         "ratio_16_clients_to_offline": {
@@ -191,6 +196,7 @@ def main() -> None:
     }
     suffix = "" if args.front == "serve" else "_" + args.front.replace("-", "_")
     suffix += "" if args.precision == "32-true" else "_" + args.precision.replace("-", "_")
+    suffix += "_shared_prompt" if args.shared_prompt else ""
     out = REPO / "benchmarks" / "results" / f"serve_load{suffix}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["ratio_16_clients_to_offline"]), f"wrote {out}")

@@ -31,6 +31,7 @@ def evaluate_export(
     critic_api_key_env: Optional[str] = None,
     critic_max_concurrency: Optional[int] = None,
     precision: Precision = "32-true",
+    shared_prompt: bool = False,
 ):
     """Score a model written by ``export`` on a benchmark and print its table; the scores and
     per-row rewards go to ``<out_dir>/<benchmark>/<model folder name>.json``. Returns the scores.
@@ -56,13 +57,17 @@ def evaluate_export(
         critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
         precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
             faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
+        shared_prompt: Score the completions of one row together, the prompt computed once (as
+            ``data.layout.shared_prompt`` trains): faster where completions share long prompts;
+            rewards equal the default layout's within rounding.
     """
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
                                        critic_api_key_env, precision=precision,
-                                       critic_max_concurrency=critic_max_concurrency)
+                                       critic_max_concurrency=critic_max_concurrency,
+                                       shared_prompt=shared_prompt)
     evaluation = evaluation_for(benchmark, source, subsets, max_rows, None, batch_size)
     evaluation.prepare(reward_model.completion_encoder(), generate=True, require_cached=False)
-    rewards = reward_model.forward(evaluation.sequences, progress=True)
+    rewards = reward_model.forward(evaluation.sequences, progress=True, groups=evaluation.groups())
     rows = evaluation.row_rewards(dict(enumerate(rewards)))
     scores = evaluation.scores(rows)
     evaluation.report([], Path(out_dir), scores, rows, record_name=Path(model).resolve().name)

@@ -32,6 +32,7 @@ def score(
     critic_max_concurrency: Optional[int] = None,
     normalize: bool = False,
     precision: Precision = "32-true",
+    shared_prompt: bool = False,
 ) -> None:
     """Score rows with a reward model written by ``export``, and write one JSON line per row.
 
@@ -59,10 +60,14 @@ def score(
             stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
         precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
             faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
+        shared_prompt: Score the completions of one prompt together (a pair's two, rows of the same
+            prompt), the prompt computed once (as ``data.layout.shared_prompt`` trains): faster
+            where completions share long prompts; rewards equal the default layout's within rounding.
     """
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
                                        critic_api_key_env, precision=precision,
-                                       critic_max_concurrency=critic_max_concurrency)
+                                       critic_max_concurrency=critic_max_concurrency,
+                                       shared_prompt=shared_prompt)
     rows = read_score_rows(input, needs_critiques=reward_model.critiques_from == "columns")
     items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
     given = ([c for row in rows for c in row["critiques"]] if reward_model.critiques_from == "columns"

@@ -64,6 +64,12 @@ def test_fit_logs_every_configured_benchmark_each_epoch_and_evaluate_on_the_expo
         assert scored["sets"][name]["roc_auc"] == pytest.approx(metrics["roc_auc"]), name
         assert re.search(rf"^{name}\s+{100 * metrics['accuracy']:.1f}\s", printed, re.M), (name, printed)
 
+    # --shared_prompt: each row's completions with their prompt once; the same rewards.
+    main(["evaluate", "--model", str(out), "--benchmark", "ppe_correctness", "--source",
+          SOURCES["ppe_correctness"], "--out_dir", str(tmp_path / "shared"), "--shared_prompt", "true"])
+    shared = json.loads((tmp_path / "shared" / "ppe_correctness" / "exported.json").read_text())
+    assert [v for r in shared["rows"] for v in r["rewards"]] == pytest.approx(rewards, abs=1e-5)
+
 
 def test_several_benchmarks_take_their_sources_and_subsets_by_name():
     callback = RewardBenchCallback(benchmark=["rmbench", "rmb"], source={"rmb": "data/RMB_dataset"},

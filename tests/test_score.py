@@ -72,6 +72,22 @@ def test_score_pairs_and_single_completions_with_critiques_from_columns(tmp_path
     with pytest.raises(InputError, match=r"--precision '16-mixed': use one of 32-true, bf16-mixed"):
         ExportedRewardModel(model, precision="16-mixed")
 
+    # --shared_prompt: a pair's two completions in one row, the prompt once; the same rewards.
+    shared = tmp_path / "pairs.shared.jsonl"
+    main(["score", "--model", str(model), "--input", str(tmp_path / "pairs.jsonl"), "--output", str(shared),
+          "--shared_prompt", "true"])
+    got = [v for line in shared.read_text().splitlines() for v in (json.loads(line)["reward_chosen"],
+                                                                   json.loads(line)["reward_rejected"])]
+    pair_items = [(({"role": "user", "content": r["prompt"]},), r[k], r[f"{k}_critique"])
+                  for r in pairs for k in ("chosen", "rejected")]
+    want = reference_rewards(model, formatter, pair_items)
+    torch.testing.assert_close(torch.tensor(got), want, atol=1e-5, rtol=1e-5)
+    rm, rows_seen = ExportedRewardModel(model, shared_prompt=True), []
+    forward = rm.net.forward
+    rm.net.forward = lambda batch: rows_seen.append(batch.input_ids.shape[0]) or forward(batch)
+    assert rm.rewards([item[:2] for item in pair_items], [item[2] for item in pair_items]) == got
+    assert rows_seen == [3]  # six sequences, three prompts: three rows
+
 
 def test_score_writes_missing_critiques_with_the_recorded_critic_then_reads_them_cached(
     tmp_path, pairs_file, tiny_decoder_dir, fake_chat_server, monkeypatch,  # noqa: F811 (the imported fixture)

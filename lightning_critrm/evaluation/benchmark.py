@@ -153,10 +153,13 @@ class Benchmark(ABC):
     def batches(self) -> SequenceBatches:
         """The prepared sequences in batches, dealt across ranks when iterated (a row's completions
         together, with their prompt once, under ``data.layout.shared_prompt``)."""
-        ends = [start for _, start in self.scored[1:]] + [len(self.sequences)]
-        groups = [list(range(start, end)) for (_, start), end in zip(self.scored, ends)]
         return SequenceBatches(self.sequences, self.batch_size, self.pad_token_id, self.layout,
-                               self.sort_by_length, groups=groups)
+                               self.sort_by_length, groups=self.groups())
+
+    def groups(self) -> list[list[int]]:
+        """Indices of the prepared sequences of each scored row (its completions share its prompt)."""
+        ends = [start for _, start in self.scored[1:]] + [len(self.sequences)]
+        return [list(range(start, end)) for (_, start), end in zip(self.scored, ends)]
 
     # -- scoring ------------------------------------------------------------------------------
     def row_rewards(self, rewards: dict[int, float]) -> RowRewards:

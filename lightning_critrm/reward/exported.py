@@ -28,7 +28,7 @@ from lightning_critrm.data.completion_encoder import CompletionEncoder
 from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError, MissingInputError
 from lightning_critrm.hardware import fastest_dtype
-from lightning_critrm.layout import SequenceBatches
+from lightning_critrm.layout import Layout, SequenceBatches
 from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import Message
 
@@ -51,9 +51,6 @@ class ExportedRewardModel:
         critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
             backend): the export records what the critic is, never where it ran.
         critic_api_key_env: Environment variable holding that endpoint's API key.
-        critic_max_concurrency: Most requests in flight to that endpoint at once, from every caller
-            together (default: the critic's ``endpoint.max_concurrency``, 8); raise it for a
-            served critic with room for more.
         critic_backend: Run a local critic (the recorded one, or the model itself where it writes
             its own critiques) with this backend (``vllm``, ``transformers``) instead of the
             recorded one (``auto``: vLLM where it is installed).
@@ -61,12 +58,20 @@ class ExportedRewardModel:
             autocast, as Lightning's ``bf16-mixed``; weights and rewards stay fp32): faster where
             bf16 is native (GPUs since Ampere, CPUs with AVX-512 BF16 or AMX), rewards that differ
             from fp32's in the second or third digit. Compare rewards only at one precision.
+        critic_max_concurrency: Most requests in flight to that endpoint at once, from every caller
+            together (default: the critic's ``endpoint.max_concurrency``, 8); raise it for a
+            served critic with room for more.
+        shared_prompt: Score the completions of one prompt (a GRPO group, a benchmark row's
+            completions) together, the prompt computed once and each completion attending to it
+            alone, as ``data.layout.shared_prompt`` trains: fewer tokens through the model where
+            completions share long prompts; rewards equal the padded forward's within rounding.
     """
 
     def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
                  device: str = "auto", critic_base_url: Optional[str] = None,
                  critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None,
-                 precision: Precision = "32-true", critic_max_concurrency: Optional[int] = None):
+                 precision: Precision = "32-true", critic_max_concurrency: Optional[int] = None,
+                 shared_prompt: bool = False):
         if precision not in PRECISIONS:
             raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         if critic_max_concurrency is not None and critic_max_concurrency < 1:
@@ -96,6 +101,7 @@ class ExportedRewardModel:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.precision = precision
+        self.layout = Layout(shared_prompt=shared_prompt)
         if precision == "bf16-mixed" and fastest_dtype(self.device.type) != "bfloat16":
             log.warning(f"--precision bf16-mixed: this {self.device.type} has no native bf16, so it is "
                         "emulated and far slower than fp32; use --precision 32-true here")
@@ -108,8 +114,12 @@ class ExportedRewardModel:
         if self._net is None:
             from transformers import AutoModelForSequenceClassification
 
-            net = (_writer_reward_model(self.folder) if self.writes_critiques
-                   else AutoModelForSequenceClassification.from_pretrained(self.folder))
+            if self.writes_critiques:
+                net = _writer_reward_model(self.folder)
+            else:
+                net = AutoModelForSequenceClassification.from_pretrained(self.folder)
+                if self.layout.shared_prompt:  # the same weights, read by a model that takes layouts
+                    net = _classifier_reward_model(net)
             self._net = net.to(self.device).eval()
         return self._net
 
@@ -145,7 +155,7 @@ class ExportedRewardModel:
         self.check_normalize(normalize)
         if self.critiques_from == "generate" and critiques is None:
             critiques = self.critiques(items, progress)
-        rewards = self.forward(self.encode(items, critiques), progress)
+        rewards = self.forward(self.encode(items, critiques), progress, prompt_groups(items))
         return self.normalized(rewards) if normalize else rewards
 
     def check_normalize(self, normalize: bool) -> None:
@@ -177,7 +187,7 @@ class ExportedRewardModel:
         """What a benchmark formats its rows with: this model's formatter and recorded critic."""
         store = self.critique_store() if self.critiques_from == "generate" else None
         return CompletionEncoder(self.formatter, store, self.critiques_from != "none",
-                                 self.tokenizer.pad_token_id)
+                                 self.tokenizer.pad_token_id, self.layout)
 
     def critique_store(self) -> CritiqueStore:
         """The recorded critic and its cache (built once)."""
@@ -200,9 +210,11 @@ class ExportedRewardModel:
             self._store = CritiqueStore.for_critic(CriticConfig.from_dict(values), self.cache_dir)
         return self._store
 
-    def forward(self, sequences: Sequence[Optional[list[int]]],
-                progress: bool = False) -> list[Optional[float]]:
-        """The reward of each token sequence (None stays None), in batches sorted by length."""
+    def forward(self, sequences: Sequence[Optional[list[int]]], progress: bool = False,
+                groups: Optional[Sequence[Sequence[int]]] = None) -> list[Optional[float]]:
+        """The reward of each token sequence (None stays None), in batches sorted by length.
+        ``groups``: indices of the sequences that share a prompt (:func:`prompt_groups`), laid out
+        together under ``shared_prompt``."""
         kept = [i for i, s in enumerate(sequences) if s is not None]
         rewards: list[Optional[float]] = [None] * len(sequences)
         if not kept:
@@ -213,10 +225,12 @@ class ExportedRewardModel:
         with torch.no_grad(), self._autocast(), bar:
             # Sorted by length, right-padded, all here: under an RL trainer's process group each rank
             # scores its own completions, so nothing is dealt across ranks (rank 0 of 1).
-            batches = SequenceBatches([sequences[i] for i in kept], self.batch_size, pad)
+            shared = _kept_groups(groups, kept) if self.layout.shared_prompt else None
+            batches = SequenceBatches([sequences[i] for i in kept], self.batch_size, pad, self.layout,
+                                      groups=shared)
             for batch in batches.build(batches.plan(0, 1)):
                 batch = batch.to(self.device)
-                if self.writes_critiques:  # a RewardModel: reads the batch's layout itself
+                if self.writes_critiques or self.layout.shared_prompt:  # a RewardModel: reads the layout
                     values = self.net(batch)
                 else:
                     values = self.net(input_ids=batch.input_ids,
@@ -230,6 +244,30 @@ class ExportedRewardModel:
         if self.precision == "bf16-mixed":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
+
+
+def prompt_groups(items: Sequence[Item]) -> list[list[int]]:
+    """Indices of the items that share a prompt (the same messages), in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for k, (prompt, _) in enumerate(items):
+        groups.setdefault(tuple((m["role"], m["content"]) for m in prompt), []).append(k)
+    return list(groups.values())
+
+
+def _kept_groups(groups: Optional[Sequence[Sequence[int]]], kept: list[int]) -> list[list[int]]:
+    """``groups`` (each sequence alone when None) over the ``kept`` sequences, renumbered."""
+    position = {i: k for k, i in enumerate(kept)}
+    whole = groups if groups is not None else [[i] for i in position]
+    return [own for group in whole if (own := [position[i] for i in group if i in position])]
+
+
+def _classifier_reward_model(classifier):
+    """The :class:`RewardModel` of an exported sequence classifier: its base model and score head."""
+    from lightning_critrm.model.reward_model import RewardModel
+
+    model = RewardModel(getattr(classifier, classifier.base_model_prefix))
+    model.score.load_state_dict(classifier.score.state_dict())
+    return model
 
 
 def _writer_reward_model(folder: Path):

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from lightning_critrm import console
 from lightning_critrm.errors import InputError, MissingExtraError
 from lightning_critrm.locations import writable_folder
-from lightning_critrm.reward.exported import ExportedRewardModel, Item, Precision
+from lightning_critrm.reward.exported import ExportedRewardModel, Item, Precision, prompt_groups
 from lightning_critrm.reward.function import refuse_column_critiques
 from lightning_critrm.reward.requests import (
     Limits,
@@ -103,7 +103,9 @@ class RewardService:
         return self.store.read(items)
 
     def _forward(self, entries: list[tuple[Item, Optional[str]]]) -> list[Optional[float]]:
-        return self.model.forward(self.model.encode([item for item, _ in entries], [c for _, c in entries]))
+        items = [item for item, _ in entries]
+        sequences = self.model.encode(items, [c for _, c in entries])
+        return self.model.forward(sequences, groups=prompt_groups(items))
 
 
 def build_app(service: RewardService, limits: Limits, normalize: bool = False,
@@ -173,6 +175,7 @@ def serve(
     critic_api_key_env: Optional[str] = None,
     critic_max_concurrency: Optional[int] = None,
     precision: Precision = "32-true",
+    shared_prompt: bool = False,
 ) -> None:
     """Serve rewards from a reward model written by ``export``, over HTTP, for RL loops.
 
@@ -208,6 +211,9 @@ def serve(
         critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
         precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
             faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
+        shared_prompt: Score the completions of one prompt together (a GRPO group), the prompt
+            computed once (as ``data.layout.shared_prompt`` trains): faster where completions share
+            long prompts; rewards equal the default layout's within rounding.
     """
     try:
         import fastapi  # noqa: F401  (build_app's)
@@ -219,7 +225,8 @@ def serve(
         writable_folder(cache_dir, "--cache_dir")
     reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
                                        critic_api_key_env, precision=precision,
-                                       critic_max_concurrency=critic_max_concurrency)
+                                       critic_max_concurrency=critic_max_concurrency,
+                                       shared_prompt=shared_prompt)
     refuse_column_critiques(reward_model)
     reward_model.check_normalize(normalize)
     listener = _listen(host, port)

@@ -25,6 +25,10 @@ def test_plain_and_conversational_calls_get_score_s_rewards_with_each_completion
     want = scored_by_score(tmp_path, critique_export, fake_chat_server.url, prompts, completions)
     torch.testing.assert_close(torch.tensor(plain), torch.tensor(want), atol=1e-4, rtol=1e-4)
     assert chat == plain and reward.__name__ == "critique_reward"
+    # The two completions of "What is 2 + 2?" in one row, their prompt once: the same rewards.
+    shared = RewardFunction(str(critique_export), critic_base_url=fake_chat_server.url, shared_prompt=True)
+    torch.testing.assert_close(torch.tensor(shared(prompts, completions)), torch.tensor(plain), atol=1e-5,
+                               rtol=1e-5)
 
 
 def test_bad_calls_name_the_item(critique_export, fake_chat_server):  # noqa: F811

@@ -240,3 +240,14 @@ def test_normalizing_without_statistics_is_refused_at_start(tmp_path, export, cr
     done = subprocess.run([sys.executable, "-m", "lightning_critrm", *command], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1 and "no reward statistics to normalize with" in done.stderr, done.stderr
+
+
+def test_a_shared_prompt_server_answers_the_same_rewards(tmp_path, export, critic, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_CRITRM_CACHE", str(export.parent / "cache"))
+    want = scored_by_score(tmp_path, export, critic.url, PROMPTS, COMPLETIONS)
+    items = [{"prompt": p, "completion": c} for p, c in zip(PROMPTS, COMPLETIONS)]
+    with serving(export, "--critic_base_url", critic.url, "--shared_prompt", "true",
+                 cache=export.parent / "cache") as served:
+        status, answer = served.post("/rewards", {"items": items})
+    assert status == 200, answer
+    torch.testing.assert_close(torch.tensor(answer["rewards"]), torch.tensor(want), atol=1e-5, rtol=1e-5)
