@@ -148,13 +148,12 @@ def test_score_rows_errors_name_the_line_and_field(tmp_path, pairs_file, tiny_de
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_shared_prompt_groups_keep_the_scored_sequences_and_hold_at_most_a_batch():
+def test_shared_prompt_groups_keep_the_scored_sequences():
     from lightning_critrm.reward.exported import _kept_groups, prompt_groups
 
     texts = (("a", "1"), ("b", "2"), ("a", "3"), ("a", "4"))
     items = [([{"role": "user", "content": q}], c) for q, c in texts]
     assert prompt_groups(items) == [[0, 2, 3], [1]]
-    # Sequence 2 has no critique (not scored): the rest renumbered 0..2, groups cut at 2.
-    assert _kept_groups([[0, 2, 3], [1]], kept=[0, 1, 3], most=2) == [[0, 2], [1]]
-    assert _kept_groups([[0, 1, 2, 3, 4]], kept=[0, 1, 2, 3, 4], most=2) == [[0, 1], [2, 3], [4]]
-    assert _kept_groups(None, kept=[1, 4], most=8) == [[0], [1]]
+    # Sequence 2 has no critique (not scored): the rest renumbered 0..2.
+    assert _kept_groups([[0, 2, 3], [1]], kept=[0, 1, 3]) == [[0, 2], [1]]
+    assert _kept_groups(None, kept=[1, 4]) == [[0], [1]]

@@ -31,7 +31,8 @@ class SequenceBatches:
 
     A unit is a sequence, or under ``layout.shared_prompt`` a whole group (the completions of one
     prompt), laid out with its prompt once; a batch holds whole groups up to ``batch_size``
-    sequences (a larger group travels alone).
+    sequences, and a larger group is cut into groups of ``batch_size`` (a group is one row, whose
+    attention mask costs its length squared: 10,000 completions of a prompt must not be one row).
 
     Args:
         sequences: Token ids of each sequence.
@@ -57,9 +58,13 @@ class SequenceBatches:
         self.pad_token_id = pad_token_id
         self.layout = layout
         self.sort_by_length = sort_by_length
-        self.groups = [list(g) for g in groups] if layout.shared_prompt and groups is not None else None
-        if self.groups is not None and sorted(k for g in self.groups for k in g) != [*range(len(sequences))]:
-            raise ValueError(f"groups must split the {len(sequences)} sequences, each in exactly one group")
+        self.groups = None
+        if layout.shared_prompt and groups is not None:
+            if sorted(k for g in groups for k in g) != [*range(len(sequences))]:
+                raise ValueError(
+                    f"groups must split the {len(sequences)} sequences, each in exactly one group")
+            self.groups = [list(g[start:start + batch_size]) for g in groups
+                           for start in range(0, len(g), batch_size)]
 
     def _units(self) -> list[list[int]]:
         """What is sorted, dealt and batched: single sequences, or whole groups."""

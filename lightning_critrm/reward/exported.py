@@ -225,7 +225,7 @@ class ExportedRewardModel:
         with torch.no_grad(), self._autocast(), bar:
             # Sorted by length, all here: under an RL trainer's process group each rank scores its own
             # completions, so nothing is dealt across ranks (rank 0 of 1).
-            shared = _kept_groups(groups, kept, self.batch_size) if self.layout.shared_prompt else None
+            shared = _kept_groups(groups, kept) if self.layout.shared_prompt else None
             batches = SequenceBatches([sequences[i] for i in kept], self.batch_size, pad, self.layout,
                                       groups=shared)
             for batch in batches.build(batches.plan(0, 1)):
@@ -254,14 +254,11 @@ def prompt_groups(items: Sequence[Item]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _kept_groups(groups: Optional[Sequence[Sequence[int]]], kept: list[int], most: int) -> list[list[int]]:
-    """``groups`` (each sequence alone when None) over the ``kept`` sequences, renumbered, and cut
-    into groups of at most ``most``: a group is one row, and 10,000 completions of one prompt in
-    one row would need an attention mask of their length squared."""
+def _kept_groups(groups: Optional[Sequence[Sequence[int]]], kept: list[int]) -> list[list[int]]:
+    """``groups`` (each sequence alone when None) over the ``kept`` sequences, renumbered."""
     position = {i: k for k, i in enumerate(kept)}
     whole = groups if groups is not None else [[i] for i in position]
-    owned = [[position[i] for i in group if i in position] for group in whole]
-    return [own[start:start + most] for own in owned for start in range(0, len(own), most)]
+    return [own for group in whole if (own := [position[i] for i in group if i in position])]
 
 
 def _classifier_reward_model(classifier):

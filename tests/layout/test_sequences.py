@@ -24,5 +24,14 @@ def test_groups_stay_whole_under_a_shared_prompt():
     assert pair.input_ids.tolist() == [[1, 2, 3, 4]] and pair.ids.tolist() == [0, 1]
 
 
+def test_a_group_larger_than_a_batch_is_cut_into_rows_of_a_batch():
+    seqs = [[1, 2, k] for k in range(3, 8)]  # five completions of the prompt [1, 2]
+    batches = SequenceBatches(seqs, batch_size=2, pad_token_id=0, layout=Layout(shared_prompt=True),
+                              groups=[[0, 1, 2, 3, 4]])
+    built = list(batches.build(batches.plan(0, 1)))
+    assert [b.ids.tolist() for b in built] == [[4], [0, 1], [2, 3]]  # the 3-token single first
+    assert [b.input_ids.tolist() for b in built] == [[[1, 2, 7]], [[1, 2, 3, 4]], [[1, 2, 5, 6]]]
+
+
 def test_collect_drops_the_dummy_sequences():
     assert collect(torch.tensor([4, DUMMY_ID, 2]), torch.tensor([0.5, 9.0, -1.0])) == {4: 0.5, 2: -1.0}
