@@ -15,25 +15,12 @@ from typing import Any, Optional
 from lightning_critrm import console
 from lightning_critrm.atomic_write import atomic_file
 from lightning_critrm.data.sources import local_files, rows_of_file
-from lightning_critrm.locations import writable_file, writable_folder
+from lightning_critrm.locations import writable_file
 from lightning_critrm.records import ColumnMap, RecordError, normalize_row
-from lightning_critrm.reward.exported import ExportedRewardModel, Precision
+from lightning_critrm.reward.exported import ExportedRewardModel, command_parser, split_model_options
 
 
-def score(
-    model: str,
-    input: str,
-    output: str,
-    batch_size: int = 16,
-    cache_dir: Optional[str] = None,
-    device: str = "auto",
-    critic_base_url: Optional[str] = None,
-    critic_api_key_env: Optional[str] = None,
-    critic_max_concurrency: Optional[int] = None,
-    normalize: bool = False,
-    precision: Precision = "32-true",
-    shared_prompt: bool = False,
-) -> None:
+def score(reward_model: ExportedRewardModel, input: str, output: str, normalize: bool = False) -> None:
     """Score rows with a reward model written by ``export``, and write one JSON line per row.
 
     Rows (``.jsonl``/``.json``/``.parquet``) hold a ``prompt`` (a string or chat messages) and either
@@ -45,29 +32,12 @@ def score(
     written whole or not at all.
 
     Args:
-        model: Folder written by ``python -m lightning_critrm export``.
+        reward_model: The exported model (``--model`` and its options).
         input: Rows to score.
         output: JSON lines to write, one per input row, in input order.
-        batch_size: Sequences per forward pass.
-        cache_dir: Where generated critiques are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
-            ``~/.cache/lightning_critrm``, as in training).
-        device: ``auto`` (a GPU where there is one), ``cpu`` or ``cuda``.
-        critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
-            backend): the export records what the critic is, never where it ran.
-        critic_api_key_env: Environment variable holding that endpoint's API key.
-        critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
         normalize: Write ``(reward - mean) / std`` with the validation statistics the export
             stored (as OpenRLHF's ``normalize_reward``), not the raw reward.
-        precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
-            faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
-        shared_prompt: Score the completions of one prompt together (a pair's two, rows of the same
-            prompt), the prompt computed once (as ``data.layout.shared_prompt`` trains): faster
-            where completions share long prompts; rewards equal the default layout's within rounding.
     """
-    reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env, precision=precision,
-                                       critic_max_concurrency=critic_max_concurrency,
-                                       shared_prompt=shared_prompt)
     rows = read_score_rows(input, needs_critiques=reward_model.critiques_from == "columns")
     items = [(row["prompt"], completion) for row in rows for completion in row["completions"]]
     given = ([c for row in rows for c in row["critiques"]] if reward_model.critiques_from == "columns"
@@ -79,27 +49,21 @@ def score(
 
 
 def score_parser():
-    """The ``score`` options, from :func:`score`'s docstring."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(description=score.__doc__.split("\n\n")[0])
-    parser.add_function_arguments(score, as_group=False)
-    return parser
+    """The ``score`` options: the exported model's, then :func:`score`'s."""
+    return command_parser(score)
 
 
 def run_score_command(options: dict[str, Any]) -> None:
     """Run :func:`score` with parsed ``options``, other libraries' output (a vLLM critic's) going to
     ``<output>.log``."""
-    values = {k: v for k, v in options.items() if k != "config"}
+    model, values = split_model_options(options)
     writable_file(values["output"], "--output")  # before scoring, not after it
-    if values.get("cache_dir"):
-        writable_folder(values["cache_dir"], "--cache_dir")
     log = Path(f"{values['output']}.log")
     if console.send_other_output_to(log):
         print(f"other libraries' output: {log} (LIGHTNING_CRITRM_SHOW_LOGS=1 shows it here)")
     else:
         console.show_package_logs()
-    score(**values)
+    score(ExportedRewardModel(**model), **values)
 
 
 def read_score_rows(source: str, needs_critiques: bool) -> list[dict[str, Any]]:

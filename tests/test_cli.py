@@ -86,7 +86,7 @@ def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
     text = capsys.readouterr().out
     listed = text[text.index("Available subcommands:"):]
     for name in ("fit", "validate", "test", "predict", "critique", "evaluate", "rewardbench", "export",
-                 "score", "study", "self-critique"):
+                 "score", "serve", "study", "self-critique"):
         assert f"\n    {name} " in listed, name
     with pytest.raises(SystemExit):
         main(["score", "--help"])
@@ -97,6 +97,26 @@ def test_help_lists_every_subcommand_each_with_its_own_help(capsys):
     with pytest.raises(SystemExit):
         main(["self-critique", "--help"])
     assert "--self_critique.critique_lm_coef" in capsys.readouterr().out
+
+
+def test_commands_that_score_an_export_take_the_model_options_of_exported_reward_model(tmp_path, capsys):
+    import inspect
+
+    from lightning_critrm.evaluate import evaluate_parser
+    from lightning_critrm.reward.exported import ExportedRewardModel
+
+    export = tmp_path / "rm"
+    export.mkdir()
+    model_options = list(inspect.signature(ExportedRewardModel).parameters)
+    for argv in (["score", "--help"], ["serve", "--help"], ["evaluate", "--model", str(export), "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "from every caller together" in text, argv  # the class's own help text
+        for name in model_options:
+            assert f"--{name} " in text, (argv, name)
+    own = {a.dest for a in evaluate_parser()._actions} - set(model_options) - {"help", "config"}
+    assert own == {"benchmark", "source", "subsets", "max_rows", "out_dir"}
 
 
 def test_help_documents_every_option(capsys):

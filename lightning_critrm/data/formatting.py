@@ -129,10 +129,6 @@ class SequenceFormatter:
             add_generation_prompt=add_generation_prompt,
         )
 
-    def render_text(self, prompt: Sequence[Message], completion: str, critique: Optional[str]) -> str:
-        """The whole sequence as the model reads it (for people reading TensorBoard samples)."""
-        return self.tokenizer.decode(self.encode(prompt, completion, critique).input_ids)
-
     # -- tokens -------------------------------------------------------------------------------
     def _ids(self, text: str) -> list[int]:
         # The template writes every special token itself, as apply_chat_template(tokenize=True) reads it.

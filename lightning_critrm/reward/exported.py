@@ -10,12 +10,13 @@ its own critiques is its own critic: the folder continues each scored text to it
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal, Optional, get_args
+from typing import Any, Literal, Optional, get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -29,6 +30,7 @@ from lightning_critrm.data.formatting import SequenceFormatter
 from lightning_critrm.errors import InputError, MissingInputError
 from lightning_critrm.hardware import fastest_dtype
 from lightning_critrm.layout import Layout, SequenceBatches
+from lightning_critrm.locations import writable_folder
 from lightning_critrm.prompts import CritiqueFormat
 from lightning_critrm.records import Message
 
@@ -42,8 +44,11 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 class ExportedRewardModel:
     """Rewards of (prompt, completion) items from a folder written by ``export``.
 
+    The commands that score an export (``score``, ``serve``, ``evaluate --model``) take these as
+    their options (:func:`command_parser`).
+
     Args:
-        model: The exported folder.
+        model: Folder written by ``python -m lightning_critrm export``.
         batch_size: Sequences per forward pass.
         cache_dir: Where generated critiques are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
             ``~/.cache/lightning_critrm``, as in training).
@@ -52,8 +57,8 @@ class ExportedRewardModel:
             backend): the export records what the critic is, never where it ran.
         critic_api_key_env: Environment variable holding that endpoint's API key.
         critic_backend: Run a local critic (the recorded one, or the model itself where it writes
-            its own critiques) with this backend (``vllm``, ``transformers``) instead of the
-            recorded one (``auto``: vLLM where it is installed).
+            its own critiques) with this backend instead of the recorded one (``auto``: vLLM where
+            it is installed).
         precision: ``32-true`` (fp32 throughout) or ``bf16-mixed`` (the forward pass under bf16
             autocast, as Lightning's ``bf16-mixed``; weights and rewards stay fp32): faster where
             bf16 is native (GPUs since Ampere, CPUs with AVX-512 BF16 or AMX), rewards that differ
@@ -61,15 +66,16 @@ class ExportedRewardModel:
         critic_max_concurrency: Most requests in flight to that endpoint at once, from every caller
             together (default: the critic's ``endpoint.max_concurrency``, 8); raise it for a
             served critic with room for more.
-        shared_prompt: Score the completions of one prompt (a GRPO group, a benchmark row's
-            completions) together, the prompt computed once and each completion attending to it
-            alone, as ``data.layout.shared_prompt`` trains: fewer tokens through the model where
+        shared_prompt: Score the completions of one prompt (a pair, a GRPO group, a benchmark
+            row's completions) together, the prompt computed once and each completion attending to
+            it alone, as ``data.layout.shared_prompt`` trains: fewer tokens through the model where
             completions share long prompts; rewards equal the padded forward's within rounding.
     """
 
     def __init__(self, model: str | Path, batch_size: int = 16, cache_dir: Optional[str | Path] = None,
                  device: str = "auto", critic_base_url: Optional[str] = None,
-                 critic_api_key_env: Optional[str] = None, critic_backend: Optional[str] = None,
+                 critic_api_key_env: Optional[str] = None,
+                 critic_backend: Optional[Literal["auto", "vllm", "transformers"]] = None,
                  precision: Precision = "32-true", critic_max_concurrency: Optional[int] = None,
                  shared_prompt: bool = False):
         if precision not in PRECISIONS:
@@ -244,6 +250,28 @@ class ExportedRewardModel:
         if self.precision == "bf16-mixed":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
+
+
+def command_parser(command, prog: Optional[str] = None):
+    """The parser of a command that scores an export (``score``, ``serve``, ``evaluate --model``):
+    ``--model`` and the other :class:`ExportedRewardModel` options, with the same names and help in
+    each, then the command's own (its arguments after ``reward_model``), help from the docstrings."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog=prog, description=command.__doc__.split("\n\n")[0])
+    parser.add_class_arguments(ExportedRewardModel, as_group=False)
+    parser.add_function_arguments(command, as_group=False, skip={"reward_model"})
+    return parser
+
+
+def split_model_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A command's parsed ``options`` as (:class:`ExportedRewardModel`'s, the command's own), the
+    critique cache folder checked writable before any work."""
+    names = inspect.signature(ExportedRewardModel).parameters
+    model = {k: v for k, v in options.items() if k in names}
+    if model.get("cache_dir"):
+        writable_folder(model["cache_dir"], "--cache_dir")
+    return model, {k: v for k, v in options.items() if k not in names and k != "config"}
 
 
 def prompt_groups(items: Sequence[Item]) -> list[list[int]]:

@@ -21,8 +21,13 @@ from typing import Any, Optional
 
 from lightning_critrm import console
 from lightning_critrm.errors import InputError, MissingExtraError
-from lightning_critrm.locations import writable_folder
-from lightning_critrm.reward.exported import ExportedRewardModel, Item, Precision, prompt_groups
+from lightning_critrm.reward.exported import (
+    ExportedRewardModel,
+    Item,
+    command_parser,
+    prompt_groups,
+    split_model_options,
+)
 from lightning_critrm.reward.function import refuse_column_critiques
 from lightning_critrm.reward.requests import (
     Limits,
@@ -159,23 +164,15 @@ def build_app(service: RewardService, limits: Limits, normalize: bool = False,
 
 
 def serve(
-    model: str,
+    reward_model: ExportedRewardModel,
     host: str = "127.0.0.1",
     port: int = 8000,
     normalize: bool = False,
-    batch_size: int = 16,
     chunk_items: int = 512,
     max_items: int = 100_000,
     max_text_chars: int = 100_000,
     strip: Optional[list[str]] = None,
     drain_timeout_s: float = 600.0,
-    cache_dir: Optional[str] = None,
-    device: str = "auto",
-    critic_base_url: Optional[str] = None,
-    critic_api_key_env: Optional[str] = None,
-    critic_max_concurrency: Optional[int] = None,
-    precision: Precision = "32-true",
-    shared_prompt: bool = False,
 ) -> None:
     """Serve rewards from a reward model written by ``export``, over HTTP, for RL loops.
 
@@ -187,12 +184,11 @@ def serve(
     request is answered 400, 413 or 422 with the field and item it concerns.
 
     Args:
-        model: Folder written by ``python -m lightning_critrm export``.
+        reward_model: The exported model (``--model`` and its options).
         host: Interface to listen on (``0.0.0.0`` for every one).
         port: Port to listen on (0: any free port, printed at start).
         normalize: Answer ``(reward - mean) / std`` with the validation statistics the export
             stored, unless a request says otherwise (``"normalize": false``).
-        batch_size: Sequences per forward pass.
         chunk_items: Items a request is cut into, and the most one critic or forward call takes
             across requests.
         max_items: Most items one request may hold (413 beyond).
@@ -202,18 +198,6 @@ def serve(
             end-of-sequence token (default: this model's EOS and pad tokens, as OpenRLHF's own
             server does).
         drain_timeout_s: On SIGTERM, how long requests in flight may take to finish.
-        cache_dir: Where generated critiques are cached (default: ``$LIGHTNING_CRITRM_CACHE`` or
-            ``~/.cache/lightning_critrm``, as in training).
-        device: ``auto`` (a GPU where there is one), ``cpu`` or ``cuda``.
-        critic_base_url: Where the recorded critic is served, when it is an endpoint (``openai``
-            backend).
-        critic_api_key_env: Environment variable holding that endpoint's API key.
-        critic_max_concurrency: Most requests in flight to that endpoint at once (default 8).
-        precision: ``32-true`` (fp32) or ``bf16-mixed`` (the forward pass under bf16 autocast):
-            faster where bf16 is native, rewards that differ from fp32's in the second or third digit.
-        shared_prompt: Score the completions of one prompt together (a GRPO group), the prompt
-            computed once (as ``data.layout.shared_prompt`` trains): faster where completions share
-            long prompts; rewards equal the default layout's within rounding.
     """
     try:
         import fastapi  # noqa: F401  (build_app's)
@@ -221,12 +205,6 @@ def serve(
     except ImportError as err:
         raise MissingExtraError("the reward server needs FastAPI and uvicorn, an optional extra: "
                                 "pip install 'lightning_critrm[serve]'") from err
-    if cache_dir:
-        writable_folder(cache_dir, "--cache_dir")
-    reward_model = ExportedRewardModel(model, batch_size, cache_dir, device, critic_base_url,
-                                       critic_api_key_env, precision=precision,
-                                       critic_max_concurrency=critic_max_concurrency,
-                                       shared_prompt=shared_prompt)
     refuse_column_critiques(reward_model)
     reward_model.check_normalize(normalize)
     listener = _listen(host, port)
@@ -247,8 +225,8 @@ def serve(
         app = build_app(service, Limits(max_items, max_text_chars), normalize, strip)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout_s)
         address = f"http://{host}:{listener.getsockname()[1]}"
-        print(f"serving {model} on {address}: POST /rewards, POST /get_reward (OpenRLHF), GET /health; "
-              "Ctrl-C or SIGTERM stops it after the requests in flight", flush=True)
+        print(f"serving {reward_model.folder} on {address}: POST /rewards, POST /get_reward (OpenRLHF), "
+              "GET /health; Ctrl-C or SIGTERM stops it after the requests in flight", flush=True)
         uvicorn.Server(config).run(sockets=[listener])
 
 
@@ -267,14 +245,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve_parser():
-    """The ``serve`` options, from :func:`serve`'s docstring."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(description=serve.__doc__.split("\n\n")[0])
-    parser.add_function_arguments(serve, as_group=False)
-    return parser
+    """The ``serve`` options: the exported model's, then :func:`serve`'s."""
+    return command_parser(serve)
 
 
 def run_serve_command(options: dict[str, Any]) -> None:
     console.show_package_logs()
-    serve(**{k: v for k, v in options.items() if k != "config"})
+    model, values = split_model_options(options)
+    serve(ExportedRewardModel(**model), **values)

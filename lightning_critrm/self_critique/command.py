@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ArgumentParser
 
 from lightning_critrm.self_critique.recipe import SelfCritiqueSettings, run_self_critique
+from lightning_critrm.study.command import config_file, fit_runs_parser
 
 DESCRIPTION = (
     "Train a reward model that writes its own critiques (the CLoud recipe) from one YAML: fine-tune the LM "
@@ -18,18 +19,11 @@ DESCRIPTION = (
 
 def self_critique_parser() -> ArgumentParser:
     """The ``self-critique`` options: a YAML with a ``self_critique`` and a ``fit`` section."""
-    parser = ArgumentParser(description=DESCRIPTION, parser_mode="omegaconf")
-    parser.add_argument("--config", action=ActionConfigFile,
-                        help="The recipe YAML: a `self_critique` and a `fit` section.")
-    parser.add_argument("--self_critique", type=SelfCritiqueSettings, default=SelfCritiqueSettings())
-    parser.add_argument("--fit", type=dict, required=True,
-                        help="A fit config, as given to `python -m lightning_critrm fit --config` (in the "
-                             "YAML); its data's critiques are the teacher's.")
-    return parser
+    return fit_runs_parser(DESCRIPTION, "self_critique", SelfCritiqueSettings,
+                           "The recipe YAML: a `self_critique` and a `fit` section.",
+                           "; its data's critiques are the teacher's")
 
 
 def run_self_critique_command(options: dict[str, Any], fit_overrides: list[str]) -> None:
     """Run the recipe that parsed ``options`` say."""
-    configs = options.get("config") or []
-    config_path: Optional[str] = str(configs[-1]) if configs else None
-    run_self_critique(options["self_critique"], options["fit"], fit_overrides, config_path)
+    run_self_critique(options["self_critique"], options["fit"], fit_overrides, config_file(options))

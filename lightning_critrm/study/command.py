@@ -18,21 +18,32 @@ DESCRIPTION = (
 
 def study_parser() -> ArgumentParser:
     """The ``study`` options: a YAML with a ``study`` and a ``fit`` section, and ``--study.*``."""
-    parser = ArgumentParser(description=DESCRIPTION, parser_mode="omegaconf")
-    parser.add_argument("--config", action=ActionConfigFile,
-                        help="The study YAML: a `study` and a `fit` section.")
-    parser.add_argument("--study", type=StudySettings, default=StudySettings())
-    parser.add_argument("--fit", type=dict, required=True,
-                        help="A fit config, as given to `python -m lightning_critrm fit --config` "
-                             "(in the YAML).")
-    return parser
+    return fit_runs_parser(DESCRIPTION, "study", StudySettings,
+                           "The study YAML: a `study` and a `fit` section.")
 
 
 def run_study_command(options: dict[str, Any], fit_overrides: list[str]) -> None:
     """Run the study that parsed ``options`` say (``fit_overrides``: see :func:`split_fit_overrides`)."""
+    run_study(options["study"], options["fit"], config_path=config_file(options), fit_overrides=fit_overrides)
+
+
+def fit_runs_parser(description: str, section: str, settings: type, config_help: str,
+                    fit_help: str = "") -> ArgumentParser:
+    """The parser of a command that runs fit configs (``study``, ``self-critique``): a YAML with the
+    command's ``section`` of ``settings`` and a ``fit`` section, and ``--<section>.*`` options."""
+    parser = ArgumentParser(description=description, parser_mode="omegaconf")
+    parser.add_argument("--config", action=ActionConfigFile, help=config_help)
+    parser.add_argument(f"--{section}", type=settings, default=settings())
+    parser.add_argument("--fit", type=dict, required=True,
+                        help="A fit config, as given to `python -m lightning_critrm fit --config` (in the "
+                             f"YAML){fit_help}.")
+    return parser
+
+
+def config_file(options: dict[str, Any]) -> Optional[str]:
+    """The YAML the parsed ``options`` came from (the last ``--config``), if any."""
     configs = options.get("config") or []
-    config_path: Optional[str] = str(configs[-1]) if configs else None
-    run_study(options["study"], options["fit"], config_path=config_path, fit_overrides=fit_overrides)
+    return str(configs[-1]) if configs else None
 
 
 def split_fit_overrides(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -111,7 +111,7 @@ def test_critique_required_when_critiques_are_on():
 
 def test_real_chat_template_places_the_critique_inside_the_assistant_turn(chat_tokenizer):
     f = SequenceFormatter(chat_tokenizer, max_length=512, critique_format=CritiqueFormat())
-    text = f.render_text(PROMPT, "The answer is 42.", "Correctness: correct.")
+    text = chat_tokenizer.decode(f.encode(PROMPT, "The answer is 42.", "Correctness: correct.").input_ids)
     assert text == (
         "<|im_start|>user\nabcdef<|im_end|>\n<|im_start|>assistant\nThe answer is 42."
         "\n\n[Critique of the response]\nCorrectness: correct.\n[End of critique]<|im_end|>\n"
