@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from lightning.pytorch.loggers import TensorBoardLogger
+
 from lightning_critrm.evaluation.rewardbench_callback import BenchmarkName, evaluation_for
 from lightning_critrm.locations import writable_folder
 from lightning_critrm.reward.exported import ExportedRewardModel, command_parser, split_model_options
@@ -26,7 +28,9 @@ def evaluate_export(
     out_dir: str = "evaluations",
 ):
     """Score a model written by ``export`` on a benchmark and print its table; the scores and
-    per-row rewards go to ``<out_dir>/<benchmark>/<model folder name>.json``. Returns the scores.
+    per-row rewards go to ``<out_dir>/<benchmark>/<model folder name>.json``, the scalars to
+    TensorBoard under ``<out_dir>/tensorboard/<model folder name>`` (one run per export, so
+    ``tensorboard --logdir <out_dir>/tensorboard`` compares them). Returns the scores.
 
     Args:
         reward_model: The exported model (``--model`` and its options).
@@ -46,7 +50,10 @@ def evaluate_export(
     rewards = reward_model.forward(evaluation.sequences, progress=True, groups=evaluation.groups())
     rows = evaluation.row_rewards(dict(enumerate(rewards)))
     scores = evaluation.scores(rows)
-    evaluation.report([], Path(out_dir), scores, rows, record_name=reward_model.folder.resolve().name)
+    name = reward_model.folder.resolve().name
+    logger = TensorBoardLogger(out_dir, name="tensorboard", version=name, default_hp_metric=False)
+    evaluation.report([logger], Path(out_dir), scores, rows, record_name=name)
+    logger.finalize("success")
     print(evaluation.table(scores))
     return scores
 

@@ -7,6 +7,7 @@ import pytest
 from lightning_critrm.cli import main
 from lightning_critrm.errors import InputError
 from lightning_critrm.evaluation import RewardBenchCallback
+from lightning_critrm.scalars import read_last_scalars
 from tests.conftest import REPO
 from tests.evaluation.test_rewardbench_callback import benchmark_fit_config
 
@@ -48,6 +49,9 @@ def test_fit_logs_every_configured_benchmark_each_epoch_and_evaluate_on_the_expo
     assert re.search(rf"^overall\s+{100 * last['overall']:.1f}$", printed, re.M), printed
     for section, value in last["sections"].items():
         assert re.search(rf"^{section}\s+{100 * value:.1f}\s", printed, re.M), (section, printed)
+    logged = read_last_scalars(tmp_path / "evaluations" / "tensorboard" / "exported")
+    assert logged["rmb/overall"] == pytest.approx(last["overall"])
+    assert logged["rmb/bon_harmlessness"] == pytest.approx(last["sections"]["bon_harmlessness"])
 
     # PPE correctness too: a record of many metrics per set, the same from the export
     last = json.loads((run / "ppe_correctness" / "epoch1-step6.json").read_text())
